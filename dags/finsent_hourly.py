@@ -1,0 +1,64 @@
+"""
+### finsent hourly monitor
+
+Every hour: fetch the finance feeds in the registry and store each new story
+in PostgreSQL exactly once.
+
+**Window.** A run at logical date *T* covers the hour `[floor(T) - 1h, floor(T))`
+(Airflow 3 cron schedules have zero-length data intervals, so the window is
+explicit). Pass `{"start": "...", "end": "..."}` in the run conf to cover a
+range instead.
+
+**Idempotent.** Re-running any hour stores nothing twice: stories are keyed
+by guid, canonical URL and (for syndicated copies) normalised title.
+
+Logic lives in `pipeline/`; this file only wires tasks.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from pipeline import tasks
+
+default_args = {
+    "owner": "data-eng",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=20),
+}
+
+
+@dag(
+    dag_id="finsent_hourly",
+    schedule="@hourly",
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    doc_md=__doc__,
+    tags=["finsent", "ingest"],
+    params={
+        "feeds_file": Param(None, type=["null", "string"], description="feed registry YAML (default: FINSENT_FEEDS_FILE)"),
+        "start": Param(None, type=["null", "string"], description="backfill range start, ISO 8601 (UTC if no zone)"),
+        "end": Param(None, type=["null", "string"], description="backfill range end, ISO 8601, exclusive"),
+    },
+)
+def finsent_hourly():
+    @task
+    def plan_window() -> dict:
+        ctx = get_current_context()
+        # Runs triggered without a logical date (Airflow 3 allows it) use run_after.
+        return tasks.plan(ctx.get("logical_date") or ctx["dag_run"].run_after, ctx["params"])
+
+    @task(execution_timeout=timedelta(minutes=15))
+    def ingest_feeds(window: dict) -> dict:
+        ctx = get_current_context()
+        return tasks.ingest(window, ctx["params"], run_key=ctx["run_id"])
+
+    ingest_feeds(plan_window())
+
+
+finsent_hourly()

@@ -1,0 +1,1 @@
+"""finsent: financial news sentiment monitoring pipeline."""

@@ -1,0 +1,82 @@
+"""Every setting in one place.
+
+Values come from environment variables (``FINSENT_*`` and ``DATABASE_URL``),
+then from Airflow connections where an Airflow is present, then from defaults
+that make the embedded demo work on a fresh machine.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = REPO_ROOT / "sql"
+FEEDS_DIR = REPO_ROOT / "feeds"
+
+USER_AGENT = "finsent/0.1 (+https://example.invalid/finsent; financial news monitor)"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def state_dir() -> Path:
+    """Git-ignored folder for the embedded database, models and Airflow home."""
+    return Path(_env("FINSENT_HOME", str(REPO_ROOT / ".state"))).resolve()
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    timeout_s: float = 20.0          # total time allowed for one feed download
+    max_bytes: int = 10 * 1024 * 1024  # size cap on the (decoded) body
+    concurrency: int = 8             # feeds fetched at once
+    title_window_h: float = 24.0     # same normalised title within this window = syndicated copy
+    default_timezone: str = "UTC"    # zone assumed for feed dates that carry none
+    user_agent: str = USER_AGENT
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    db_conn_id: str
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    feeds_file: Path = FEEDS_DIR / "demo.yaml"
+    classify_queue: str = "gpu"
+
+
+def _airflow_connection_uri(conn_id: str) -> str | None:
+    """URI of an Airflow connection, if Airflow is installed and it is defined."""
+    if not os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") and not os.environ.get("FINSENT_USE_AIRFLOW_CONN"):
+        return None  # avoid slow secret-backend lookups when nothing is configured
+    try:
+        from airflow.sdk import BaseHook  # type: ignore
+    except Exception:  # pragma: no cover - airflow absent
+        return None
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:
+        return None
+    uri = conn.get_uri()
+    return uri.replace("postgres://", "postgresql://", 1)
+
+
+def load() -> Settings:
+    """Read the settings from the environment (cheap; call where needed)."""
+    conn_id = _env("FINSENT_DB_CONN_ID", "finsent_db")
+    url = os.environ.get("DATABASE_URL") or _airflow_connection_uri(conn_id)
+    ingest = IngestSettings(
+        timeout_s=float(_env("FINSENT_FETCH_TIMEOUT_S", "20")),
+        max_bytes=int(_env("FINSENT_FETCH_MAX_BYTES", str(10 * 1024 * 1024))),
+        concurrency=int(_env("FINSENT_FETCH_CONCURRENCY", "8")),
+        title_window_h=float(_env("FINSENT_TITLE_DEDUPE_WINDOW_H", "24")),
+        default_timezone=_env("FINSENT_DEFAULT_FEED_TZ", "UTC"),
+    )
+    return Settings(
+        database_url=url,
+        db_conn_id=conn_id,
+        ingest=ingest,
+        feeds_file=Path(_env("FINSENT_FEEDS_FILE", str(FEEDS_DIR / "demo.yaml"))),
+        classify_queue=_env("FINSENT_CLASSIFY_QUEUE", "gpu"),
+    )

@@ -1,0 +1,1 @@
+"""Feed ingestion: registry -> fetch -> parse -> normalise/dedupe -> store."""

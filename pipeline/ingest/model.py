@@ -1,0 +1,59 @@
+"""Plain records passed between the ingestion steps."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One registry entry."""
+
+    name: str
+    url: str
+    timezone: str | None = None      # zone for dates without one; None = global default
+    dedupe_titles: bool = True       # off for feeds whose distinct items share titles (SEC)
+    enabled: bool = True
+    timeout_s: float | None = None
+    max_bytes: int | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Story:
+    guid: str | None
+    url: str | None
+    canonical_url: str | None
+    title: str
+    summary: str
+    published_at: datetime | None
+    content_hash: str
+    title_hash: str
+
+
+@dataclass
+class FetchResult:
+    status: str                      # ok | not_modified | error
+    http_status: int | None = None
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    final_url: str | None = None
+    redirects: list[str] = field(default_factory=list)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class ParseResult:
+    stories: list[Story]
+    skipped: int = 0                 # items with neither title nor link
+    warning: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class FeedOutcome:
+    spec: FeedSpec
+    fetch: FetchResult
+    parsed: ParseResult | None
+    fetched_at: datetime

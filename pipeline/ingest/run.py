@@ -1,0 +1,133 @@
+"""One ingestion pass: fetch all feeds concurrently, store each as it arrives."""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from pipeline import config, db
+from pipeline.ingest import registry, store
+from pipeline.ingest.dedupe import dedupe
+from pipeline.ingest.fetch import fetch
+from pipeline.ingest.model import FeedOutcome, FeedSpec
+from pipeline.ingest.parse import parse
+
+log = logging.getLogger(__name__)
+
+
+def fetch_and_parse(spec: FeedSpec, validators: dict, settings: config.IngestSettings) -> FeedOutcome:
+    """Network and CPU work for one feed; touches no database."""
+    fetched_at = datetime.now(timezone.utc)
+    result = fetch(
+        spec.url,
+        etag=validators.get("etag"),
+        last_modified=validators.get("last_modified"),
+        timeout_s=spec.timeout_s or settings.timeout_s,
+        max_bytes=spec.max_bytes or settings.max_bytes,
+        user_agent=settings.user_agent,
+    )
+    parsed = None
+    if result.status == "ok":
+        parsed = parse(result.body, result.headers, result.final_url,
+                       default_tz=spec.timezone or settings.default_timezone)
+        result.body = b""  # release memory early
+    return FeedOutcome(spec=spec, fetch=result, parsed=parsed, fetched_at=fetched_at)
+
+
+def ingest(
+    feeds_file: str | Path | None = None,
+    *,
+    specs: list[FeedSpec] | None = None,
+    database_url: str | None = None,
+    run_key: str | None = None,
+    window: tuple[datetime, datetime] | None = None,
+    settings: config.Settings | None = None,
+) -> dict:
+    """Run one pass over the registry and return a JSON-able summary.
+
+    A feed that fails is recorded with its error and skipped; the others land.
+    Database errors propagate (the caller retries; every write is idempotent).
+    """
+    settings = settings or config.load()
+    if specs is None:
+        specs = registry.load(feeds_file or settings.feeds_file)
+    specs = [s for s in specs if s.enabled]
+    url = database_url or db.database_url(settings)
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    window_td = timedelta(hours=settings.ingest.title_window_h)
+    feeds_out: list[dict] = []
+    conn = db.connect(url)
+    try:
+        known = store.sync_feeds(conn, specs)
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(settings.ingest.concurrency, len(specs) or 1)),
+            thread_name_prefix="fetch",
+        ) as pool:
+            futures = {
+                pool.submit(fetch_and_parse, spec, known[spec.name], settings.ingest): spec
+                for spec in specs
+            }
+            for future in as_completed(futures):
+                outcome = future.result()
+                feeds_out.append(_store_one(conn, known[outcome.spec.name]["id"], outcome, window_td))
+        feeds_out.sort(key=lambda f: f["name"])
+        summary = _summary(feeds_out, started, time.monotonic() - t0)
+        summary["run_id"] = store.record_run(conn, summary, run_key, window, started,
+                                             datetime.now(timezone.utc))
+    finally:
+        conn.close()
+    t = summary["totals"]
+    log.info("ingest done: %d feeds ok, %d failed, %d items seen, %d new, %d duplicates in %.1fs (%.0f items/s)",
+             t["feeds_ok"], t["feeds_failed"], t["items_seen"], t["new"], t["duplicates"],
+             summary["elapsed_s"], t["items_seen"] / max(summary["elapsed_s"], 1e-9))
+    return summary
+
+
+def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -> dict:  # noqa: ANN001
+    fetch_res, parsed = outcome.fetch, outcome.parsed
+    error = fetch_res.error or (parsed.error if parsed else None)
+    kept, dropped = [], 0
+    if parsed and not error:
+        kept, dropped = dedupe(parsed.stories, outcome.fetched_at, window_td, outcome.spec.dedupe_titles)
+    new = store.store_outcome(conn, feed_id, outcome, window_td, kept)
+    seen = len(parsed.stories) if parsed and not error else 0
+    status = "error" if error else fetch_res.status
+    entry = {
+        "name": outcome.spec.name,
+        "status": status,
+        "http_status": fetch_res.http_status,
+        "items_seen": seen,
+        "new": new,
+        "duplicates": seen - new,
+        "skipped": parsed.skipped if parsed else 0,
+        "error": error,
+        "warning": parsed.warning if parsed else None,
+        "final_url": fetch_res.final_url if fetch_res.redirects else None,
+        "redirects": fetch_res.redirects,
+        "elapsed_s": round(fetch_res.elapsed_s, 3),
+    }
+    if error:
+        log.warning("feed %s: %s", outcome.spec.name, error)
+    else:
+        log.info("feed %s: %s, %d items, %d new, %d duplicates%s", outcome.spec.name, status, seen,
+                 new, seen - new, f" (warning: {entry['warning']})" if entry["warning"] else "")
+    return entry
+
+
+def _summary(feeds_out: list[dict], started: datetime, elapsed: float) -> dict:
+    return {
+        "started_at": started.isoformat(),
+        "elapsed_s": round(elapsed, 3),
+        "totals": {
+            "feeds": len(feeds_out),
+            "feeds_ok": sum(f["status"] != "error" for f in feeds_out),
+            "feeds_failed": sum(f["status"] == "error" for f in feeds_out),
+            "items_seen": sum(f["items_seen"] for f in feeds_out),
+            "new": sum(f["new"] for f in feeds_out),
+            "duplicates": sum(f["duplicates"] for f in feeds_out),
+        },
+        "feeds": feeds_out,
+    }
