@@ -1,6 +1,8 @@
 """HTTP (and local file) download of one feed, with limits and conditional GET."""
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -58,17 +60,31 @@ def fetch(
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 result.error = f"body too large: Content-Length {declared} > limit {max_bytes}"
                 return _done(result, start)
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in resp.iter_content(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    result.error = f"body too large: over limit {max_bytes} bytes"
-                    return _done(result, start)
-                if time.monotonic() - start > timeout_s:
-                    result.error = f"timeout: download exceeded {timeout_s:g}s"
-                    return _done(result, start)
-                chunks.append(chunk)
+            # A read blocks until a whole chunk arrives, so a server trickling
+            # bytes would never reach a deadline check: a watchdog shuts the
+            # socket down when the time is up.
+            watchdog = threading.Timer(max(0.0, start + timeout_s - time.monotonic()), _abort, (resp,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_content(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        result.error = f"body too large: over limit {max_bytes} bytes"
+                        return _done(result, start)
+                    chunks.append(chunk)
+            except (requests.RequestException, OSError, ValueError):
+                if time.monotonic() - start < timeout_s:
+                    raise
+                result.error = f"timeout: download exceeded {timeout_s:g}s"
+                return _done(result, start)
+            finally:
+                watchdog.cancel()
+            if time.monotonic() - start > timeout_s:
+                result.error = f"timeout: download exceeded {timeout_s:g}s"
+                return _done(result, start)
             result.body = b"".join(chunks)
             result.status = "ok"
     except requests.Timeout:
@@ -80,6 +96,16 @@ def fetch(
     except requests.RequestException as exc:
         result.error = f"{type(exc).__name__}: {_short(exc)}"
     return _done(result, start)
+
+
+def _abort(resp: requests.Response) -> None:
+    conn = getattr(resp.raw, "_connection", None) or getattr(resp.raw, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _read_file(url: str, max_bytes: int, start: float) -> FetchResult:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 _WS = re.compile(r"\s+")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
+_RFC822_ZONE = re.compile(r"\d{1,2}:\d{2}(:\d{2})?\s*([+-]\d{4}|[A-Za-z]{1,5})\s*$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 _BLOCK_TAGS = {"p", "br", "div", "li", "ul", "ol", "tr", "td", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
 _SKIP_TAGS = {"script", "style", "noscript", "template"}
@@ -160,7 +161,7 @@ def parse_date(
             parsed = email.utils.parsedate_tz(text)
             if parsed is not None and parsed[0] > 1900:
                 naive = datetime(*parsed[:6])
-                if parsed[9] is None:
+                if parsed[9] is None or not _RFC822_ZONE.search(text):
                     dt = naive
                 else:
                     dt = naive.replace(tzinfo=timezone(timedelta(seconds=parsed[9])))
