@@ -40,6 +40,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if summary["totals"]["feeds_ok"] or not summary["totals"]["feeds"] else 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline import demo
+
+    _print_json(demo.run())
+    return 0
+
+
 def _redact(url: str) -> str:
     import re
 
@@ -59,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feeds", default=str(config.load().feeds_file), help="registry YAML (default: %(default)s)")
     p.add_argument("--run-key", default=None, help="label stored with the run (e.g. a ticket id)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("demo", help="embedded demo: migrate, run the hourly DAG once on real Airflow, summarise")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -73,3 +73,25 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
             return cur.fetchall()
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def airflow_env(pg_server_url, tmp_path_factory) -> dict:
+    """Environment for real Airflow processes with a migrated PostgreSQL metadata DB."""
+    import subprocess
+
+    from pipeline import airflow_env as af
+
+    home = tmp_path_factory.mktemp("airflow")
+    env = af.build_env(pg_server_url, home=home)
+    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return env
+
+
+def run_py(code: str, env: dict, timeout: int = 600):
+    """Run Python in a fresh interpreter (Airflow reads its config at import)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)

