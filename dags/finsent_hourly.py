@@ -2,7 +2,10 @@
 ### finsent hourly monitor
 
 Every hour: fetch the finance feeds in the registry and store each new story
-in PostgreSQL exactly once.
+in PostgreSQL exactly once, then score every story the active model has not
+scored yet (on the `gpu` Celery queue by default; it falls back to CPU on a
+worker without a GPU). The classify step is a work queue, so a crash or a
+skipped hour leaves nothing behind: the next run picks it up.
 
 **Window.** A run at logical date *T* covers the hour `[floor(T) - 1h, floor(T))`
 (Airflow 3 cron schedules have zero-length data intervals, so the window is
@@ -20,7 +23,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from pipeline import tasks
+from pipeline import config, tasks
+
+settings = config.load()
 
 default_args = {
     "owner": "data-eng",
@@ -39,7 +44,7 @@ default_args = {
     max_active_runs=1,
     default_args=default_args,
     doc_md=__doc__,
-    tags=["finsent", "ingest"],
+    tags=["finsent", "ingest", "classify"],
     params={
         "feeds_file": Param(None, type=["null", "string"], description="feed registry YAML (default: FINSENT_FEEDS_FILE)"),
         "start": Param(None, type=["null", "string"], description="backfill range start, ISO 8601 (UTC if no zone)"),
@@ -58,7 +63,11 @@ def finsent_hourly():
         ctx = get_current_context()
         return tasks.ingest(window, ctx["params"], run_key=ctx["run_id"])
 
-    ingest_feeds(plan_window())
+    @task(queue=settings.classify_queue, execution_timeout=timedelta(minutes=45))
+    def classify(counts: dict) -> dict:
+        return tasks.classify()
+
+    classify(ingest_feeds(plan_window()))
 
 
 finsent_hourly()

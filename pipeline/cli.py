@@ -40,6 +40,106 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if summary["totals"]["feeds_ok"] or not summary["totals"]["feeds"] else 1
 
 
+def train_and_register(train_args, evaluate: bool = True, promote: bool = True, force: bool = False) -> dict:  # noqa: ANN001
+    """Train, evaluate on the held-out sets, register, and promote through the gate."""
+    from pipeline.classify import registry
+    from pipeline.classify.evaluate import evaluate as run_eval
+    from pipeline.classify.train import train
+
+    model_dir = train(train_args)
+    out: dict = {"model_dir": str(model_dir)}
+    if evaluate:
+        out["held_out"] = run_eval(model_dir)["summary"]
+    url = db.database_url()
+    db.migrate(url)
+    with db.transaction(url) as conn:
+        out["version"] = registry.register(conn, model_dir)
+        if promote:
+            try:
+                out["promotion"] = registry.promote(conn, out["version"], force=force)
+            except registry.PromotionRefused as exc:
+                out["promotion"] = {"promoted": False, "reason": str(exc)}
+    return out
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from dataclasses import dataclass
+
+    from transformers import HfArgumentParser
+
+    from pipeline.classify.train import TrainArguments
+
+    @dataclass
+    class RunOptions:
+        evaluate: bool = True   # --no_evaluate skips the held-out report (and so the promotion gate)
+        promote: bool = True    # --no_promote registers without activating
+        force: bool = False     # promote even if it scores below the active model
+
+    parser = HfArgumentParser((TrainArguments, RunOptions), prog="python -m pipeline train")
+    train_args, opts = parser.parse_args_into_dataclasses(args=list(argv))
+    _print_json(train_and_register(train_args, opts.evaluate, opts.promote, opts.force))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.classify.evaluate import evaluate
+
+    report = evaluate(args.model, batch_size=args.batch_size, baselines=not args.no_baselines, device=args.device)
+    table = {name: {task: {k: sysm[task][k] for k in ("macro_f1", "accuracy")} for task in ("sentiment", "topic") if task in sysm}
+             for name, sysm in report["systems"].items()}
+    _print_json({"version": report["version"], "report": str(args.model) + "/report.md", "systems": table})
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline.classify.data import prepare_text
+    from pipeline.classify.predict import Classifier
+
+    df = pd.read_csv(args.input)
+    if "text" not in df.columns:
+        print(f"error: {args.input} has no 'text' column (columns: {list(df.columns)})", file=sys.stderr)
+        return 2
+    clf = Classifier.load(args.model, device=args.device)
+    texts = [prepare_text(str(t)) if isinstance(t, str) else "" for t in df["text"]]
+    preds = pd.DataFrame(clf.predict(texts, batch_size=args.batch_size, progress=True).rows(), index=df.index)
+    out = pd.concat([df, preds], axis=1)
+    out.to_csv(args.output, index=False)
+    _print_json({"rows": len(out), "output": args.output, "model": clf.meta["version"],
+                 "sentiment_counts": out["sentiment"].value_counts().to_dict()})
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.classify import registry
+
+    url = db.database_url()
+    db.migrate(url)
+    with db.transaction(url) as conn:
+        if args.action == "list":
+            _print_json(registry.list_models(conn))
+            return 0
+        if args.action == "register":
+            _print_json({"registered": registry.register(conn, args.target)})
+            return 0
+        try:
+            _print_json(registry.promote(conn, args.target, force=args.force))
+        except registry.PromotionRefused as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 3
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from pipeline.classify.score import score_pending
+
+    url = db.database_url()
+    db.migrate(url)
+    _print_json(score_pending(url, max_articles=args.limit, batch_size=args.batch_size, device=args.device))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
 
@@ -67,12 +167,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-key", default=None, help="label stored with the run (e.g. a ticket id)")
     p.set_defaults(func=cmd_ingest)
 
+    sub.add_parser("train", help="fine-tune, evaluate, register and promote (see: train --help)", add_help=False)
+
+    p = sub.add_parser("evaluate", help="held-out report with TF-IDF+LR and VADER baselines")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    p.add_argument("--no-baselines", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label a CSV with a 'text' column")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="model registry: list, register DIR, promote VERSION [--force]")
+    p.add_argument("action", choices=["list", "register", "promote"])
+    p.add_argument("target", nargs="?", help="model directory (register) or version (promote)")
+    p.add_argument("--force", action="store_true", help="promote even if it scores below the active model")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("classify", help="score stored stories that the active model has not scored")
+    p.add_argument("--limit", type=int, default=None, help="at most this many stories")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_classify)
+
     p = sub.add_parser("demo", help="embedded demo: migrate, run the hourly DAG once on real Airflow, summarise")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # argument dataclasses, as in HF's run_classification.py
+        logs.setup("-v" in argv)
+        return cmd_train([a for a in argv[1:] if a != "-v"])
     args = build_parser().parse_args(argv)
     logs.setup(args.verbose)
     return args.func(args)

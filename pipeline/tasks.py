@@ -40,3 +40,46 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
     )
     failed = [f["name"] for f in summary["feeds"] if f["status"] == "error"]
     return {"run_id": summary["run_id"], **summary["totals"], "failed_feeds": failed}
+
+
+def classify(max_articles: int | None = None) -> dict:
+    """Score stories the active model has not scored; skipped (not failed) when no model exists."""
+    from pipeline.classify.score import NoActiveModel, score_pending
+
+    url = db.database_url()
+    db.migrate(url)
+    try:
+        return score_pending(url, max_articles=max_articles)
+    except NoActiveModel as exc:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(str(exc)) from exc
+
+
+def train_model(params: Mapping[str, Any]) -> str:
+    """Train (no evaluation yet); returns the model directory."""
+    from pipeline.classify.train import TrainArguments, train
+
+    fields = TrainArguments.__dataclass_fields__
+    args = TrainArguments(**{k: v for k, v in dict(params).items() if k in fields and v is not None})
+    return str(train(args))
+
+
+def evaluate_model(model_dir: str) -> dict:
+    from pipeline.classify.evaluate import evaluate
+
+    return evaluate(model_dir)["summary"]
+
+
+def register_and_promote(model_dir: str, force: bool = False) -> dict:
+    from pipeline.classify import registry
+
+    url = db.database_url()
+    db.migrate(url)
+    with db.transaction(url) as conn:
+        version = registry.register(conn, model_dir)
+        try:
+            return registry.promote(conn, version, force=force)
+        except registry.PromotionRefused as exc:
+            log.warning("not promoted: %s", exc)
+            return {"promoted": False, "version": version, "reason": str(exc)}

@@ -95,3 +95,71 @@ def run_py(code: str, env: dict, timeout: int = 600):
     import subprocess
 
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """The real packaged base model, de-quantised once into the state folder."""
+    from pipeline.classify import base
+
+    return base.smollm2_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_base(smollm2_dir, tmp_path_factory):
+    """A tiny randomly initialised GPT (Llama) with the real SmolLM2 tokenizer, saved
+    as a local folder: exercises the 'any local causal LM' option in seconds."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-gpt")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_base, tmp_path_factory):
+    """Two tiny trained + evaluated model directories: (heads fast path, finetune path)."""
+    from pipeline.classify.evaluate import evaluate
+    from pipeline.classify.train import TrainArguments, train
+
+    root = tmp_path_factory.mktemp("models")
+    heads = train(TrainArguments(base_model=str(tiny_base), method="heads", limit_per_task=120, output_root=str(root)))
+    evaluate(heads)
+    ft = train(TrainArguments(base_model=str(tiny_base), method="finetune", train_layers=0, limit_per_task=96,
+                              epochs=1, batch_size=16, eval_steps=4, learning_rate=1e-3, output_root=str(root)))
+    evaluate(ft)
+    return heads, ft
+
+
+def seed_articles(url: str, titles: list[str]) -> list[int]:
+    """Insert stories directly (one feed) and return their ids."""
+    from datetime import datetime, timezone
+
+    from pipeline.ingest import normalize
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO feeds (name, url) VALUES ('seed', 'file:seed') ON CONFLICT (name) DO UPDATE SET name = 'seed' RETURNING id")
+            feed_id = cur.fetchone()[0]
+            ids = []
+            for i, title in enumerate(titles):
+                cur.execute(
+                    "INSERT INTO articles (feed_id, guid, url, canonical_url, title, summary, published_at, fetched_at,"
+                    " content_hash, title_hash) VALUES (%s, %s, %s, %s, %s, '', %s, %s, %s, %s) RETURNING id",
+                    (feed_id, f"seed-{uuid.uuid4().hex}", None, None, title, datetime(2026, 8, 10, 12, tzinfo=timezone.utc),
+                     datetime(2026, 8, 10, 12, 5, tzinfo=timezone.utc), normalize.content_hash(title, ""),
+                     normalize.title_hash(title)),
+                )
+                ids.append(cur.fetchone()[0])
+        conn.commit()
+        return ids
+    finally:
+        conn.close()

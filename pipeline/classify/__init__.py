@@ -1,0 +1,1 @@
+"""Topic and sentiment classification with a fine-tuned decoder-only LM."""

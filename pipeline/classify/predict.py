@@ -1,0 +1,117 @@
+"""Batched inference: length-sorted batches, inference mode, CUDA half precision when present."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from pipeline.classify.model import DualHeadClassifier
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_bf16_ok() -> bool:
+    """bf16 autocast pays on CPUs with native bf16 (avx512_bf16 / AMX); measured 2-3x here."""
+    try:
+        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class Predictions:
+    sentiment: list[str]
+    probs: np.ndarray          # (n, 3) in the order of meta labels.sentiment
+    topic: list[str]
+    topic_confidence: np.ndarray
+
+    def rows(self) -> list[dict]:
+        return [
+            {"sentiment": s, "p_negative": float(p[0]), "p_neutral": float(p[1]), "p_positive": float(p[2]),
+             "topic": t, "topic_confidence": float(c)}
+            for s, p, t, c in zip(self.sentiment, self.probs, self.topic, self.topic_confidence)
+        ]
+
+
+class Classifier:
+    """A loaded model directory, ready to label texts."""
+
+    def __init__(self, model: DualHeadClassifier, meta: dict, tokenizer, device: torch.device,  # noqa: ANN001
+                 autocast_dtype: torch.dtype | None) -> None:
+        self.model, self.meta, self.tokenizer, self.device = model, meta, tokenizer, device
+        self.autocast_dtype = autocast_dtype
+        self.sentiments = meta["labels"]["sentiment"]
+        self.topics = meta["labels"]["topic"]
+        if self.sentiments != ["negative", "neutral", "positive"]:
+            raise ValueError(f"unexpected sentiment labels {self.sentiments}")
+        self.max_length = int(meta.get("max_length", 96))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | None = None, precision: str = "auto") -> "Classifier":
+        """``precision``: auto (fp16 on CUDA, bf16 autocast on capable CPUs), fp32, bf16, fp16."""
+        from transformers import AutoTokenizer
+
+        dev = pick_device(device)
+        if precision == "auto":
+            precision = "fp16" if dev.type == "cuda" else ("bf16" if cpu_bf16_ok() else "fp32")
+        weights_dtype = torch.float16 if (dev.type == "cuda" and precision == "fp16") else None
+        model, meta = DualHeadClassifier.load(Path(model_dir), torch_dtype=weights_dtype)
+        model.to(dev)
+        if weights_dtype is not None:
+            model.half()
+        tok = AutoTokenizer.from_pretrained(Path(model_dir) / "tokenizer")
+        tok.padding_side = "right"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        autocast = torch.bfloat16 if precision == "bf16" else None
+        log.info("loaded model %s on %s (%s)", meta.get("version"), dev, precision)
+        return cls(model, meta, tok, dev, autocast)
+
+    @torch.inference_mode()
+    def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> Predictions:
+        n = len(texts)
+        probs = np.zeros((n, len(self.sentiments)), dtype=np.float32)
+        topic_probs = np.zeros((n, len(self.topics)), dtype=np.float32)
+        if n == 0:
+            return Predictions([], probs, [], np.zeros(0, dtype=np.float32))
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=False)
+        ids = enc["input_ids"]
+        order = sorted(range(n), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+        pad = self.tokenizer.pad_token_id
+        t0, done = time.monotonic(), 0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            width = max(1, max(len(ids[i]) for i in idx))
+            batch = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                seq = ids[i] or [pad]
+                batch[r, : len(seq)] = torch.tensor(seq)
+                mask[r, : len(seq)] = 1
+            batch, mask = batch.to(self.device), mask.to(self.device)
+            if self.autocast_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    out = self.model(batch, mask)
+            else:
+                out = self.model(batch, mask)
+            probs[idx] = torch.softmax(out["sentiment_logits"].float(), -1).cpu().numpy()
+            topic_probs[idx] = torch.softmax(out["topic_logits"].float(), -1).cpu().numpy()
+            done += len(idx)
+            if progress and (start // batch_size) % 20 == 0:
+                rate = done / max(time.monotonic() - t0, 1e-9)
+                log.info("predicted %d/%d (%.0f texts/s)", done, n, rate)
+        sentiment = [self.sentiments[i] for i in probs.argmax(1)]
+        topic = [self.topics[i] for i in topic_probs.argmax(1)]
+        return Predictions(sentiment, probs, topic, topic_probs.max(1))

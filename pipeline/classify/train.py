@@ -1,0 +1,346 @@
+"""Fine-tune the dual-head classifier (``python -m pipeline train``).
+
+Two recipes, recorded in the model's metadata as ``method``:
+
+* ``heads`` - the fast path: the backbone stays frozen; mean-pooled features
+  feed a logistic regression per task (regularisation chosen on the
+  validation split), whose weights become the linear heads. Minutes on CPU.
+* ``finetune`` - the quality path: HF Trainer updates the top
+  ``train_layers`` blocks (0 = all) and both heads, optionally with LoRA
+  adapters (peft), bf16 on CUDA/capable CPUs, class-weighted loss, early
+  stopping on the validation split, and an optional time budget.
+
+The held-out ``*_valid.csv`` sets are never used here; evaluation
+(``pipeline.classify.evaluate``) reports on them afterwards.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import config
+from pipeline.classify import base as base_model
+from pipeline.classify.data import TaskData, data_hash, load_task
+from pipeline.classify.labels import SENTIMENTS, TOPICS
+from pipeline.classify.model import DualHeadClassifier
+from pipeline.classify.predict import cpu_bf16_ok, pick_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainArguments:
+    """Everything that shapes a model; stored verbatim in its metadata."""
+
+    base_model: str = field(default="smollm2", metadata={"help": "smollm2 (packaged GGUF), a local folder, or a cached hub id"})
+    method: str = field(default="heads", metadata={"help": "heads (fast, frozen backbone) or finetune"})
+    train_layers: int = field(default=6, metadata={"help": "finetune: top transformer blocks to update (0 = all)"})
+    lora_r: int = field(default=0, metadata={"help": "finetune: LoRA rank on attention/MLP projections (0 = off)"})
+    epochs: float = 3.0
+    learning_rate: float = 1e-4
+    head_learning_rate: float = 1e-3
+    batch_size: int = 16
+    max_length: int = 64
+    val_fraction: float = 0.1
+    limit_per_task: int | None = field(default=None, metadata={"help": "subsample each task's training rows"})
+    seed: int = 42
+    eval_steps: int = 200
+    patience: int = 3
+    max_minutes: float | None = field(default=None, metadata={"help": "stop fine-tuning after this long"})
+    device: str | None = None
+    output_root: str | None = None
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_version(method: str) -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{method}"
+
+
+def load_backbone(args: TrainArguments):  # noqa: ANN201
+    from transformers import AutoModel, AutoTokenizer
+
+    src, desc = base_model.resolve(args.base_model)
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    backbone = AutoModel.from_pretrained(src, dtype=torch.float32)
+    return backbone, tok, desc
+
+
+def class_weights(labels: list[str], names: list[str]) -> torch.Tensor:
+    """Inverse-frequency weights, square-rooted so rare classes help without dominating."""
+    counts = np.array([max(1, labels.count(n)) for n in names], dtype=np.float64)
+    w = np.sqrt(counts.sum() / (len(names) * counts))
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+# -- fast path ---------------------------------------------------------------------------
+@torch.inference_mode()
+def extract_features(model: DualHeadClassifier, tok, texts: list[str], max_length: int,  # noqa: ANN001
+                     device: torch.device, batch_size: int = 64, label: str = "") -> np.ndarray:
+    enc = tok(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(enc[i]))
+    feats = np.zeros((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
+    use_bf16 = device.type == "cuda" or cpu_bf16_ok()
+    t0 = time.monotonic()
+    for b, start in enumerate(range(0, len(order), batch_size)):
+        idx = order[start:start + batch_size]
+        width = max(1, max(len(enc[i]) for i in idx))
+        ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(idx):
+            seq = enc[i] or [tok.pad_token_id]
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            feats[idx] = model.features(ids.to(device), mask.to(device)).cpu().numpy()
+        if b % 25 == 0:
+            done = min(start + batch_size, len(order))
+            log.info("features %s: %d/%d (%.0f texts/s)", label, done, len(order), done / max(time.monotonic() - t0, 1e-9))
+    return feats
+
+
+def fit_head(head: torch.nn.Linear, x_tr: np.ndarray, y_tr: list[str], x_va: np.ndarray, y_va: list[str],
+             names: list[str], metric: str) -> dict:
+    """Logistic regression on frozen features; C picked on validation; folded into ``head``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_tr)
+    xs_tr, xs_va = scaler.transform(x_tr), scaler.transform(x_va)
+    best = None
+    for c in (0.01, 0.03, 0.1, 0.3):
+        clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
+        clf.fit(xs_tr, y_tr)
+        pred = clf.predict(xs_va)
+        score = f1_score(y_va, pred, average="macro") if metric == "macro_f1" else accuracy_score(y_va, pred)
+        log.info("  C=%g validation %s=%.4f", c, metric, score)
+        if best is None or score > best[0]:
+            best = (score, c, clf)
+    score, c, clf = best
+    # Fold standardisation into the linear layer: w' = w / sigma, b' = b - w' . mu
+    # Classes absent from a small training sample get a row that is never chosen.
+    classes = list(clf.classes_)
+    coef = clf.coef_ if len(classes) > 2 else np.vstack([-clf.coef_[0], clf.coef_[0]]) / 2
+    icpt = clf.intercept_ if len(classes) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2
+    w = np.zeros((len(names), x_tr.shape[1]))
+    b = np.full(len(names), -30.0)
+    for row, name in enumerate(names):
+        if name in classes:
+            w[row] = coef[classes.index(name)] / scaler.scale_
+            b[row] = icpt[classes.index(name)] - w[row] @ scaler.mean_
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor(w, dtype=torch.float32))
+        head.bias.copy_(torch.tensor(b, dtype=torch.float32))
+    return {"C": c, f"val_{metric}": float(score)}
+
+
+def train_heads(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args: TrainArguments,  # noqa: ANN001
+                device: torch.device) -> dict:
+    model.to(device).eval()
+    feats = {}
+    for name, task in (("sentiment", sent), ("topic", topic)):
+        feats[name] = (
+            extract_features(model, tok, task.train["text"].tolist(), args.max_length, device, label=f"{name}/train"),
+            extract_features(model, tok, task.val["text"].tolist(), args.max_length, device, label=f"{name}/val"),
+        )
+    log.info("fitting sentiment head")
+    s = fit_head(model.sentiment_head, *feats["sentiment"][:1], sent.train["label"].tolist(), feats["sentiment"][1],
+                 sent.val["label"].tolist(), SENTIMENTS, "macro_f1")
+    log.info("fitting topic head")
+    t = fit_head(model.topic_head, *feats["topic"][:1], topic.train["label"].tolist(), feats["topic"][1],
+                 topic.val["label"].tolist(), TOPICS, "accuracy")
+    return {"sentiment": s, "topic": t}
+
+
+# -- quality path --------------------------------------------------------------------------
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def encode(tok, sent_df, topic_df, max_length: int) -> _Rows:  # noqa: ANN001
+    rows = []
+    for task_id, df, names in ((0, sent_df, SENTIMENTS), (1, topic_df, TOPICS)):
+        enc = tok(df["text"].tolist(), truncation=True, max_length=max_length, add_special_tokens=False)
+        for ids, label in zip(enc["input_ids"], df["label"]):
+            rows.append({"input_ids": ids or [tok.pad_token_id], "task": task_id, "labels": names.index(label)})
+    return _Rows(rows)
+
+
+def make_collator(pad_id: int):  # noqa: ANN201
+    def collate(batch: list[dict]) -> dict:
+        width = max(len(r["input_ids"]) for r in batch)  # pad to the longest in this batch only
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, r in enumerate(batch):
+            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[i, : len(r["input_ids"])] = 1
+        return {"input_ids": ids, "attention_mask": mask,
+                "task": torch.tensor([r["task"] for r in batch]), "labels": torch.tensor([r["labels"] for r in batch])}
+    return collate
+
+
+def compute_metrics(eval_pred) -> dict:  # noqa: ANN001
+    from sklearn.metrics import accuracy_score, f1_score
+
+    (s_logits, t_logits), (labels, task) = eval_pred.predictions, eval_pred.label_ids
+    s_rows, t_rows = task == 0, task == 1
+    s_f1 = f1_score(labels[s_rows], s_logits[s_rows].argmax(-1), average="macro") if s_rows.any() else 0.0
+    t_acc = accuracy_score(labels[t_rows], t_logits[t_rows].argmax(-1)) if t_rows.any() else 0.0
+    return {"sentiment_macro_f1": s_f1, "topic_accuracy": t_acc, "score": (s_f1 + t_acc) / 2}
+
+
+def freeze_for(model: DualHeadClassifier, args: TrainArguments) -> DualHeadClassifier:
+    backbone = model.backbone
+    if args.lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05,
+                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        model.backbone = get_peft_model(backbone, cfg)
+        return model
+    layers = backbone.layers
+    keep = len(layers) if args.train_layers <= 0 else min(args.train_layers, len(layers))
+    for p in backbone.parameters():
+        p.requires_grad = False
+    for layer in layers[len(layers) - keep:]:
+        for p in layer.parameters():
+            p.requires_grad = True
+    for p in backbone.norm.parameters():
+        p.requires_grad = True
+    if keep == len(layers):
+        for p in backbone.parameters():
+            p.requires_grad = True
+    return model
+
+
+class TimeBudget:
+    """Trainer callback: stop (after a final evaluation) once the budget is spent."""
+
+    def __new__(cls, minutes: float):  # noqa: ANN204
+        from transformers import TrainerCallback
+
+        class _CB(TrainerCallback):
+            def __init__(self) -> None:
+                self.deadline = time.monotonic() + minutes * 60
+
+            def on_step_end(self, targs, state, control, **kw):  # noqa: ANN001, ANN201
+                if time.monotonic() > self.deadline:
+                    log.info("time budget of %.0f min spent at step %d: stopping", minutes, state.global_step)
+                    control.should_training_stop = True
+                    control.should_evaluate = True
+                    control.should_save = True
+                return control
+
+        return _CB()
+
+
+def finetune(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args: TrainArguments,  # noqa: ANN001
+             device: torch.device, work_dir: Path) -> dict:
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, get_linear_schedule_with_warmup
+
+    model = freeze_for(model, args)
+    train_ds = encode(tok, sent.train, topic.train, args.max_length)
+    val_ds = encode(tok, sent.val, topic.val, args.max_length)
+    model.class_weights = {
+        "sentiment": class_weights(sent.train["label"].tolist(), SENTIMENTS),
+        "topic": class_weights(topic.train["label"].tolist(), TOPICS),
+    }
+    on_cuda = device.type == "cuda"
+    bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_bf16_ok())
+    steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
+    total = max(1, int(steps_per_epoch * args.epochs))
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("sentiment_head", "topic_head"))]
+    body_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("sentiment_head", "topic_head"))]
+    optim = torch.optim.AdamW([
+        {"params": body_params, "lr": args.learning_rate, "weight_decay": 0.01},
+        {"params": head_params, "lr": args.head_learning_rate, "weight_decay": 0.0},
+    ])
+    sched = get_linear_schedule_with_warmup(optim, int(0.06 * total), total)
+    targs = TrainingArguments(
+        output_dir=str(work_dir), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64, eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps",
+        save_steps=args.eval_steps, save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="score",
+        greater_is_better=True, label_names=["labels", "task"], remove_unused_columns=False, bf16=bf16,
+        use_cpu=not on_cuda, logging_steps=25, report_to=[], seed=args.seed, data_seed=args.seed,
+        train_sampling_strategy="group_by_length", dataloader_num_workers=0, save_only_model=True,
+        disable_tqdm=False,
+    )
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=args.patience)]
+    if args.max_minutes:
+        callbacks.append(TimeBudget(args.max_minutes))
+    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,
+                      data_collator=make_collator(tok.pad_token_id), compute_metrics=compute_metrics,
+                      optimizers=(optim, sched), callbacks=callbacks)
+    t0 = time.monotonic()
+    trainer.train()
+    best = trainer.evaluate()
+    if args.lora_r:
+        model.backbone = model.backbone.merge_and_unload()
+    return {"val": {k: float(v) for k, v in best.items() if isinstance(v, (int, float))},
+            "steps": trainer.state.global_step, "train_minutes": (time.monotonic() - t0) / 60, "bf16": bf16,
+            "trainable_params": sum(p.numel() for p in body_params + head_params)}
+
+
+def train(args: TrainArguments) -> Path:
+    """Train a model and write its versioned directory; returns the directory."""
+    set_seed(args.seed)
+    device = pick_device(args.device)
+    t0 = time.monotonic()
+    sent = load_task("sentiment", args.val_fraction, args.seed, args.limit_per_task)
+    topic = load_task("topic", args.val_fraction, args.seed, args.limit_per_task)
+    log.info("data: sentiment %d train / %d val; topic %d train / %d val", len(sent.train), len(sent.val),
+             len(topic.train), len(topic.val))
+    backbone, tok, base_desc = load_backbone(args)
+    model = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS))
+    version = new_version(args.method)
+    out_dir = Path(args.output_root or config.state_dir() / "models") / version
+    if args.method == "heads":
+        details = train_heads(model, tok, sent, topic, args, device)
+    elif args.method == "finetune":
+        details = finetune(model, tok, sent, topic, args, device, out_dir.with_name(version + ".work"))
+    else:
+        raise ValueError(f"unknown method {args.method!r} (heads or finetune)")
+    meta = {
+        "version": version,
+        "method": args.method,
+        "base_model": base_desc,
+        "architecture": f"{type(backbone).__name__} + mean pooling + 2 linear heads",
+        "labels": {"sentiment": SENTIMENTS, "topic": TOPICS},
+        "max_length": args.max_length,
+        "training": asdict(args),
+        "training_details": details,
+        "training_data": {"sha256": data_hash(), "sentiment_train_rows": len(sent.train), "topic_train_rows": len(topic.train),
+                          "validation": f"{args.val_fraction:.0%} stratified split of each *_train.csv (seed {args.seed})"},
+        "device": str(device),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "train_seconds": round(time.monotonic() - t0, 1),
+    }
+    model.cpu().save(out_dir, meta, tok)
+    log.info("saved model %s to %s in %.0fs", version, out_dir, time.monotonic() - t0)
+    import shutil
+
+    shutil.rmtree(out_dir.with_name(version + ".work"), ignore_errors=True)
+    return out_dir

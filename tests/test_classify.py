@@ -1,0 +1,164 @@
+"""Classifier: base model loading, training (both recipes), evaluation, registry, inference, scoring."""
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pandas as pd
+import pytest
+import torch
+from conftest import query, seed_articles
+
+from pipeline import config, db
+from pipeline.classify import registry
+from pipeline.classify.labels import SENTIMENTS, TOPICS
+from pipeline.classify.model import META_FILE
+from pipeline.classify.predict import Classifier
+from pipeline.classify.score import NoActiveModel, score_pending
+
+
+def test_real_smollm2_loads_from_the_package_and_answers(smollm2_dir):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    assert tok.pad_token == "<|im_end|>" and tok.padding_side == "right"
+    lm = AutoModelForCausalLM.from_pretrained(smollm2_dir)
+    assert sum(p.numel() for p in lm.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.inference_mode():
+        out = lm.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert "Paris" in tok.decode(out[0][ids["input_ids"].shape[1]:])
+    backbone = AutoModel.from_pretrained(smollm2_dir)
+    from pipeline.classify.model import DualHeadClassifier
+
+    model = DualHeadClassifier(backbone, 3, 20).eval()
+    enc = tok(["Stocks slump", "Fed holds rates steady as inflation cools"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        out = model(enc["input_ids"], enc["attention_mask"])
+    assert out["sentiment_logits"].shape == (2, 3) and out["topic_logits"].shape == (2, 20)
+
+
+def test_model_directories_carry_everything_the_registry_needs(tiny_models, tiny_base):
+    for model_dir, method in zip(tiny_models, ("heads", "finetune")):
+        meta = json.loads((model_dir / META_FILE).read_text())
+        assert meta["method"] == method
+        assert meta["labels"] == {"sentiment": SENTIMENTS, "topic": TOPICS}
+        assert meta["base_model"] == str(tiny_base)
+        assert len(meta["training_data"]["sha256"]) == 64
+        assert meta["training"]["seed"] == 42
+        assert (model_dir / "backbone" / "model.safetensors").is_file()
+        assert (model_dir / "heads.safetensors").is_file() and (model_dir / "tokenizer" / "tokenizer.json").is_file()
+        report = json.loads((model_dir / "report.json").read_text())
+        assert set(report["systems"]) == {"model", "tfidf_lr", "vader"}
+        s = report["systems"]["model"]["sentiment"]
+        assert s["n"] == 2388 and report["systems"]["model"]["topic"]["n"] == 4117
+        assert len(s["confusion_matrix"]["rows_true_cols_pred"]) == 3
+        assert sum(map(sum, s["confusion_matrix"]["rows_true_cols_pred"])) == 2388
+        assert set(s["report"]) >= set(SENTIMENTS)
+        # the baselines are real: TF-IDF+LR learns far more than chance even from 96-120 rows per task
+        assert report["systems"]["tfidf_lr"]["topic"]["accuracy"] > 0.25
+        assert 0.2 < report["systems"]["vader"]["sentiment"]["macro_f1"] < 0.9
+        md = (model_dir / "report.md").read_text()
+        assert "| tfidf_lr |" in md and "Confusion matrix (topic" in md
+        assert meta["metrics"]["sentiment"]["macro_f1"] == s["macro_f1"]
+
+
+def test_finetune_learns_beyond_its_initialisation(tiny_models):
+    meta = json.loads((tiny_models[1] / META_FILE).read_text())
+    details = meta["training_details"]
+    assert details["steps"] >= 10 and details["trainable_params"] > 1_000_000
+    assert "eval_score" in details["val"]
+
+
+def test_predictions_are_probabilities_with_named_labels(tiny_models):
+    clf = Classifier.load(tiny_models[0], device="cpu")
+    texts = ["Shares plunge after profit warning", "", "Dividend raised 10%", "x" * 5000]
+    preds = clf.predict(texts, batch_size=2).rows()
+    assert len(preds) == 4
+    for p in preds:
+        assert p["sentiment"] in SENTIMENTS and p["topic"] in TOPICS
+        assert p["p_negative"] + p["p_neutral"] + p["p_positive"] == pytest.approx(1.0, abs=1e-4)
+        assert 0 < p["topic_confidence"] <= 1
+    # order-independent: sorting by length inside predict must not shuffle outputs
+    again = clf.predict(list(reversed(texts)), batch_size=3).rows()
+    assert [p["sentiment"] for p in again] == [p["sentiment"] for p in reversed(preds)]
+
+
+def test_predict_cli_adds_the_columns(tiny_models, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": [1, 2, 3], "text": ["Oil jumps 5% on OPEC cut", "Bank fined $2bn", None]}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--model", str(tiny_models[0]), "--input", str(src),
+                           "--output", str(out)], capture_output=True, text=True, cwd=config.REPO_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["id", "text", "sentiment", "p_negative", "p_neutral", "p_positive", "topic", "topic_confidence"]
+    assert len(df) == 3 and df["sentiment"].isin(SENTIMENTS).all()
+
+
+def test_promotion_gate_and_single_active_model(db_url, tiny_models):
+    heads, ft = tiny_models
+    conn = db.connect(db_url)
+    try:
+        v_heads, v_ft = registry.register(conn, heads), registry.register(conn, ft)
+        scores = {v: registry.held_out_score(registry.read_meta(d)["metrics"]) for v, d in ((v_heads, heads), (v_ft, ft))}
+        better, worse = sorted(scores, key=scores.get, reverse=True)
+        assert registry.promote(conn, better)["promoted"]
+        with pytest.raises(registry.PromotionRefused, match="below the active"):
+            registry.promote(conn, worse)
+        assert registry.active(conn)["version"] == better
+        forced = registry.promote(conn, worse, force=True)
+        assert forced["promoted"] and forced["forced"] and forced["previous"] == better
+        assert query(db_url, "SELECT count(*) FROM models WHERE is_active")[0][0] == 1
+        assert registry.active(conn)["version"] == worse
+    finally:
+        conn.close()
+
+
+def test_classify_is_a_work_queue(db_url, tiny_models):
+    ids = seed_articles(db_url, [f"Company {i} shares fall after results" for i in range(50)])
+    with pytest.raises(NoActiveModel):
+        score_pending(db_url)
+    conn = db.connect(db_url)
+    version = registry.register(conn, tiny_models[0])
+    registry.promote(conn, version)
+    conn.close()
+
+    # a run cut short (crash, limit) leaves the rest for the next run
+    first = score_pending(db_url, max_articles=20, chunk_size=8)
+    assert (first["scored"], first["remaining"]) == (20, 30)
+    second = score_pending(db_url)
+    assert (second["scored"], second["remaining"]) == (30, 0)
+    assert score_pending(db_url)["scored"] == 0
+    rows = query(db_url, "SELECT count(*), count(DISTINCT article_id), min(model_version), max(model_version) FROM scores")
+    assert rows == [(50, 50, version, version)]
+
+    # two workers at once never score a story twice
+    more = seed_articles(db_url, [f"Regulator probes lender {i}" for i in range(60)])
+    clf = Classifier.load(tiny_models[0], device="cpu")
+    results = []
+    workers = [threading.Thread(target=lambda: results.append(score_pending(db_url, chunk_size=10, classifier=clf)))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sum(r["scored"] for r in results) == 60
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(110, 110)]
+    assert set(ids + more) == {r[0] for r in query(db_url, "SELECT article_id FROM scores")}
+
+
+def test_train_cli_trains_evaluates_registers_and_promotes(db_url, tiny_base, tmp_path):
+    env = {**os.environ, "DATABASE_URL": db_url}
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "train", "--base-model", str(tiny_base), "--method", "heads",
+                           "--limit_per_task", "60", "--output_root", str(tmp_path)],
+                          capture_output=True, text=True, cwd=config.REPO_ROOT, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["promotion"]["promoted"] is True and out["promotion"]["previous"] is None
+    assert 0 <= out["held_out"]["sentiment"]["macro_f1"] <= 1
+    assert query(db_url, "SELECT version, is_active, method FROM models") == [(out["version"], True, "heads")]
+    listed = subprocess.run([sys.executable, "-m", "pipeline", "models", "list"], capture_output=True, text=True,
+                            cwd=config.REPO_ROOT, env=env, timeout=300)
+    assert json.loads(listed.stdout)[0]["active"] is True
