@@ -28,7 +28,7 @@ print(json.dumps({{
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
-    assert info["tasks"] == ["ingest_feeds", "plan_window"]
+    assert info["tasks"] == ["classify", "ingest_feeds", "plan_window"]
     assert info["catchup"] is False and info["max_active_runs"] == 1
     assert "finsent" in info["tags"] and info["doc"]
     assert all(r >= 2 for r in info["retries"])
@@ -54,7 +54,7 @@ print(json.dumps({{"state": str(run.state), "run_id": run.run_id}}))
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_server, tmp_path):
+def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_server, tmp_path, tiny_models):
     names = ["cnbc_finance_2026-08-14.xml", "bbc_business_2026-08-14.xml", "coindesk_2026-08-11.xml"]
     registry = tmp_path / "feeds.yaml"
     registry.write_text("feeds:\n" + "".join(
@@ -64,13 +64,23 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
     conf = {"feeds_file": str(registry)}
 
     first = dag_test(env, "2026-08-14T09:00:00+00:00", conf)
-    assert first["state"] == "success"
+    assert first["state"] == "success"  # classify is skipped, not failed, while no model is active
     assert query(db_url, "SELECT count(*) FROM articles")[0][0] == 30 + 50 + 25
+    assert query(db_url, "SELECT count(*) FROM scores")[0][0] == 0
+
+    from pipeline import db
+    from pipeline.classify import registry
+
+    conn = db.connect(db_url)
+    version = registry.register(conn, tiny_models[0])
+    registry.promote(conn, version)
+    conn.close()
 
     feed_server.conditional = False  # make the second run re-download and re-parse everything
     second = dag_test(env, "2026-08-14T09:00:00+00:00", conf)
     assert second["state"] == "success"
     assert query(db_url, "SELECT count(*) FROM articles")[0][0] == 105
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id), min(model_version) FROM scores") == [(105, 105, version)]
     runs = query(db_url, "SELECT run_key, window_start, window_end, items_new, feeds_failed FROM ingest_runs ORDER BY id")
     utc = timezone.utc
     assert [r[1:] for r in runs] == [
