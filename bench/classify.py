@@ -1,0 +1,123 @@
+"""Classification throughput and peak memory per batch size.
+
+For each batch size, a fresh process loads the model and labels N held-out
+headlines (length-sorted batches, inference mode; bf16 autocast on CPUs with
+native bf16, fp16 on CUDA), reporting stories/s and peak memory (RSS on CPU,
+max allocated on CUDA). In the same run it measures the baselines: TF-IDF +
+logistic regression (fit on the training split, timed on predict only) and
+the VADER lexicon.
+
+    .state/venv/bin/python bench/classify.py                  # active model, CPU (+ CUDA if present)
+    .state/venv/bin/python bench/classify.py --model DIR --batch-sizes 16 64 128 --n 2000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str) -> dict:
+    import torch
+
+    from pipeline.classify.data import load_task
+    from pipeline.classify.predict import Classifier
+
+    texts = load_task("sentiment").test["text"].tolist()
+    texts = (texts * (n // len(texts) + 1))[:n]
+    clf = Classifier.load(model_dir, device=device, precision=precision)
+    clf.predict(texts[: batch_size * 2], batch_size=batch_size)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    clf.predict(texts, batch_size=batch_size)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    el = time.perf_counter() - t
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    resolved = "fp16" if next(clf.model.parameters()).dtype == torch.float16 else ("bf16" if clf.autocast_dtype else "fp32")
+    return {"device": device, "precision": resolved, "batch_size": batch_size, "n": n, "seconds": el,
+            "stories_per_s": n / el, "peak_mib": peak}
+
+
+def baselines(n: int) -> list[dict]:
+    from pipeline.classify.data import load_task
+    from pipeline.classify.evaluate import tfidf_lr, vader_labels
+
+    sent = load_task("sentiment")
+    texts = (sent.test["text"].tolist() * (n // len(sent.test) + 1))[:n]
+    lr = tfidf_lr(sent.train["text"].tolist(), sent.train["label"].tolist(), sent.val["text"].tolist(),
+                  sent.val["label"].tolist(), "macro_f1")
+    out = []
+    t = time.perf_counter()
+    lr.predict(texts)
+    out.append({"system": "baseline: TF-IDF + LR (sentiment only)", "stories_per_s": n / (time.perf_counter() - t)})
+    t = time.perf_counter()
+    vader_labels(texts)
+    out.append({"system": "baseline: VADER lexicon (sentiment only)", "stories_per_s": n / (time.perf_counter() - t)})
+    return out
+
+
+def active_model_dir() -> str:
+    from pipeline import db
+    from pipeline.classify import registry
+
+    conn = db.connect()
+    try:
+        model = registry.active(conn)
+    finally:
+        conn.close()
+    if not model:
+        raise SystemExit("no active model: pass --model DIR or run `make demo` / `python -m pipeline train`")
+    return model["path"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model directory (default: the active model)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 128])
+    ap.add_argument("--n", type=int, default=1024, help="stories per measurement")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        dev, bs = args.worker.rsplit(":", 1)[0], int(args.worker.rsplit(":", 1)[1])
+        print(json.dumps(worker(args.model, dev, bs, args.n, args.precision)))
+        return
+    import torch
+
+    model_dir = args.model or active_model_dir()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for dev in devices:
+        for bs in args.batch_sizes:
+            proc = subprocess.run([sys.executable, __file__, "--model", model_dir, "--n", str(args.n),
+                                   "--precision", args.precision, "--worker", f"{dev}:{bs}"],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr[-3000:])
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    base = baselines(args.n)
+    print(f"\nclassify benchmark: {args.n} held-out headlines per row; model {Path(model_dir).name}; "
+          f"{os.cpu_count()} CPU cores; torch {torch.__version__}; "
+          f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print(f"{'system':<44} {'batch':>6} {'stories/s':>10} {'peak MiB':>9}")
+    for r in rows:
+        label = f"finsent model on {r['device']} ({r['precision']})"
+        print(f"{label:<44} {r['batch_size']:>6} {r['stories_per_s']:>10.1f} {r['peak_mib']:>9.0f}")
+    for b in base:
+        print(f"{b['system']:<44} {'-':>6} {b['stories_per_s']:>10.0f} {'-':>9}")
+
+
+if __name__ == "__main__":
+    main()
