@@ -5,7 +5,12 @@ Every hour: fetch the finance feeds in the registry and store each new story
 in PostgreSQL exactly once, then score every story the active model has not
 scored yet (on the `gpu` Celery queue by default; it falls back to CPU on a
 worker without a GPU). The classify step is a work queue, so a crash or a
-skipped hour leaves nothing behind: the next run picks it up.
+skipped hour leaves nothing behind: the next run picks it up. Finally it
+rebuilds the hourly aggregates, judges each topic for a negative surge
+(binomial test against the previous 7 days) and emails new alerts.
+
+**Backfills** (a window that ended more than 2 h ago) record alerts but email
+nobody unless the conf says `{"notify": true}`.
 
 **Window.** A run at logical date *T* covers the hour `[floor(T) - 1h, floor(T))`
 (Airflow 3 cron schedules have zero-length data intervals, so the window is
@@ -44,11 +49,12 @@ default_args = {
     max_active_runs=1,
     default_args=default_args,
     doc_md=__doc__,
-    tags=["finsent", "ingest", "classify"],
+    tags=["finsent", "ingest", "classify", "alerts"],
     params={
         "feeds_file": Param(None, type=["null", "string"], description="feed registry YAML (default: FINSENT_FEEDS_FILE)"),
         "start": Param(None, type=["null", "string"], description="backfill range start, ISO 8601 (UTC if no zone)"),
         "end": Param(None, type=["null", "string"], description="backfill range end, ISO 8601, exclusive"),
+        "notify": Param(False, type="boolean", description="email alerts even when the window is a backfill"),
     },
 )
 def finsent_hourly():
@@ -67,7 +73,16 @@ def finsent_hourly():
     def classify(counts: dict) -> dict:
         return tasks.classify()
 
-    classify(ingest_feeds(plan_window()))
+    @task
+    def detect(window: dict, scored: dict) -> dict:
+        return tasks.detect(window)
+
+    @task(retries=5, retry_delay=timedelta(minutes=5))
+    def notify(window: dict, alerts: dict) -> dict:
+        return tasks.notify(window, get_current_context()["params"])
+
+    window = plan_window()
+    notify(window, detect(window, classify(ingest_feeds(window))))
 
 
 finsent_hourly()

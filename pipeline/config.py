@@ -38,12 +38,37 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    smtp_conn_id: str = "smtp_alerts"          # Airflow connection (smtp provider)
+    from_email: str = "finsent-alerts@example.com"
+    recipients_file: Path = REPO_ROOT / "config" / "alert_recipients.yaml"
+    dashboard_url: str = "http://localhost:8501"
+    notify_lookback_h: float = 6.0             # live runs also send unsent alerts this recent (e.g. after an SMTP outage)
+    live_within_h: float = 2.0                 # a run whose window ended longer ago is a backfill: no email by default
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None
     db_conn_id: str
     ingest: IngestSettings = field(default_factory=IngestSettings)
     feeds_file: Path = FEEDS_DIR / "demo.yaml"
     classify_queue: str = "gpu"
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
+
+def alert_thresholds():  # noqa: ANN201
+    """Surge thresholds (pipeline.alerts.detect.Thresholds) with FINSENT_ALERT_* overrides."""
+    from dataclasses import fields
+
+    from pipeline.alerts.detect import Thresholds
+
+    kwargs = {}
+    for f in fields(Thresholds):
+        raw = os.environ.get(f"FINSENT_ALERT_{f.name.upper()}")
+        if raw:
+            kwargs[f.name] = type(f.default)(raw)
+    return Thresholds(**kwargs)
 
 
 def _airflow_connection_uri(conn_id: str) -> str | None:
@@ -73,7 +98,16 @@ def load() -> Settings:
         title_window_h=float(_env("FINSENT_TITLE_DEDUPE_WINDOW_H", "24")),
         default_timezone=_env("FINSENT_DEFAULT_FEED_TZ", "UTC"),
     )
+    alerts = AlertSettings(
+        smtp_conn_id=_env("FINSENT_SMTP_CONN_ID", "smtp_alerts"),
+        from_email=_env("FINSENT_ALERT_FROM", "finsent-alerts@example.com"),
+        recipients_file=Path(_env("FINSENT_ALERT_RECIPIENTS", str(REPO_ROOT / "config" / "alert_recipients.yaml"))),
+        dashboard_url=_env("FINSENT_DASHBOARD_URL", "http://localhost:8501"),
+        notify_lookback_h=float(_env("FINSENT_ALERT_NOTIFY_LOOKBACK_H", "6")),
+        live_within_h=float(_env("FINSENT_ALERT_LIVE_WITHIN_H", "2")),
+    )
     return Settings(
+        alerts=alerts,
         database_url=url,
         db_conn_id=conn_id,
         ingest=ingest,

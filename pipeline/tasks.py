@@ -83,3 +83,59 @@ def register_and_promote(model_dir: str, force: bool = False) -> dict:
         except registry.PromotionRefused as exc:
             log.warning("not promoted: %s", exc)
             return {"promoted": False, "version": version, "reason": str(exc)}
+
+
+def _active_model_or_skip(conn) -> str:  # noqa: ANN001
+    from pipeline.classify import registry
+
+    model = registry.active(conn)
+    if model is None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("no active model: nothing to aggregate")
+    return model["version"]
+
+
+AGGREGATE_LOOKBACK_H = 24  # late stories: hours before the window whose stats are rebuilt too
+
+
+def detect(window: Mapping[str, str]) -> dict:
+    """Rebuild hourly stats for the window (and the day before it), then judge each hour."""
+    from datetime import timedelta
+
+    from pipeline.alerts import aggregate
+    from pipeline.alerts.run import detect_window
+
+    start, end = windows.to_utc(window["start"]), windows.to_utc(window["end"])
+    conn = db.connect()
+    try:
+        model = _active_model_or_skip(conn)
+        rows = aggregate.recompute(conn, model, start - timedelta(hours=AGGREGATE_LOOKBACK_H), end)
+        result = detect_window(conn, model, (start, end), config.alert_thresholds())
+    finally:
+        conn.close()
+    log.info("stats rows %d; alerts opened %s updated %s resolved %s", rows, result["opened"], result["updated"],
+             result["resolved"])
+    return {"model_version": model, "stats_rows": rows, **result}
+
+
+def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: datetime | None = None) -> dict:
+    """Email unsent alerts; a backfill window emails nobody unless params['notify'] is true."""
+    from datetime import timezone
+
+    from pipeline.alerts.notify import notify_pending, window_for_notify
+
+    settings = config.load().alerts
+    start, end = windows.to_utc(window["start"]), windows.to_utc(window["end"])
+    span = window_for_notify(end, now or datetime.now(timezone.utc), settings.notify_lookback_h,
+                             settings.live_within_h, bool((params or {}).get("notify")), start)
+    if span is None:
+        log.info("backfill window [%s, %s): alerts recorded, no email (conf {\"notify\": true} sends)", start, end)
+        return {"sent": [], "skipped": "backfill"}
+    conn = db.connect()
+    try:
+        return notify_pending(conn, span[0], span[1], smtp_conn_id=settings.smtp_conn_id,
+                              from_email=settings.from_email, recipients_file=settings.recipients_file,
+                              dashboard_url=settings.dashboard_url)
+    finally:
+        conn.close()

@@ -20,6 +20,8 @@ REAL = FEEDS / "real"
 FIXTURES = FEEDS / "feedparser-fixtures"
 
 sys.path.insert(0, str(TESTS))
+# Airflow is imported in-process by a few tests (the smtp hook): keep its home out of ~.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="fs-airflow-home-"))
 
 
 @pytest.fixture(scope="session")

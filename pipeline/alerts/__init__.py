@@ -1,0 +1,1 @@
+"""Hourly aggregates, negative-surge detection and alert emails."""

@@ -1,0 +1,43 @@
+"""Hourly aggregates per topic, per source and overall, recomputed idempotently in SQL."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg2.extensions import connection
+
+_RECOMPUTE = """
+WITH s AS (
+    SELECT date_trunc('hour', coalesce(a.published_at, a.fetched_at)) AS hour,
+           f.name AS source, sc.topic,
+           (sc.sentiment = 'negative')::int AS neg,
+           sc.p_positive - sc.p_negative AS sent
+    FROM scores sc
+    JOIN articles a ON a.id = sc.article_id
+    JOIN feeds f ON f.id = a.feed_id
+    WHERE sc.model_version = %(model)s
+      AND coalesce(a.published_at, a.fetched_at) >= %(start)s
+      AND coalesce(a.published_at, a.fetched_at) < %(end)s
+)
+INSERT INTO hourly_stats (hour, dimension, key, model_version, stories, negatives, neg_share, mean_sentiment)
+SELECT hour, 'overall', 'all', %(model)s, count(*), sum(neg), avg(neg), avg(sent) FROM s GROUP BY hour
+UNION ALL
+SELECT hour, 'topic', topic, %(model)s, count(*), sum(neg), avg(neg), avg(sent) FROM s GROUP BY hour, topic
+UNION ALL
+SELECT hour, 'source', source, %(model)s, count(*), sum(neg), avg(neg), avg(sent) FROM s GROUP BY hour, source
+"""
+
+
+def recompute(conn: connection, model_version: str, start: datetime, end: datetime) -> int:
+    """Rebuild the stats of every hour in [start, end) for one model; returns rows written.
+
+    Delete-then-insert in one transaction: re-running any hour gives the same
+    rows, and hours whose stories were late or re-scored are corrected.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('finsent.aggregate'), hashtext(%s))", (model_version,))
+        cur.execute("DELETE FROM hourly_stats WHERE model_version = %s AND hour >= %s AND hour < %s",
+                    (model_version, start, end))
+        cur.execute(_RECOMPUTE, {"model": model_version, "start": start, "end": end})
+        written = cur.rowcount
+    conn.commit()
+    return written

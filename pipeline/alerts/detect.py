@@ -1,0 +1,124 @@
+"""Negative-surge detection: pure statistics, no I/O.
+
+For one topic (or overall) and one hour, the question is whether the hour's
+negative count is too high for the topic's recent negative *share*. Testing
+the share rather than the count makes the test indifferent to volume swings
+(nights, weekends, a feed going quiet): the daily volume pattern changes n,
+not the expected share.
+
+Method: one-sided binomial test. Under "nothing changed", the hour's
+negatives ``k`` out of ``n`` stories follow Binomial(n, p0), where ``p0`` is
+the baseline share over the previous ``baseline_days`` (the current hour
+excluded), smoothed toward the overall share with a Beta prior of
+``prior_strength`` pseudo-stories so that a thin baseline cannot produce a
+p0 of 0. The p-value ``P(X >= k)`` is exact at low volume, where normal
+approximations fail. An alert also needs a minimum volume, a minimum number
+of negatives and an effect size (share at least ``min_ratio`` x baseline),
+so tiny but "significant" wobbles on busy topics do not page anyone.
+
+Each hour is judged alone and, when ``pool_hours`` is 2, pooled with the
+hour before it: a surge too small to prove in one hour at low volume is often
+provable over two, which still meets a one-hour detection delay. The
+pooled look only counts while the current hour is itself elevated, so it
+never keeps an ended surge alive. The baseline excludes both hours.
+
+Severity: ``critical`` when p < ``critical_p`` and share >= ``critical_ratio``
+x baseline, else ``warning`` when p < ``warning_p`` and share >=
+``min_ratio`` x baseline. A live alert is resolved by the first hour whose
+share is back under ``resolve_ratio`` x baseline (or that has too few
+stories to judge while the share is not elevated).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.stats import binom
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    baseline_days: int = 7
+    min_stories: int = 8          # stories in the judged span before it can alert
+    min_negatives: int = 4        # negatives in the judged span before it can alert
+    warning_p: float = 2e-3       # x 168 hours x 2 looks: well under 1 false alert per topic-week
+    critical_p: float = 1e-5
+    pool_hours: int = 2           # also judge the hour pooled with the previous one (1 = off)
+    min_ratio: float = 1.5        # observed share / baseline share for a warning
+    critical_ratio: float = 2.0   # ... for critical
+    resolve_ratio: float = 1.25   # back under this ratio = resolved
+    prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
+
+
+@dataclass(frozen=True)
+class Verdict:
+    severity: str | None          # None, 'warning' or 'critical'
+    observed_share: float
+    baseline_share: float
+    p_value: float
+    score: float                  # z-score of k against n * p0
+    ratio: float
+    elevated: bool                # share above resolve_ratio x baseline
+
+
+def baseline_share(base_negatives: int, base_stories: int, prior_share: float, prior_strength: float) -> float:
+    """Beta-smoothed baseline share: (neg + a) / (n + a + b) with a + b = prior_strength."""
+    prior_share = min(max(prior_share, 1e-3), 0.999)
+    return (base_negatives + prior_strength * prior_share) / (base_stories + prior_strength)
+
+
+def judge(stories: int, negatives: int, base_stories: int, base_negatives: int, prior_share: float,
+          th: Thresholds = Thresholds()) -> Verdict:
+    """Verdict for one hour of one topic against its baseline."""
+    if negatives < 0 or negatives > stories:
+        raise ValueError(f"negatives ({negatives}) must be within 0..stories ({stories})")
+    p0 = baseline_share(base_negatives, base_stories, prior_share, th.prior_strength)
+    share = negatives / stories if stories else 0.0
+    ratio = share / p0 if p0 > 0 else math.inf
+    p_value = float(binom.sf(negatives - 1, stories, p0)) if stories else 1.0
+    sd = math.sqrt(stories * p0 * (1 - p0)) if stories else 0.0
+    score = (negatives - stories * p0) / sd if sd > 0 else 0.0
+    severity = None
+    if stories >= th.min_stories and negatives >= th.min_negatives:
+        if p_value < th.critical_p and ratio >= th.critical_ratio:
+            severity = "critical"
+        elif p_value < th.warning_p and ratio >= th.min_ratio:
+            severity = "warning"
+    return Verdict(severity, share, p0, p_value, score, ratio, elevated=stories > 0 and ratio >= th.resolve_ratio)
+
+
+def judge_recent(hour: tuple[int, int], previous: tuple[int, int], base: tuple[int, int], prior_share: float,
+                 th: Thresholds = Thresholds()) -> Verdict:
+    """Judge an hour alone and pooled with the previous hour; the stronger verdict wins.
+
+    ``hour``, ``previous`` and ``base`` are (stories, negatives); ``base``
+    must exclude both hours.
+    """
+    single = judge(hour[0], hour[1], base[0], base[1], prior_share, th)
+    # Pooling may strengthen the evidence for a surge that is still present,
+    # never revive one whose current hour is back to normal.
+    if th.pool_hours < 2 or single.severity == "critical" or previous[0] == 0 or not single.elevated:
+        return single
+    pooled = judge(hour[0] + previous[0], hour[1] + previous[1], base[0], base[1], prior_share, th)
+    rank = {None: 0, "warning": 1, "critical": 2}
+    if rank[pooled.severity] > rank[single.severity]:
+        return Verdict(pooled.severity, single.observed_share, pooled.baseline_share, pooled.p_value, pooled.score,
+                       pooled.ratio, elevated=single.elevated or pooled.elevated)
+    return single
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str                   # 'open', 'update', 'resolve' or 'none'
+    severity: str | None
+
+
+def transition(live_alert: bool, verdict: Verdict) -> Transition:
+    """One surge is one alert: open it, keep updating it while it lasts, resolve it when calm."""
+    if verdict.severity:
+        return Transition("update" if live_alert else "open", verdict.severity)
+    if live_alert and not verdict.elevated:
+        return Transition("resolve", None)
+    if live_alert:
+        return Transition("update", None)  # still elevated, no longer significant: keep it open
+    return Transition("none", None)

@@ -1,0 +1,148 @@
+"""Alert emails: rendering (pure) and sending through the Airflow smtp provider.
+
+Each alert is emailed at most once: alerts are taken one at a time with
+``FOR UPDATE SKIP LOCKED`` and ``notified_at`` is set in the same
+transaction right after the SMTP server accepts the message. A failed send
+records the error, leaves ``notified_at`` empty (the alert is retried by the
+task's retries and by later runs) and never marks the alert as sent.
+"""
+from __future__ import annotations
+
+import html
+import logging
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import yaml
+from psycopg2.extensions import connection
+
+log = logging.getLogger(__name__)
+
+
+class NotifyError(RuntimeError):
+    """At least one alert could not be sent; the others were."""
+
+
+def recipients_for(topic: str, recipients_file: Path) -> list[str]:
+    doc = yaml.safe_load(Path(recipients_file).read_text()) or {}
+    people = list((doc.get("topics") or {}).get(topic) or []) + list(doc.get("default") or [])
+    return list(dict.fromkeys(p.strip() for p in people if p and p.strip()))
+
+
+def _safe_link(url: str | None) -> str | None:
+    return url if url and urlsplit(url).scheme in ("http", "https") else None
+
+
+def render(alert: dict, dashboard_url: str) -> tuple[str, str, str]:
+    """(subject, plain text, HTML). Feed text is escaped; only http(s) links are linked."""
+    topic = alert["topic"]
+    sev = alert["severity"].upper()
+    obs, base = 100 * alert["observed_share"], 100 * alert["baseline_share"]
+    window = f"{alert['last_hour']:%Y-%m-%d %H:%M}–{alert['window_end']:%H:%M} UTC"
+    subject = f"[finsent] {sev} negative-news surge: {topic} ({obs:.0f}% negative vs {base:.0f}% baseline)"
+    link = f"{dashboard_url.rstrip('/')}/?{urlencode({'page': 'Alerts', 'alert': alert['id']})}"
+    facts = [
+        ("Topic", topic), ("Severity", sev), ("Hour", window),
+        ("Surging since", f"{alert['started_at']:%Y-%m-%d %H:%M} UTC ({alert['hours_surging']} h)"),
+        ("Negative stories", f"{alert['observed_negatives']} of {alert['observed_stories']} ({obs:.1f}%)"),
+        ("Baseline share", f"{base:.1f}% over {alert['baseline_stories']} stories, previous 7 days"),
+        ("p-value (binomial)", f"{alert['p_value']:.2g}"), ("z-score", f"{alert['score']:.1f}"),
+        ("Model", alert["model_version"]),
+    ]
+    stories = alert.get("top_stories") or []
+    text = [subject, ""] + [f"{k}: {v}" for k, v in facts] + ["", "Top negative stories:"]
+    text += [f"- {s['title']} ({s['source']}, p_negative {s['p_negative']:.2f}) {s.get('url') or ''}".rstrip() for s in stories]
+    text += ["", f"Dashboard: {link}"]
+    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
+    items = []
+    for s in stories:
+        title = html.escape(s["title"])
+        url = _safe_link(s.get("url"))
+        title_html = f"<a href=\"{html.escape(url, quote=True)}\">{title}</a>" if url else title
+        items.append(f"<li>{title_html} <small>({html.escape(s['source'])}, p_negative {s['p_negative']:.2f})</small></li>")
+    body = (f"<html><body><h2>{html.escape(subject)}</h2><table>{rows}</table>"
+            f"<h3>Top negative stories</h3><ol>{''.join(items) or '<li>none stored</li>'}</ol>"
+            f"<p><a href=\"{html.escape(link, quote=True)}\">Open the alert in the dashboard</a></p></body></html>")
+    return subject, "\n".join(text) + "\n", body
+
+
+def build_message(alert: dict, to: list[str], from_email: str, dashboard_url: str) -> EmailMessage:
+    subject, text, body = render(alert, dashboard_url)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = from_email
+    msg["To"] = ", ".join(to)
+    msg["X-Finsent-Alert-Id"] = str(alert["id"])
+    msg.set_content(text)
+    msg.add_alternative(body, subtype="html")
+    return msg
+
+
+def send(msg: EmailMessage, smtp_conn_id: str) -> None:
+    """Send through the smtp provider's hook (connection, TLS/SSL, auth and retries from the Airflow connection)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    with SmtpHook(smtp_conn_id=smtp_conn_id) as hook:
+        client = getattr(hook, "_smtp_client", None)  # the hook's own send_email_smtp cannot add a text part
+        if client is None:
+            raise NotifyError(f"SMTP connection {smtp_conn_id!r} did not open")
+        client.send_message(msg)
+
+
+_COLUMNS = ["id", "topic", "model_version", "started_at", "last_hour", "window_end", "observed_stories",
+            "observed_negatives", "observed_share", "baseline_share", "baseline_stories", "p_value", "score",
+            "severity", "hours_surging", "top_stories"]
+
+
+def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_conn_id: str, from_email: str,
+                   recipients_file: Path, dashboard_url: str) -> dict:
+    """Email every open, unsent alert whose latest hour ended in (since, until]."""
+    sent, failed = [], []
+    skip: list[int] = []
+    while True:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status = 'open' AND notified_at IS NULL "
+                "AND window_end > %s AND window_end <= %s AND NOT (id = ANY(%s)) "
+                "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (since, until, skip),
+            )
+            row = cur.fetchone()
+            if row is None:
+                conn.commit()
+                break
+            alert = dict(zip(_COLUMNS, row))
+            to = recipients_for(alert["topic"], recipients_file)
+            try:
+                if not to:
+                    raise NotifyError(f"no recipients for topic {alert['topic']!r} in {recipients_file}")
+                send(build_message(alert, to, from_email, dashboard_url), smtp_conn_id)
+            except Exception as exc:  # SMTP outage, refused recipients, bad connection
+                cur.execute("UPDATE alerts SET notify_attempts = notify_attempts + 1, last_notify_error = %s "
+                            "WHERE id = %s", (f"{type(exc).__name__}: {exc}"[:500], alert["id"]))
+                conn.commit()
+                failed.append(alert["id"])
+                skip.append(alert["id"])
+                log.error("alert %d not sent: %s", alert["id"], exc)
+                continue
+            cur.execute("UPDATE alerts SET notified_at = now(), notify_attempts = notify_attempts + 1, "
+                        "last_notify_error = NULL WHERE id = %s", (alert["id"],))
+            conn.commit()
+            sent.append(alert["id"])
+            log.info("alert %d (%s, %s) emailed to %s", alert["id"], alert["topic"], alert["severity"], ", ".join(to))
+    if failed:
+        raise NotifyError(f"{len(failed)} alert(s) not sent ({failed}); {len(sent)} sent")
+    return {"sent": sent}
+
+
+def window_for_notify(window_end: datetime, now: datetime, lookback_h: float, live_within_h: float,
+                      force: bool, window_start: datetime) -> tuple[datetime, datetime] | None:
+    """Which alerts a run may email: None for a backfill unless forced (pure)."""
+    live = window_end >= now - timedelta(hours=live_within_h)
+    if live:
+        return window_end - timedelta(hours=lookback_h), window_end
+    if force:
+        return window_start, window_end
+    return None

@@ -1,0 +1,174 @@
+"""Alerts end to end on a real PostgreSQL and a real SMTP server (aiosmtpd on 127.0.0.1)."""
+import email
+import json
+import socket
+import uuid
+from datetime import datetime, timedelta, timezone
+from email import policy
+
+import psycopg2
+import pytest
+from psycopg2.extras import execute_values
+from conftest import query
+
+from pipeline import tasks
+
+UTC = timezone.utc
+H = datetime(2026, 8, 10, 14, tzinfo=UTC)   # the surge hour
+MODEL = "test-model"
+HOSTILE = '<script>alert("x")</script> Refinery **fire** [click](javascript:alert(1))'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SMTPServer:
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[email.message.EmailMessage] = []
+        self.rcpts: list[list[str]] = []
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+                outer.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+                outer.rcpts.append(list(envelope.rcpt_tos))
+                return "250 Message accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+@pytest.fixture()
+def smtp_port(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "alerts@example.com",
+                  "timeout": 5, "retry_limit": 1}}))
+    return port
+
+
+def seed(url: str, traffic: list[tuple[datetime, str, int, int]]) -> None:
+    """Stories with scores: (hour, topic, stories, negatives) rows."""
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO feeds (name, url) VALUES ('wire', 'file:wire') ON CONFLICT (name) DO NOTHING")
+        cur.execute("SELECT id FROM feeds WHERE name = 'wire'")
+        feed = cur.fetchone()[0]
+        cur.execute("INSERT INTO models (version, path, method, base_model, data_sha256, training, created_at, is_active)"
+                    " VALUES (%s, '/nowhere', 'heads', 'test', 'x', '{}', now(), true) ON CONFLICT DO NOTHING", (MODEL,))
+        arts, negs = [], []
+        for hour, topic, n, k in traffic:
+            for i in range(n):
+                title = HOSTILE if (i == 0 and k and hour == H) else f"{topic} story {uuid.uuid4().hex[:8]}"
+                arts.append((feed, uuid.uuid4().hex, f"https://news.example/{uuid.uuid4().hex}", None, title,
+                             hour + timedelta(minutes=i % 60), hour + timedelta(minutes=59), uuid.uuid4().hex, uuid.uuid4().hex))
+                negs.append((topic, i < k))
+        ids = execute_values(cur, "INSERT INTO articles (feed_id, guid, url, canonical_url, title, published_at, fetched_at,"
+                             " content_hash, title_hash) VALUES %s RETURNING id", arts, page_size=5000, fetch=True)
+        execute_values(cur, "INSERT INTO scores (article_id, model_version, sentiment, p_negative, p_neutral, p_positive,"
+                       " topic, topic_confidence) VALUES %s",
+                       [(i, MODEL, "negative" if neg else "neutral", 0.9 if neg else 0.1, 0.1 if neg else 0.8,
+                         0.0 if neg else 0.1, topic, 0.9) for (i,), (topic, neg) in zip(ids, negs)], page_size=5000)
+    conn.commit()
+    conn.close()
+
+
+def week_of_normal(end: datetime, topics=("Energy | Oil", "Earnings")) -> list:
+    return [(end - timedelta(hours=h), t, 50, 10) for h in range(1, 7 * 24 + 1) for t in topics]
+
+
+def window(hour: datetime) -> dict:
+    return {"start": hour.isoformat(), "end": (hour + timedelta(hours=1)).isoformat()}
+
+
+def alerts(url: str) -> list[tuple]:
+    return query(url, "SELECT topic, status, severity, hours_surging, notified_at IS NOT NULL FROM alerts ORDER BY topic")
+
+
+def test_surge_opens_one_alert_per_topic_updates_it_and_resolves_it(db_url):
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    first = tasks.detect(window(H))
+    assert len(first["opened"]) == 2
+    assert alerts(db_url) == [("Energy | Oil", "open", "critical", 1, False), ("overall", "open", "critical", 1, False)]
+    stats = query(db_url, "SELECT stories, negatives, round(neg_share::numeric, 2)::float FROM hourly_stats "
+                  "WHERE hour = %s AND dimension = 'topic' AND key = 'Energy | Oil'", (H,))
+    assert stats == [(50, 30, 0.60)]
+    top = query(db_url, "SELECT top_stories FROM alerts WHERE topic = 'Energy | Oil'")[0][0]
+    assert len(top) == 5 and top[0]["title"] == HOSTILE and top[0]["url"].startswith("https://news.example/")
+
+    again = tasks.detect(window(H))   # re-running the hour changes nothing
+    assert again["opened"] == [] and alerts(db_url) == alerts(db_url)
+    assert query(db_url, "SELECT count(*) FROM alerts")[0][0] == 2
+    assert query(db_url, "SELECT count(*) FROM hourly_stats WHERE hour = %s", (H,))[0][0] == 4  # overall, 2 topics, 1 source
+
+    seed(db_url, [(H + timedelta(hours=1), "Energy | Oil", 50, 28), (H + timedelta(hours=1), "Earnings", 50, 10)])
+    second = tasks.detect(window(H + timedelta(hours=1)))
+    assert second["opened"] == [] and len(second["updated"]) == 2, (second, alerts(db_url))
+    assert alerts(db_url)[0] == ("Energy | Oil", "open", "critical", 2, False)
+
+    seed(db_url, [(H + timedelta(hours=2), "Energy | Oil", 50, 10), (H + timedelta(hours=2), "Earnings", 50, 10)])
+    third = tasks.detect(window(H + timedelta(hours=2)))
+    assert len(third["resolved"]) == 2
+    assert [a[1] for a in alerts(db_url)] == ["resolved", "resolved"]
+
+
+def test_email_arrives_with_content_once_and_survives_an_smtp_outage(db_url, smtp_port):
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    tasks.detect(window(H))
+    live_now = H + timedelta(hours=1, minutes=5)
+
+    # SMTP down: nothing is marked sent, the error is recorded, the task fails (and retries)
+    from pipeline.alerts.notify import NotifyError
+
+    with pytest.raises(NotifyError):
+        tasks.notify(window(H), {}, now=live_now)
+    rows = query(db_url, "SELECT notified_at, notify_attempts, last_notify_error FROM alerts ORDER BY topic")
+    assert all(r[0] is None and r[1] == 1 and r[2] for r in rows)
+
+    with SMTPServer(smtp_port) as smtp:
+        # the next run (an hour later, still inside the lookback) sends both
+        result = tasks.notify(window(H + timedelta(hours=1)), {}, now=live_now + timedelta(hours=1))
+        assert len(result["sent"]) == 2 and len(smtp.messages) == 2
+        by_subject = {m["Subject"]: (m, r) for m, r in zip(smtp.messages, smtp.rcpts)}
+        subject = next(s for s in by_subject if "Energy | Oil" in s)
+        msg, rcpts = by_subject[subject]
+        assert subject.startswith("[finsent] CRITICAL negative-news surge: Energy | Oil (60% negative vs 20% baseline)")
+        assert rcpts == ["risk-team@example.com"]
+        overall_rcpts = next(r for s, (m, r) in by_subject.items() if "overall" in s)
+        assert overall_rcpts == ["cro-office@example.com", "risk-team@example.com"]
+        text = msg.get_body(("plain",)).get_content()
+        html_part = msg.get_body(("html",)).get_content()
+        assert "Negative stories: 30 of 50 (60.0%)" in text and "Baseline share: 20.0%" in text
+        assert "http://localhost:8501/?page=Alerts&alert=" in text
+        assert HOSTILE in text                               # plain text shows it literally
+        assert "<script>" not in html_part and "&lt;script&gt;" in html_part
+        assert 'href="javascript' not in html_part and 'href="https://news.example/' in html_part
+
+        # re-running the same hour, or the next one, sends nothing new
+        assert tasks.notify(window(H), {}, now=live_now)["sent"] == []
+        assert tasks.notify(window(H + timedelta(hours=1)), {}, now=live_now + timedelta(hours=1))["sent"] == []
+        assert len(smtp.messages) == 2
+    assert query(db_url, "SELECT count(*) FROM alerts WHERE notified_at IS NOT NULL AND last_notify_error IS NULL")[0][0] == 2
+
+
+def test_backfill_records_alerts_but_emails_only_when_asked(db_url, smtp_port):
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    much_later = H + timedelta(days=30)
+    with SMTPServer(smtp_port) as smtp:
+        assert len(tasks.detect(window(H))["opened"]) == 2
+        assert tasks.notify(window(H), {}, now=much_later) == {"sent": [], "skipped": "backfill"}
+        assert smtp.messages == []
+        sent = tasks.notify(window(H), {"notify": True}, now=much_later)
+        assert len(sent["sent"]) == 2 and len(smtp.messages) == 2

@@ -1,0 +1,70 @@
+"""The surge detector is a pure function: check its statistical behaviour directly."""
+import pytest
+
+from pipeline.alerts.detect import Thresholds, baseline_share, judge, judge_recent, transition
+
+TH = Thresholds()
+BASE = (7 * 24 * 50, 7 * 24 * 10)  # a week at 50 stories/h, 20% negative
+BASE_N, BASE_K = BASE
+
+
+def test_normal_hour_does_not_alert():
+    v = judge(50, 10, BASE_N, BASE_K, 0.2)
+    assert v.severity is None and not v.elevated
+    assert v.baseline_share == pytest.approx(0.2, abs=0.005)
+
+
+def test_doubling_of_the_negative_share_at_normal_volume_alerts_within_the_hour():
+    v = judge(50, 20, BASE_N, BASE_K, 0.2)  # 40% vs 20%
+    assert v.severity in ("warning", "critical") and v.p_value < TH.warning_p and v.ratio >= 2
+
+
+def test_pooling_with_the_previous_hour_catches_what_one_hour_cannot_prove():
+    hour, previous = (20, 9), (20, 9)  # 45% vs 20% at 20 stories/h
+    assert judge(*hour, BASE_N, BASE_K, 0.2).severity is None
+    assert judge_recent(hour, previous, BASE, 0.2).severity == "warning"
+    assert judge_recent(hour, previous, BASE, 0.2, Thresholds(pool_hours=1)).severity is None
+    # a calm previous hour dilutes a small blip back under the threshold
+    assert judge_recent((20, 8), (20, 3), BASE, 0.2).severity is None
+    # and a surge that has ended is not kept alive by the hour before
+    assert judge_recent((50, 10), (50, 30), BASE, 0.2).severity is None
+
+
+def test_severity_grows_with_the_surge():
+    assert judge(50, 20, BASE_N, BASE_K, 0.2).severity == "warning"
+    assert judge(50, 30, BASE_N, BASE_K, 0.2).severity == "critical"
+
+
+def test_low_volume_never_alerts_even_when_all_negative():
+    v = judge(3, 3, BASE_N, BASE_K, 0.2)
+    assert v.severity is None and v.elevated  # elevated, but 3 stories are not evidence enough
+
+
+def test_thin_baseline_is_smoothed_toward_the_overall_share():
+    assert baseline_share(0, 2, 0.2, TH.prior_strength) == pytest.approx(4 / 22)
+    assert judge(10, 3, 2, 0, 0.2).severity is None  # 30% vs a smoothed ~18% is no surge
+
+
+def test_effect_size_guard_on_busy_topics():
+    # 500 stories at 24% vs 20% is "significant" but not a surge worth a page
+    v = judge(500, 120, 100_000, 20_000, 0.2)
+    assert v.p_value < 0.05 and v.severity is None
+
+
+def test_invalid_counts_are_rejected():
+    with pytest.raises(ValueError):
+        judge(5, 6, BASE_N, BASE_K, 0.2)
+
+
+@pytest.mark.parametrize(
+    "live, stories, negatives, action",
+    [
+        (False, 50, 20, "open"),
+        (True, 50, 20, "update"),
+        (True, 50, 10, "resolve"),
+        (True, 50, 14, "update"),   # 28% vs 20%: still elevated, keep the alert open
+        (False, 50, 10, "none"),
+    ],
+)
+def test_one_surge_is_one_alert(live, stories, negatives, action):
+    assert transition(live, judge(stories, negatives, BASE_N, BASE_K, 0.2)).action == action
