@@ -118,8 +118,11 @@ def test_surge_opens_one_alert_per_topic_updates_it_and_resolves_it(db_url):
     assert second["opened"] == [] and len(second["updated"]) == 2, (second, alerts(db_url))
     assert alerts(db_url)[0] == ("Energy | Oil", "open", "critical", 2, False)
 
-    seed(db_url, [(H + timedelta(hours=2), "Energy | Oil", 50, 10), (H + timedelta(hours=2), "Earnings", 50, 10)])
-    third = tasks.detect(window(H + timedelta(hours=2)))
+    # the first calm hour keeps the alert open (hysteresis), the second resolves it
+    for hours in (2, 3):
+        seed(db_url, [(H + timedelta(hours=hours), "Energy | Oil", 50, 10), (H + timedelta(hours=hours), "Earnings", 50, 10)])
+    assert tasks.detect(window(H + timedelta(hours=2)))["resolved"] == []
+    third = tasks.detect(window(H + timedelta(hours=3)))
     assert len(third["resolved"]) == 2
     assert [a[1] for a in alerts(db_url)] == ["resolved", "resolved"]
 

@@ -26,8 +26,11 @@ def test_pooling_with_the_previous_hour_catches_what_one_hour_cannot_prove():
     assert judge_recent(hour, previous, BASE, 0.2, Thresholds(pool_hours=1)).severity is None
     # a calm previous hour dilutes a small blip back under the threshold
     assert judge_recent((20, 8), (20, 3), BASE, 0.2).severity is None
-    # and a surge that has ended is not kept alive by the hour before
-    assert judge_recent((50, 10), (50, 30), BASE, 0.2).severity is None
+    # a surge that has ended raises nothing new, but its alert is resolved only one calm hour later
+    ended = judge_recent((50, 10), (50, 30), BASE, 0.2)
+    assert ended.severity is None and ended.elevated
+    assert transition(True, ended).action == "update"
+    assert transition(True, judge_recent((50, 10), (50, 10), BASE, 0.2)).action == "resolve"
 
 
 def test_severity_grows_with_the_surge():

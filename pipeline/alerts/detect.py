@@ -20,13 +20,16 @@ Each hour is judged alone and, when ``pool_hours`` is 2, pooled with the
 hour before it: a surge too small to prove in one hour at low volume is often
 provable over two, which still meets a one-hour detection delay. The
 pooled look only counts while the current hour is itself elevated, so it
-never keeps an ended surge alive. The baseline excludes both hours.
+never raises or upgrades an alert for a surge that has ended. For resolving,
+the two views work the other way: a live alert is resolved only when the
+hour and the two-hour pool are both back near the baseline (hysteresis), so
+a thin hour mid-surge does not close and reopen it. The baseline excludes
+both hours.
 
 Severity: ``critical`` when p < ``critical_p`` and share >= ``critical_ratio``
 x baseline, else ``warning`` when p < ``warning_p`` and share >=
-``min_ratio`` x baseline. A live alert is resolved by the first hour whose
-share is back under ``resolve_ratio`` x baseline (or that has too few
-stories to judge while the share is not elevated).
+``min_ratio`` x baseline. A live alert is resolved once the share is back
+under ``resolve_ratio`` x baseline in the hour and in the two-hour pool.
 """
 from __future__ import annotations
 
@@ -95,16 +98,20 @@ def judge_recent(hour: tuple[int, int], previous: tuple[int, int], base: tuple[i
     must exclude both hours.
     """
     single = judge(hour[0], hour[1], base[0], base[1], prior_share, th)
-    # Pooling may strengthen the evidence for a surge that is still present,
-    # never revive one whose current hour is back to normal.
-    if th.pool_hours < 2 or single.severity == "critical" or previous[0] == 0 or not single.elevated:
+    if th.pool_hours < 2 or previous[0] == 0:
         return single
     pooled = judge(hour[0] + previous[0], hour[1] + previous[1], base[0], base[1], prior_share, th)
+    # Hysteresis: a live alert stays open while either view is elevated, so one
+    # thin, calm-looking hour in the middle of a surge does not resolve it.
+    elevated = single.elevated or pooled.elevated
     rank = {None: 0, "warning": 1, "critical": 2}
-    if rank[pooled.severity] > rank[single.severity]:
+    # Pooling may strengthen the evidence for a surge that is still present,
+    # never revive one whose current hour is back to normal.
+    if single.elevated and rank[pooled.severity] > rank[single.severity]:
         return Verdict(pooled.severity, single.observed_share, pooled.baseline_share, pooled.p_value, pooled.score,
-                       pooled.ratio, elevated=single.elevated or pooled.elevated)
-    return single
+                       pooled.ratio, elevated=elevated)
+    return Verdict(single.severity, single.observed_share, single.baseline_share, single.p_value, single.score,
+                   single.ratio, elevated=elevated)
 
 
 @dataclass(frozen=True)

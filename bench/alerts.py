@@ -1,0 +1,162 @@
+"""Surge-detector evaluation by replay: recall, false alerts per topic-week, detection delay.
+
+Synthetic hourly traffic is built from real labeled headlines (the Twitter
+Financial News sentiment training set): each topic's hourly volume is
+Poisson with a daily and weekly cycle (seasonality), and each story's label
+is a draw from the real pool's labels, so the negative share at rest is the
+pool's own (15.1 % Bearish). The detector sees counts only, so drawing the
+headline texts themselves would change nothing. Surges of known topic, start, duration and size (the
+negative share multiplied by ``size``) are injected into about half of the
+topic-weeks; the others have none. The first week is history only.
+
+The replay runs the same pure functions the DAG uses
+(``pipeline.alerts.detect.judge_recent`` and ``transition``) with the same
+windows: a 7-day baseline excluding the current and previous hour, the
+overall share as prior, one live alert per topic.
+
+    .state/venv/bin/python bench/alerts.py                         # default thresholds, volume grid
+    .state/venv/bin/python bench/alerts.py --volumes 50 --sizes 2 --weeks 12
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import config  # noqa: E402
+from pipeline.alerts.detect import judge_recent, transition  # noqa: E402
+from pipeline.classify.data import SENT_DIR  # noqa: E402
+
+HOURS_PER_WEEK = 168
+
+
+@dataclass
+class Surge:
+    topic: int
+    start: int
+    hours: int
+
+
+def diurnal(hours: np.ndarray) -> np.ndarray:
+    """Volume multiplier: busy market hours, quiet nights, half volume at weekends."""
+    hod, dow = hours % 24, (hours // 24) % 7
+    day = 1.0 + 0.7 * np.sin((hod - 8) / 24 * 2 * np.pi)
+    return day * np.where(dow >= 5, 0.5, 1.0)
+
+
+def simulate(rng: np.random.Generator, negative_pool: int, pool: int, topics: int, weeks: int, volume: float,
+             size: float, surge_rate: float) -> tuple[np.ndarray, np.ndarray, list[Surge]]:
+    """Per topic and hour: stories n and negatives k, drawn headline by headline from the real pool."""
+    hours = (weeks + 1) * HOURS_PER_WEEK
+    lam = volume * diurnal(np.arange(hours))
+    n = rng.poisson(np.broadcast_to(lam, (topics, hours)))
+    p_rest = negative_pool / pool
+    p = np.full((topics, hours), p_rest)
+    surges = []
+    for t in range(topics):
+        for w in range(1, weeks + 1):
+            if rng.random() < surge_rate:
+                start = w * HOURS_PER_WEEK + int(rng.integers(0, HOURS_PER_WEEK - 8))
+                dur = int(rng.integers(3, 7))
+                p[t, start:start + dur] = min(0.95, size * p_rest)
+                surges.append(Surge(t, start, dur))
+    # each story is negative with the pool's share at rest, with size x that share during a surge
+    k = rng.binomial(n, p)
+    return n, k, surges
+
+
+def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:  # noqa: ANN001
+    """Alerts opened: (topic, hour). Mirrors pipeline.alerts.run.detect_hour on arrays."""
+    topics, hours = n.shape
+    cn, ck = np.cumsum(n, axis=1), np.cumsum(k, axis=1)
+    on, ok = np.cumsum(n.sum(0)), np.cumsum(k.sum(0))
+    span = th.baseline_days * 24
+
+    def window(c: np.ndarray, a: int, b: int) -> int:  # sum over hours [a, b)
+        return int(c[b - 1] - (c[a - 1] if a > 0 else 0)) if b > a else 0
+
+    opened, live = [], [False] * topics
+    for h in range(HOURS_PER_WEEK, hours):
+        a, b = max(0, h - span), h - 1
+        prior = window(ok, a, b) / max(1, window(on, a, b))
+        for t in range(topics):
+            v = judge_recent((int(n[t, h]), int(k[t, h])), (int(n[t, h - 1]), int(k[t, h - 1])),
+                             (window(cn[t], a, b), window(ck[t], a, b)), prior, th)
+            step = transition(live[t], v)
+            if step.action == "open":
+                opened.append((t, h))
+                live[t] = True
+            elif step.action == "resolve":
+                live[t] = False
+    return opened
+
+
+def score(opened: list[tuple[int, int]], surges: list[Surge], topics: int, weeks: int) -> dict:
+    delays, hit = [], 0
+    during = set()
+    for s in surges:
+        found = [h for (t, h) in opened if t == s.topic and s.start <= h < s.start + s.hours + 1]
+        if found:
+            hit += 1
+            delays.append(found[0] - s.start)
+        during.update((s.topic, h) for h in found)
+    false = [o for o in opened if o not in during]
+    return {
+        "surges": len(surges), "recall": hit / len(surges) if surges else float("nan"),
+        "false_per_topic_week": len(false) / (topics * weeks),
+        "alerts_per_surge": (len(during) / hit) if hit else float("nan"),
+        "delay_mean_h": float(np.mean(delays)) if delays else float("nan"),
+        "delay_max_h": int(max(delays)) if delays else -1,
+        "delay_p95_h": float(np.percentile(delays, 95)) if delays else float("nan"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--volumes", type=float, nargs="+", default=[10, 25, 50, 100],
+                    help="mean stories per topic per hour (before the daily cycle)")
+    ap.add_argument("--sizes", type=float, nargs="+", default=[1.5, 2.0, 3.0], help="negative-share multipliers")
+    ap.add_argument("--topics", type=int, default=20)
+    ap.add_argument("--weeks", type=int, default=8)
+    ap.add_argument("--surge-rate", type=float, default=0.5, help="share of topic-weeks with a surge")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    import pandas as pd
+
+    labels = pd.read_csv(SENT_DIR / "sent_train.csv")["label"]
+    negative_pool, pool = int((labels == 0).sum()), len(labels)  # 0 = Bearish in this dataset
+    th = config.alert_thresholds()
+    print(f"alerts replay: {args.topics} topics x {args.weeks} weeks (+1 week history), surges in "
+          f"{args.surge_rate:.0%} of topic-weeks, 3-6 h long; negative share at rest {negative_pool / pool:.3f} "
+          f"(real pool of {pool} headlines); thresholds {th}")
+    print(f"{'stories/topic/h':>15} {'size':>5} {'surges':>7} {'recall':>7} {'false/topic/wk':>15} "
+          f"{'alerts/surge':>13} {'delay mean':>11} {'delay p95':>10} {'delay max':>10} {'secs':>6}")
+    for volume in args.volumes:
+        for size in args.sizes:
+            rng = np.random.default_rng(args.seed)
+            t0 = time.perf_counter()
+            n, k, surges = simulate(rng, negative_pool, pool, args.topics, args.weeks, volume, size, args.surge_rate)
+            r = score(replay(n, k, th), surges, args.topics, args.weeks)
+            print(f"{volume:>15g} {size:>5g} {r['surges']:>7} {r['recall']:>7.3f} {r['false_per_topic_week']:>15.3f} "
+                  f"{r['alerts_per_surge']:>13.2f} {r['delay_mean_h']:>11.2f} {r['delay_p95_h']:>10.1f} {r['delay_max_h']:>10} {time.perf_counter() - t0:>6.1f}")
+    print("\nbaseline (same run): no-pooling detector (pool_hours=1) at the same thresholds")
+    from dataclasses import replace
+
+    single = replace(th, pool_hours=1)
+    for volume in args.volumes:
+        rng = np.random.default_rng(args.seed)
+        n, k, surges = simulate(rng, negative_pool, pool, args.topics, args.weeks, volume, 2.0, args.surge_rate)
+        r = score(replay(n, k, single), surges, args.topics, args.weeks)
+        print(f"{volume:>15g} {2.0:>5g} {r['surges']:>7} {r['recall']:>7.3f} {r['false_per_topic_week']:>15.3f} "
+              f"{r['alerts_per_surge']:>13.2f} {r['delay_mean_h']:>11.2f} {r['delay_p95_h']:>10.1f} {r['delay_max_h']:>10}")
+
+
+if __name__ == "__main__":
+    main()
