@@ -5,7 +5,7 @@ VENV   := .state/venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean-state
+.PHONY: setup demo dashboard test test-fast bench clean-state system-deps
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,16 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m pipeline demo
 
-test: setup
+dashboard: setup
+	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1
+
+# Debian's Chromium for the dashboard's real-browser test (CI runs as root; skipped elsewhere).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+	  echo "chromium not installed: the browser test will be skipped"
+
+test: setup system-deps
 	$(PY) -m pytest
 
 test-fast: setup

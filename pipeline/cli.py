@@ -140,6 +140,32 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from pipeline import windows
+    from pipeline.alerts import aggregate
+    from pipeline.classify import registry
+
+    url = db.database_url()
+    db.migrate(url)
+    conn = db.connect(url)
+    try:
+        model = args.model or (registry.active(conn) or {}).get("version")
+        if not model:
+            print("error: no active model (pass --model VERSION)", file=sys.stderr)
+            return 2
+        start, end = windows.floor_hour(windows.to_utc(args.start)), windows.floor_hour(windows.to_utc(args.end))
+        rows = aggregate.recompute(conn, model, start, end)
+        out: dict = {"model_version": model, "start": start, "end": end, "stats_rows": rows}
+        if args.detect:
+            from pipeline.alerts.run import detect_window
+
+            out.update(detect_window(conn, model, (start, end), config.alert_thresholds()))
+    finally:
+        conn.close()
+    _print_json(out)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
 
@@ -195,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("aggregate", help="rebuild hourly stats for [start, end) and optionally detect surges")
+    p.add_argument("--start", required=True, help="ISO 8601 (UTC if no zone)")
+    p.add_argument("--end", required=True, help="ISO 8601, exclusive")
+    p.add_argument("--model", default=None, help="model version (default: the active one)")
+    p.add_argument("--detect", action="store_true", help="also judge every hour and open/update/resolve alerts")
+    p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("demo", help="embedded demo: migrate, run the hourly DAG once on real Airflow, summarise")
     p.set_defaults(func=cmd_demo)

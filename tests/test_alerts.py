@@ -2,21 +2,15 @@
 import email
 import json
 import socket
-import uuid
 from datetime import datetime, timedelta, timezone
 from email import policy
 
-import psycopg2
 import pytest
-from psycopg2.extras import execute_values
 from conftest import query
 
 from pipeline import tasks
 
-UTC = timezone.utc
-H = datetime(2026, 8, 10, 14, tzinfo=UTC)   # the surge hour
-MODEL = "test-model"
-HOSTILE = '<script>alert("x")</script> Refinery **fire** [click](javascript:alert(1))'
+from seeding import H, HOSTILE, seed, week_of_normal, window
 
 
 def free_port() -> int:
@@ -57,40 +51,6 @@ def smtp_port(monkeypatch):
         "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "alerts@example.com",
                   "timeout": 5, "retry_limit": 1}}))
     return port
-
-
-def seed(url: str, traffic: list[tuple[datetime, str, int, int]]) -> None:
-    """Stories with scores: (hour, topic, stories, negatives) rows."""
-    conn = psycopg2.connect(url)
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO feeds (name, url) VALUES ('wire', 'file:wire') ON CONFLICT (name) DO NOTHING")
-        cur.execute("SELECT id FROM feeds WHERE name = 'wire'")
-        feed = cur.fetchone()[0]
-        cur.execute("INSERT INTO models (version, path, method, base_model, data_sha256, training, created_at, is_active)"
-                    " VALUES (%s, '/nowhere', 'heads', 'test', 'x', '{}', now(), true) ON CONFLICT DO NOTHING", (MODEL,))
-        arts, negs = [], []
-        for hour, topic, n, k in traffic:
-            for i in range(n):
-                title = HOSTILE if (i == 0 and k and hour == H) else f"{topic} story {uuid.uuid4().hex[:8]}"
-                arts.append((feed, uuid.uuid4().hex, f"https://news.example/{uuid.uuid4().hex}", None, title,
-                             hour + timedelta(minutes=i % 60), hour + timedelta(minutes=59), uuid.uuid4().hex, uuid.uuid4().hex))
-                negs.append((topic, i < k))
-        ids = execute_values(cur, "INSERT INTO articles (feed_id, guid, url, canonical_url, title, published_at, fetched_at,"
-                             " content_hash, title_hash) VALUES %s RETURNING id", arts, page_size=5000, fetch=True)
-        execute_values(cur, "INSERT INTO scores (article_id, model_version, sentiment, p_negative, p_neutral, p_positive,"
-                       " topic, topic_confidence) VALUES %s",
-                       [(i, MODEL, "negative" if neg else "neutral", 0.9 if neg else 0.1, 0.1 if neg else 0.8,
-                         0.0 if neg else 0.1, topic, 0.9) for (i,), (topic, neg) in zip(ids, negs)], page_size=5000)
-    conn.commit()
-    conn.close()
-
-
-def week_of_normal(end: datetime, topics=("Energy | Oil", "Earnings")) -> list:
-    return [(end - timedelta(hours=h), t, 50, 10) for h in range(1, 7 * 24 + 1) for t in topics]
-
-
-def window(hour: datetime) -> dict:
-    return {"start": hour.isoformat(), "end": (hour + timedelta(hours=1)).isoformat()}
 
 
 def alerts(url: str) -> list[tuple]:

@@ -1,0 +1,1 @@
+"""Streamlit dashboard for analysts (read-only but for acknowledging alerts)."""

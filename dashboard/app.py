@@ -1,0 +1,191 @@
+"""finsent dashboard: trends, alerts, headlines and pipeline health.
+
+    streamlit run dashboard/app.py
+
+Feed text (titles, summaries, feed errors) is only ever shown through
+``st.dataframe``/``st.text``, which render it literally: a ``<script>`` or
+markdown in a headline shows as typed. Nothing renders raw HTML.
+Queries live in ``dashboard/queries.py``; results are cached for a minute.
+"""
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard import queries as q  # noqa: E402
+from pipeline.classify.labels import SENTIMENTS  # noqa: E402
+
+PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]
+RANGES = {"Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7), "Last 30 days": timedelta(days=30),
+          "All": None}
+TTL = 60
+
+
+@st.cache_resource
+def pool():
+    return q.make_pool()
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def cached(name: str, *args):
+    return getattr(q, name)(pool(), *args)
+
+
+def page_overview(model: str) -> None:
+    lo, hi = cached("data_span", model)
+    if hi is None:
+        st.info("No aggregated data yet: the hourly DAG fills it after stories are scored.")
+        return
+    hi_end = hi + timedelta(hours=1)
+    c1, c2, c3 = st.columns([1, 2, 2])
+    span = c1.selectbox("Time range (to the latest data hour)", list(RANGES), index=1)
+    all_topics = cached("topics", model)
+    chosen = c2.multiselect("Topics", all_topics, default=[], placeholder="overall only")
+    srcs = c3.multiselect("Sources", cached("sources"), default=[], placeholder="all sources")
+    start = lo if RANGES[span] is None else max(lo, hi_end - RANGES[span])
+    df = cached("hourly", model, start, hi_end, chosen, srcs)
+    if df.empty:
+        st.info("No stories in this range.")
+        return
+    overall = df[df["series"] == "overall"]
+    stories, negatives = int(overall["stories"].sum()), int(overall["negatives"].sum())
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Stories", f"{stories:,}")
+    m2.metric("Negative share", f"{100 * negatives / max(stories, 1):.1f}%")
+    mean = (overall["mean_sentiment"] * overall["stories"]).sum() / max(stories, 1)
+    m3.metric("Mean sentiment", f"{mean:+.3f}")
+    live = cached("alerts", model, ["open", "acknowledged"])
+    m4.metric("Live alerts", f"{len(live)}")
+
+    df = df.assign(neg_pct=100 * df["neg_share"].astype(float), mean_sentiment=df["mean_sentiment"].astype(float))
+    base = alt.Chart(df).encode(x=alt.X("hour:T", title="hour (UTC)"))
+    share = base.mark_line(point=len(overall) < 60).encode(
+        y=alt.Y("neg_pct:Q", title="negative share (%)"), color=alt.Color("series:N", title="series"),
+        tooltip=["hour:T", "series:N", "stories:Q", "negatives:Q", alt.Tooltip("neg_pct:Q", format=".1f")])
+    alerts_in_range = cached("alerts", model, ["open", "acknowledged", "resolved"])
+    alerts_in_range = alerts_in_range[(alerts_in_range["started_at"] >= start) & (alerts_in_range["started_at"] < hi_end)]
+    layers = [share]
+    if not alerts_in_range.empty:
+        marks = alt.Chart(alerts_in_range).mark_rule(strokeDash=[4, 3], color="#d62728").encode(
+            x="started_at:T", tooltip=["topic:N", "severity:N", "status:N", "observed_pct:Q", "baseline_pct:Q"])
+        layers.append(marks)
+    st.subheader("Negative share per hour")
+    st.altair_chart(alt.layer(*layers).properties(height=280), width="stretch")
+    st.subheader("Mean sentiment per hour (p_positive - p_negative)")
+    st.altair_chart(base.mark_line().encode(y=alt.Y("mean_sentiment:Q", title="mean sentiment"), color="series:N")
+                    .properties(height=200), width="stretch")
+    st.subheader("Volume (stories per hour, all topics)")
+    st.altair_chart(alt.Chart(overall).mark_bar().encode(x="hour:T", y=alt.Y("stories:Q", title="stories"))
+                    .properties(height=160), width="stretch")
+    st.subheader("Topics at a glance (last 24 h of data vs the 7 days before)")
+    st.dataframe(cached("topic_state", model, hi), hide_index=True, width="stretch")
+
+
+def page_alerts(model: str) -> None:
+    statuses = st.multiselect("Status", ["open", "acknowledged", "resolved"], default=["open", "acknowledged"])
+    df = cached("alerts", model, statuses)
+    st.metric("Alerts shown", len(df))
+    if df.empty:
+        st.info("No alerts with this status.")
+        return
+    st.dataframe(df, hide_index=True, width="stretch", column_config={
+        "p_value": st.column_config.NumberColumn(format="%.2e")})
+    wanted = st.query_params.get("alert")
+    ids = df["id"].tolist()
+    default = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in ids else 0
+    alert_id = st.selectbox("Drill down into alert", ids, index=default,
+                            format_func=lambda i: f"#{i} {df.loc[df['id'] == i, 'topic'].iloc[0]}")
+    row = df[df["id"] == alert_id].iloc[0]
+    st.text(f"Alert #{alert_id}: {row['topic']}, {row['severity']} ({row['status']}), "
+            f"{row['observed_negatives']}/{row['observed_stories']} negative = {row['observed_pct']}% "
+            f"vs baseline {row['baseline_pct']}%, surging {row['hours_surging']} h since {row['started_at']:%Y-%m-%d %H:%M} UTC")
+    st.dataframe(q.alert_stories(pool(), int(alert_id)), hide_index=True, width="stretch",
+                 column_config={"url": st.column_config.LinkColumn("link", display_text="open")})
+    if row["status"] == "open":
+        with st.form(f"ack-{alert_id}"):
+            who = st.text_input("Acknowledged by", max_chars=80)
+            if st.form_submit_button("Acknowledge"):
+                if not who.strip():
+                    st.error("Say who acknowledges it.")
+                elif q.acknowledge(pool(), int(alert_id), who.strip()):
+                    cached.clear()
+                    st.success(f"Alert #{alert_id} acknowledged by {who.strip()}.")
+                else:
+                    st.warning("It was no longer open.")
+    elif row["status"] == "acknowledged":
+        st.text(f"Acknowledged by {row['acknowledged_by']} at {row['acknowledged_at']:%Y-%m-%d %H:%M} UTC")
+
+
+def page_headlines(model: str) -> None:
+    c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
+    search = c1.text_input("Search titles", max_chars=200)
+    sentiments = c2.multiselect("Sentiment", SENTIMENTS)
+    topics = c3.multiselect("Topic", cached("topics", model))
+    srcs = c4.multiselect("Source", cached("sources"))
+    df = cached("headlines", model, search, sentiments, topics, srcs)
+    st.metric("Stories shown (latest first, at most 200)", len(df))
+    st.dataframe(df, hide_index=True, width="stretch", column_config={
+        "url": st.column_config.LinkColumn("link", display_text="open"),
+        "title": st.column_config.TextColumn("title", width="large"),
+    })
+
+
+def page_health(model_row: dict | None) -> None:
+    version = model_row["version"] if model_row else None
+    h = cached("health", version)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Stories stored", f"{h['articles']:,}")
+    c2.metric("Unscored backlog", f"{h['backlog']:,}")
+    c3.metric("Feeds failing", int((h["feeds"]["last_status"] == "error").sum()))
+    st.subheader("Last ingestion run")
+    st.dataframe(h["last_run"], hide_index=True, width="stretch")
+    st.subheader("Feeds")
+    st.dataframe(h["feeds"], hide_index=True, width="stretch")
+    st.subheader("Stories fetched per hour (last 48 h of data)")
+    if not h["per_hour"].empty:
+        st.bar_chart(h["per_hour"], x="hour", y="stories", height=180)
+    st.subheader("Model in use")
+    if model_row:
+        metrics = model_row.get("metrics") or {}
+        st.text(f"{model_row['version']} ({model_row['method']}), promoted {model_row['promoted_at']:%Y-%m-%d %H:%M} UTC")
+        if metrics:
+            st.dataframe(pd.DataFrame({
+                "task": ["sentiment", "topic"],
+                "macro_f1": [metrics["sentiment"]["macro_f1"], metrics["topic"]["macro_f1"]],
+                "accuracy": [metrics["sentiment"]["accuracy"], metrics["topic"]["accuracy"]],
+                "held-out rows": [metrics["sentiment"]["n"], metrics["topic"]["n"]],
+            }), hide_index=True)
+    else:
+        st.warning("No active model: run `python -m pipeline train`.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="finsent", layout="wide")
+    st.sidebar.title("finsent")
+    wanted = st.query_params.get("page")
+    page = st.sidebar.radio("Page", PAGES, index=PAGES.index(wanted) if wanted in PAGES else 0)
+    if st.sidebar.button("Refresh data"):
+        cached.clear()
+    model_row = cached("active_model")
+    st.sidebar.caption(f"Model: {model_row['version']}" if model_row else "Model: none active")
+    st.title(page)
+    if page == "Pipeline health":
+        page_health(model_row)
+    elif model_row is None:
+        st.warning("No active model yet: stories are stored but not scored. See Pipeline health.")
+    elif page == "Overview":
+        page_overview(model_row["version"])
+    elif page == "Alerts":
+        page_alerts(model_row["version"])
+    else:
+        page_headlines(model_row["version"])
+
+
+main()

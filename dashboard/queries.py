@@ -1,0 +1,223 @@
+"""Every query the dashboard runs: parameterized SQL, aggregates computed in PostgreSQL.
+
+Connections use the ``finsent_dashboard`` role (SELECT everywhere, UPDATE of
+an alert's acknowledgement only) and read-only transactions except for
+:func:`acknowledge`.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Iterator, Sequence
+
+import pandas as pd
+import psycopg2
+from psycopg2.pool import ThreadedConnectionPool
+
+from pipeline import db
+
+ROLE = "finsent_dashboard"
+
+
+def make_pool(url: str | None = None) -> ThreadedConnectionPool:
+    url = url or os.environ.get("FINSENT_DASHBOARD_DATABASE_URL") or db.database_url()
+    return ThreadedConnectionPool(1, 8, url, connect_timeout=10)
+
+
+@contextmanager
+def session(pool: ThreadedConnectionPool, write: bool = False) -> Iterator[psycopg2.extensions.connection]:
+    conn = pool.getconn()
+    try:
+        conn.set_session(readonly=not write, autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute("SET ROLE finsent_dashboard")
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("RESET ROLE")
+            conn.commit()
+        finally:
+            pool.putconn(conn)
+
+
+def frame(pool: ThreadedConnectionPool, sql: str, params: Sequence | dict = ()) -> pd.DataFrame:
+    with session(pool) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=cols)
+
+
+def active_model(pool) -> dict | None:  # noqa: ANN001
+    df = frame(pool, "SELECT version, method, metrics, promoted_at FROM models WHERE is_active")
+    return None if df.empty else df.iloc[0].to_dict()
+
+
+def data_span(pool, model: str) -> tuple[datetime | None, datetime | None]:  # noqa: ANN001
+    df = frame(pool, "SELECT min(hour) AS lo, max(hour) AS hi FROM hourly_stats WHERE model_version = %s AND dimension = 'overall'",
+               (model,))
+    return (df.at[0, "lo"], df.at[0, "hi"]) if not df.empty else (None, None)
+
+
+def topics(pool, model: str) -> list[str]:  # noqa: ANN001
+    return frame(pool, "SELECT DISTINCT key FROM hourly_stats WHERE model_version = %s AND dimension = 'topic' ORDER BY 1",
+                 (model,))["key"].tolist()
+
+
+def sources(pool) -> list[str]:  # noqa: ANN001
+    return frame(pool, "SELECT name FROM feeds ORDER BY name")["name"].tolist()
+
+
+def hourly(pool, model: str, start: datetime, end: datetime, topics_: list[str], sources_: list[str]) -> pd.DataFrame:  # noqa: ANN001
+    """Per hour and series: stories, negatives, negative share, mean sentiment.
+
+    Without a source filter this reads the precomputed ``hourly_stats``; a
+    source filter needs topic x source, so it aggregates scores in SQL.
+    """
+    if not sources_:
+        return frame(
+            pool,
+            """
+            SELECT hour, CASE WHEN dimension = 'overall' THEN 'overall' ELSE key END AS series,
+                   stories, negatives, neg_share, mean_sentiment
+            FROM hourly_stats
+            WHERE model_version = %(m)s AND hour >= %(s)s AND hour < %(e)s
+              AND (dimension = 'overall' OR (dimension = 'topic' AND key = ANY(%(t)s)))
+            ORDER BY hour, series
+            """,
+            {"m": model, "s": start, "e": end, "t": topics_},
+        )
+    return frame(
+        pool,
+        """
+        WITH s AS (
+            SELECT date_trunc('hour', coalesce(a.published_at, a.fetched_at)) AS hour, sc.topic,
+                   (sc.sentiment = 'negative')::int AS neg, sc.p_positive - sc.p_negative AS sent
+            FROM scores sc JOIN articles a ON a.id = sc.article_id JOIN feeds f ON f.id = a.feed_id
+            WHERE sc.model_version = %(m)s AND f.name = ANY(%(src)s)
+              AND coalesce(a.published_at, a.fetched_at) >= %(s)s AND coalesce(a.published_at, a.fetched_at) < %(e)s
+        )
+        SELECT hour, 'overall' AS series, count(*) AS stories, sum(neg) AS negatives, avg(neg) AS neg_share,
+               avg(sent) AS mean_sentiment FROM s GROUP BY hour
+        UNION ALL
+        SELECT hour, topic, count(*), sum(neg), avg(neg), avg(sent) FROM s WHERE topic = ANY(%(t)s) GROUP BY hour, topic
+        ORDER BY 1, 2
+        """,
+        {"m": model, "s": start, "e": end, "t": topics_, "src": sources_},
+    )
+
+
+def topic_state(pool, model: str, at: datetime) -> pd.DataFrame:  # noqa: ANN001
+    """Each topic at a glance: last 24 h against the 7 days before, and its live alert."""
+    return frame(
+        pool,
+        """
+        WITH recent AS (
+            SELECT key, sum(stories) AS stories, sum(negatives) AS negatives, avg(mean_sentiment) AS mean_sentiment
+            FROM hourly_stats WHERE model_version = %(m)s AND dimension = 'topic'
+              AND hour > %(at)s - interval '24 hours' AND hour <= %(at)s GROUP BY key),
+        base AS (
+            SELECT key, sum(negatives)::float / nullif(sum(stories), 0) AS base_share
+            FROM hourly_stats WHERE model_version = %(m)s AND dimension = 'topic'
+              AND hour > %(at)s - interval '8 days' AND hour <= %(at)s - interval '24 hours' GROUP BY key),
+        live AS (
+            SELECT topic, severity, status FROM alerts WHERE model_version = %(m)s AND status <> 'resolved')
+        SELECT r.key AS topic, r.stories AS stories_24h,
+               round((r.negatives::numeric / nullif(r.stories, 0)) * 100, 1) AS negative_pct_24h,
+               round((b.base_share * 100)::numeric, 1) AS baseline_pct_7d,
+               round(r.mean_sentiment::numeric, 3) AS mean_sentiment_24h,
+               coalesce(l.severity || ' (' || l.status || ')', '-') AS live_alert
+        FROM recent r LEFT JOIN base b USING (key) LEFT JOIN live l ON l.topic = r.key
+        ORDER BY r.negatives::float / nullif(r.stories, 0) DESC NULLS LAST, r.key
+        """,
+        {"m": model, "at": at},
+    )
+
+
+def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:  # noqa: ANN001
+    return frame(
+        pool,
+        """
+        SELECT id, severity, peak_severity, status, topic, started_at, window_end, hours_surging,
+               observed_negatives, observed_stories, round((observed_share * 100)::numeric, 1) AS observed_pct,
+               round((baseline_share * 100)::numeric, 1) AS baseline_pct, p_value, notified_at,
+               acknowledged_by, acknowledged_at
+        FROM alerts WHERE model_version = %s AND status = ANY(%s)
+        ORDER BY (status = 'resolved'), started_at DESC, id DESC LIMIT 500
+        """,
+        (model, statuses),
+    )
+
+
+def alert_stories(pool, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
+    """The stories behind an alert: every negative story of its topic in its surging hours."""
+    return frame(
+        pool,
+        """
+        SELECT coalesce(a.published_at, a.fetched_at) AS published, f.name AS source, a.title, a.url,
+               sc.topic, sc.sentiment, round(sc.p_negative::numeric, 3) AS p_negative
+        FROM alerts al
+        JOIN scores sc ON sc.model_version = al.model_version AND (al.topic = 'overall' OR sc.topic = al.topic)
+        JOIN articles a ON a.id = sc.article_id
+        JOIN feeds f ON f.id = a.feed_id
+        WHERE al.id = %s AND sc.sentiment = 'negative'
+          AND coalesce(a.published_at, a.fetched_at) >= al.started_at
+          AND coalesce(a.published_at, a.fetched_at) < al.window_end
+        ORDER BY sc.p_negative DESC, a.id LIMIT 200
+        """,
+        (alert_id,),
+    )
+
+
+def acknowledge(pool, alert_id: int, who: str) -> bool:  # noqa: ANN001
+    """Mark an open alert acknowledged (who and when); False if it was not open."""
+    with session(pool, write=True) as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_by = %s, acknowledged_at = now(), updated_at = now() "
+            "WHERE id = %s AND status = 'open'",
+            (who, alert_id),
+        )
+        return cur.rowcount == 1
+
+
+def headlines(pool, model: str, search: str, sentiments: list[str], topics_: list[str], sources_: list[str],  # noqa: ANN001
+              limit: int = 200) -> pd.DataFrame:
+    return frame(
+        pool,
+        """
+        SELECT coalesce(a.published_at, a.fetched_at) AS published, f.name AS source, a.title, a.url,
+               sc.topic, sc.sentiment, round(sc.p_negative::numeric, 3) AS p_negative,
+               round(sc.p_neutral::numeric, 3) AS p_neutral, round(sc.p_positive::numeric, 3) AS p_positive
+        FROM scores sc JOIN articles a ON a.id = sc.article_id JOIN feeds f ON f.id = a.feed_id
+        WHERE sc.model_version = %(m)s
+          AND (%(q)s = '' OR to_tsvector('english', a.title) @@ plainto_tsquery('english', %(q)s))
+          AND (cardinality(%(sent)s::text[]) = 0 OR sc.sentiment = ANY(%(sent)s))
+          AND (cardinality(%(t)s::text[]) = 0 OR sc.topic = ANY(%(t)s))
+          AND (cardinality(%(src)s::text[]) = 0 OR f.name = ANY(%(src)s))
+        ORDER BY coalesce(a.published_at, a.fetched_at) DESC, a.id DESC
+        LIMIT %(n)s
+        """,
+        {"m": model, "q": search.strip(), "sent": sentiments, "t": topics_, "src": sources_, "n": limit},
+    )
+
+
+def health(pool, model: str | None) -> dict:  # noqa: ANN001
+    out = {
+        "last_run": frame(pool, "SELECT finished_at, window_start, window_end, feeds_ok, feeds_failed, items_seen, "
+                                "items_new, duplicates FROM ingest_runs ORDER BY id DESC LIMIT 1"),
+        "feeds": frame(pool, "SELECT name, last_status, last_http_status, last_fetched_at, last_success_at, last_items, "
+                             "consecutive_failures, last_error, last_warning FROM feeds ORDER BY (last_status = 'error') DESC, name"),
+        "per_hour": frame(pool, "SELECT date_trunc('hour', fetched_at) AS hour, count(*) AS stories FROM articles "
+                                "WHERE fetched_at > (SELECT max(fetched_at) FROM articles) - interval '48 hours' "
+                                "GROUP BY 1 ORDER BY 1"),
+        "articles": int(frame(pool, "SELECT count(*) AS n FROM articles").at[0, "n"]),
+    }
+    out["backlog"] = int(frame(pool, "SELECT count(*) AS n FROM articles a WHERE NOT EXISTS (SELECT 1 FROM scores s "
+                                     "WHERE s.article_id = a.id AND s.model_version = %s)", (model,)).at[0, "n"]) if model else out["articles"]
+    return out

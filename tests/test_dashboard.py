@@ -1,0 +1,161 @@
+"""The Streamlit dashboard on a seeded real PostgreSQL: AppTest for every page, and a real browser."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+import streamlit as st
+from conftest import query
+from seeding import H, HOSTILE, seed, week_of_normal, window
+from streamlit.testing.v1 import AppTest
+
+from pipeline import config, tasks
+
+APP = str(config.REPO_ROOT / "dashboard" / "app.py")
+TOTAL = 7 * 24 * 100 + 100                 # stories seeded
+NEGATIVE = 7 * 24 * 20 + 30 + 10           # negatives seeded
+
+
+@pytest.fixture()
+def dash_db(db_url):
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    tasks.detect({"start": (H - (H - H.replace(day=1))).isoformat(), "end": window(H)["end"]})  # stats for the month, alerts
+    st.cache_data.clear()
+    st.cache_resource.clear()  # the connection pool points at this test's database
+    return db_url
+
+
+def app(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["page"] = page
+    return at.run()
+
+
+def metrics(at: AppTest) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_overview_shows_the_numbers_in_sql(dash_db):
+    at = app("Overview")
+    assert not at.exception
+    at.selectbox[0].set_value("All").run()
+    m = metrics(at)
+    assert m["Stories"] == f"{TOTAL:,}"
+    assert m["Negative share"] == f"{100 * NEGATIVE / TOTAL:.1f}%"
+    assert m["Live alerts"] == "2"
+    glance = at.dataframe[0].value
+    energy = glance[glance["topic"] == "Energy | Oil"].iloc[0]
+    assert energy["live_alert"] == "critical (open)" and float(energy["negative_pct_24h"]) > 20
+    # a topic filter adds its series; a source filter aggregates from scores and agrees with the stats
+    at.multiselect[1].set_value(["wire"]).run()
+    assert metrics(at)["Stories"] == f"{TOTAL:,}"
+
+
+def test_alerts_list_drill_down_and_acknowledge(dash_db):
+    at = app("Alerts")
+    assert not at.exception and metrics(at)["Alerts shown"] == "2"
+    listed = at.dataframe[0].value
+    assert set(listed["topic"]) == {"Energy | Oil", "overall"}
+    energy_id = int(listed[listed["topic"] == "Energy | Oil"]["id"].iloc[0])
+    at.selectbox[0].set_value(energy_id).run()
+    stories = at.dataframe[1].value
+    assert len(stories) == 30 and HOSTILE in set(stories["title"])  # shown literally, not rendered
+    at.text_input[0].set_value("ana.lyst")
+    next(b for b in at.button if b.label == "Acknowledge").click().run()
+    assert not at.exception
+    assert query(dash_db, "SELECT status, acknowledged_by, acknowledged_at IS NOT NULL FROM alerts WHERE id = %s",
+                 (energy_id,)) == [("acknowledged", "ana.lyst", True)]
+
+
+def test_headlines_search_and_filters(dash_db):
+    at = app("Headlines")
+    assert metrics(at)["Stories shown (latest first, at most 200)"] == "200"
+    at.text_input[0].set_value("refinery").run()
+    found = at.dataframe[0].value
+    assert set(found["title"]) == {HOSTILE} and len(found) == 2  # seeded under two topics
+    assert set(found["sentiment"]) == {"negative"}
+    at.text_input[0].set_value("").run()
+    at.multiselect[0].set_value(["negative"]).run()
+    at.multiselect[1].set_value(["Earnings"]).run()
+    shown = at.dataframe[0].value
+    assert set(shown["sentiment"]) == {"negative"} and set(shown["topic"]) == {"Earnings"}
+
+
+def test_pipeline_health(dash_db):
+    at = app("Pipeline health")
+    assert not at.exception
+    assert metrics(at) == {"Stories stored": f"{TOTAL:,}", "Unscored backlog": "0", "Feeds failing": "0"}
+    assert any("test-model (heads)" in t.value for t in at.text)
+
+
+def test_no_unsafe_html_and_the_role_is_read_only(dash_db):
+    source = open(APP).read()
+    assert "unsafe_allow_html" not in source and "st.html" not in source
+    from dashboard import queries as q
+
+    pool = q.make_pool(dash_db)
+    with pytest.raises(psycopg2.Error, match="read-only"):
+        with q.session(pool) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE alerts SET status = 'resolved'")
+    with pytest.raises(psycopg2.Error, match="permission denied"):
+        with q.session(pool, write=True) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM articles")
+    pool.closeall()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make test installs it as root)")
+def test_real_browser_renders_every_page(dash_db, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": dash_db}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
+                               "--server.address", "127.0.0.1", "--server.port", str(port),
+                               "--browser.gatherUsageStats", "false"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        import urllib.request
+
+        for _ in range(60):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-quic"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: errors.append(f"dialog opened: {d.message}"))  # a script in a title would do this
+            for name, marker in [("Overview", "Negative share per hour"), ("Alerts", "Drill down into alert"),
+                                 ("Headlines", "Search titles"), ("Pipeline health", "Model in use")]:
+                page.goto(f"http://127.0.0.1:{port}/?page={name.replace(' ', '%20')}")
+                page.get_by_text(marker).first.wait_for(timeout=30000)
+                page.wait_for_timeout(800)
+                shot = tmp_path / f"{name.replace(' ', '_')}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 20_000, name
+                assert page.locator('[data-testid="stException"]').count() == 0, name
+            page.goto(f"http://127.0.0.1:{port}/?page=Pipeline%20health")
+            page.get_by_text("Model in use").wait_for(timeout=30000)
+            values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+            assert values[:3] == [f"{TOTAL:,}", "0", "0"]
+            browser.close()
+        assert errors == []
+        shutil.copy(tmp_path / "Overview.png", config.state_dir() / "dashboard-overview.png")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
