@@ -9,8 +9,11 @@ skipped hour leaves nothing behind: the next run picks it up. Finally it
 rebuilds the hourly aggregates, judges each topic for a negative surge
 (binomial test against the previous 7 days) and emails new alerts.
 
-**Backfills** (a window that ended more than 2 h ago) record alerts but email
-nobody unless the conf says `{"notify": true}`.
+**Backfills** (a window that ended more than 2 h ago) re-process what is
+stored: re-score, re-aggregate, re-detect. They do not fetch live feeds
+(which only list recent items) unless `{"ingest_live": true}`, can replay
+archived feed files with `{"archive_dir": "..."}`, and record alerts but
+email nobody unless the conf says `{"notify": true}`.
 
 **Window.** A run at logical date *T* covers the hour `[floor(T) - 1h, floor(T))`
 (Airflow 3 cron schedules have zero-length data intervals, so the window is
@@ -49,12 +52,15 @@ default_args = {
     max_active_runs=1,
     default_args=default_args,
     doc_md=__doc__,
+    on_failure_callback=tasks.failure_notifier(),
     tags=["finsent", "ingest", "classify", "alerts"],
     params={
         "feeds_file": Param(None, type=["null", "string"], description="feed registry YAML (default: FINSENT_FEEDS_FILE)"),
         "start": Param(None, type=["null", "string"], description="backfill range start, ISO 8601 (UTC if no zone)"),
         "end": Param(None, type=["null", "string"], description="backfill range end, ISO 8601, exclusive"),
         "notify": Param(False, type="boolean", description="email alerts even when the window is a backfill"),
+        "ingest_live": Param(False, type="boolean", description="fetch the live feeds even for a past window"),
+        "archive_dir": Param(None, type=["null", "string"], description="folder of archived feed files to replay for the window"),
     },
 )
 def finsent_hourly():

@@ -4,6 +4,8 @@
 Fine-tunes the dual-head GPT classifier, evaluates it on the held-out sets
 (with TF-IDF+LR and VADER baselines in the same run), registers it and
 promotes it if it does not score below the active model (`force` overrides).
+The promotion updates the asset `finsent://models/active`, which schedules
+`finsent_rescore` (history re-scored with the new model).
 
 Runs weekly, or on demand: `airflow dags trigger finsent_train --conf '{"method": "finetune"}'`.
 Training and evaluation run on the `gpu` queue.
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from pipeline import config, tasks
 
 settings = config.load()
+ACTIVE_MODEL = Asset("finsent://models/active")  # updated on promotion; finsent_rescore is scheduled on it
 
 
 @dag(
@@ -27,6 +30,7 @@ settings = config.load()
     max_active_runs=1,
     default_args={"owner": "ml", "retries": 1, "retry_delay": timedelta(minutes=10)},
     doc_md=__doc__,
+    on_failure_callback=tasks.failure_notifier(),
     tags=["finsent", "training"],
     params={
         "method": Param("finetune", enum=["heads", "finetune"], description="heads = fast path, finetune = quality path"),
@@ -49,7 +53,7 @@ def finsent_train():
         tasks.evaluate_model(model_dir)
         return model_dir
 
-    @task
+    @task(outlets=[ACTIVE_MODEL])
     def register_and_promote(model_dir: str) -> dict:
         return tasks.register_and_promote(model_dir, force=bool(get_current_context()["params"]["force"]))
 

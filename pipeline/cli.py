@@ -136,7 +136,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     url = db.database_url()
     db.migrate(url)
-    _print_json(score_pending(url, max_articles=args.limit, batch_size=args.batch_size, device=args.device))
+    _print_json(score_pending(url, max_articles=args.limit, batch_size=args.batch_size, device=args.device,
+                              chunk_size=args.chunk_size))
     return 0
 
 
@@ -164,6 +165,16 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         conn.close()
     _print_json(out)
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline import status
+
+    url = db.database_url()
+    db.migrate(url)
+    out = status.report(url)
+    _print_json(out)
+    return 1 if out["feeds"]["failing"] and args.strict else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -218,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="score stored stories that the active model has not scored")
     p.add_argument("--limit", type=int, default=None, help="at most this many stories")
+    p.add_argument("--chunk-size", type=int, default=512, help="stories per committed chunk")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_classify)
@@ -228,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model version (default: the active one)")
     p.add_argument("--detect", action="store_true", help="also judge every hour and open/update/resolve alerts")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("status", help="feed health, last runs, unscored backlog, active model, alerts")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any feed is failing (for monitoring)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("demo", help="embedded demo: migrate, run the hourly DAG once on real Airflow, summarise")
     p.set_defaults(func=cmd_demo)

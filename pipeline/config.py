@@ -45,6 +45,7 @@ class AlertSettings:
     dashboard_url: str = "http://localhost:8501"
     notify_lookback_h: float = 6.0             # live runs also send unsent alerts this recent (e.g. after an SMTP outage)
     live_within_h: float = 2.0                 # a run whose window ended longer ago is a backfill: no email by default
+    data_team: tuple[str, ...] = ("data-eng@example.com",)  # DAG failure emails
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def load() -> Settings:
         dashboard_url=_env("FINSENT_DASHBOARD_URL", "http://localhost:8501"),
         notify_lookback_h=float(_env("FINSENT_ALERT_NOTIFY_LOOKBACK_H", "6")),
         live_within_h=float(_env("FINSENT_ALERT_LIVE_WITHIN_H", "2")),
+        data_team=tuple(a.strip() for a in _env("FINSENT_DATA_TEAM_EMAIL", "data-eng@example.com").split(",") if a.strip()),
     )
     return Settings(
         alerts=alerts,

@@ -22,24 +22,83 @@ def plan(logical_date: datetime, params: Mapping[str, Any] | None) -> dict:
     return {"start": start.isoformat(), "end": end.isoformat()}
 
 
+def is_live(window_end: datetime, now: datetime | None = None) -> bool:
+    """A run whose window ended within FINSENT_ALERT_LIVE_WITHIN_H (2 h) is live; older ones are backfills."""
+    from datetime import timedelta, timezone
+
+    now = now or datetime.now(timezone.utc)
+    return window_end >= now - timedelta(hours=config.load().alerts.live_within_h)
+
+
 def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key: str | None) -> dict:
-    """Ingest the registry once; return counts only (never article bodies)."""
+    """Ingest for the run's window; return counts only (never article bodies).
+
+    Live runs fetch the registry's feeds. A backfill (past window) does not,
+    since feeds only list recent items, unless ``params["ingest_live"]``;
+    with ``params["archive_dir"]`` it replays archived feed files for the window.
+    """
+    from pipeline.ingest.archive import ingest_archive
     from pipeline.ingest.run import ingest as run_ingest
 
     params = params or {}
     settings = config.load()
-    feeds_file = params.get("feeds_file") or settings.feeds_file
     url = db.database_url(settings)
     db.migrate(url)
-    summary = run_ingest(
-        feeds_file,
-        database_url=url,
-        run_key=run_key,
-        window=(windows.to_utc(window["start"]), windows.to_utc(window["end"])),
-        settings=settings,
+    span = (windows.to_utc(window["start"]), windows.to_utc(window["end"]))
+    out: dict = {"live": None, "archive": None}
+    if is_live(span[1]) or params.get("ingest_live"):
+        summary = run_ingest(params.get("feeds_file") or settings.feeds_file, database_url=url, run_key=run_key,
+                             window=span, settings=settings)
+        failed = [f["name"] for f in summary["feeds"] if f["status"] == "error"]
+        out["live"] = {"run_id": summary["run_id"], **summary["totals"], "failed_feeds": failed}
+    else:
+        log.info("backfill window %s..%s: live feeds not fetched (conf ingest_live=true forces it)", *span)
+    if params.get("archive_dir"):
+        summary = ingest_archive(params["archive_dir"], span, database_url=url, run_key=run_key, settings=settings)
+        out["archive"] = {"run_id": summary["run_id"], **summary["totals"]}
+    return out
+
+
+def failure_notifier():  # noqa: ANN201
+    """DAG failure callback: email the data team through the smtp provider's notifier."""
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    alerts = config.load().alerts
+    return SmtpNotifier(
+        to=list(alerts.data_team), from_email=alerts.from_email, smtp_conn_id=alerts.smtp_conn_id,
+        subject="[finsent] DAG {{ dag.dag_id }} failed: run {{ run_id }}",
+        html_content="<p>DAG <b>{{ dag.dag_id }}</b>, run {{ run_id }}, failed.</p>"
+                     "<p>Failed task: {{ ti.task_id if ti else 'n/a' }}. See the Airflow logs; "
+                     "`python -m pipeline status` shows feed health and backlog.</p>",
     )
-    failed = [f["name"] for f in summary["feeds"] if f["status"] == "error"]
-    return {"run_id": summary["run_id"], **summary["totals"], "failed_feeds": failed}
+
+
+def rescore(chunk_size: int = 1024) -> dict:
+    """Score the whole history with the active model (after a promotion), then rebuild its stats."""
+    from pipeline.alerts import aggregate
+    from pipeline.classify.score import NoActiveModel, score_pending
+
+    url = db.database_url()
+    db.migrate(url)
+    try:
+        scored = score_pending(url, chunk_size=chunk_size)
+    except NoActiveModel as exc:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(str(exc)) from exc
+    conn = db.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles")
+            lo, hi = cur.fetchone()
+        conn.commit()
+        rows = 0
+        if lo is not None:
+            rows = aggregate.recompute(conn, scored["model_version"], windows.floor_hour(lo),
+                                       windows.floor_hour(hi) + windows.HOUR)
+    finally:
+        conn.close()
+    return {**scored, "stats_rows": rows}
 
 
 def classify(max_articles: int | None = None) -> dict:

@@ -16,6 +16,11 @@ from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder={str(config.REPO_ROOT / 'dags')!r})
 dag = bag.get_dag("finsent_hourly")
 print(json.dumps({{
+    "dags": sorted(bag.dag_ids),
+    "train_queues": sorted({{t.queue for t in bag.get_dag("finsent_train").tasks}}),
+    "rescore_schedule": type(bag.get_dag("finsent_rescore").timetable).__name__,
+    "classify_queue": dag.get_task("classify").queue,
+    "failure_callback": bool(dag.on_failure_callback),
     "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
     "tasks": sorted(dag.task_ids),
     "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
@@ -28,11 +33,14 @@ print(json.dumps({{
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
-    assert info["tasks"] == ["classify", "ingest_feeds", "plan_window"]
+    assert info["dags"] == ["finsent_hourly", "finsent_rescore", "finsent_train"]
+    assert info["tasks"] == ["classify", "detect", "ingest_feeds", "notify", "plan_window"]
+    assert info["classify_queue"] == "gpu" and "gpu" in info["train_queues"]
+    assert info["failure_callback"] and info["rescore_schedule"] == "AssetTriggeredTimetable"
     assert info["catchup"] is False and info["max_active_runs"] == 1
     assert "finsent" in info["tags"] and info["doc"]
     assert all(r >= 2 for r in info["retries"])
-    assert {"start", "end", "feeds_file"} <= set(info["params"])
+    assert {"start", "end", "feeds_file", "notify", "ingest_live", "archive_dir"} <= set(info["params"])
 
 
 def test_dag_file_has_no_business_logic():
@@ -61,7 +69,7 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
         f"  - {{name: {n.split('_2')[0]}, url: '{feed_server.url('real/' + n)}'}}\n" for n in names
     ) + f"  - {{name: broken, url: '{feed_server.url('-/status/500')}'}}\n")
     env = {**airflow_env, "DATABASE_URL": db_url}
-    conf = {"feeds_file": str(registry)}
+    conf = {"feeds_file": str(registry), "ingest_live": True}  # a past hour: fetch the feeds anyway
 
     first = dag_test(env, "2026-08-14T09:00:00+00:00", conf)
     assert first["state"] == "success"  # classify is skipped, not failed, while no model is active
@@ -90,3 +98,34 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
     assert [r[0] for r in runs] == [first["run_id"], second["run_id"]]
     assert query(db_url, "SELECT last_status, last_error FROM feeds WHERE name = 'broken'") == [
         ("error", "HTTP 500 Internal Server Error")]
+
+
+def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airflow_env, db_url, tmp_path, tiny_models):
+    import shutil
+
+    from conftest import REAL
+
+    from pipeline import db
+    from pipeline.classify import registry
+
+    archive = tmp_path / "archive"
+    (archive / "cnbc-finance").mkdir(parents=True)
+    shutil.copy(REAL / "cnbc_finance_2026-08-14.xml", archive / "cnbc-finance" / "2026-08-14.xml")
+    (archive / "broken.xml").write_bytes(b"this is not a feed at all")
+    conn = db.connect(db_url)
+    registry.promote(conn, registry.register(conn, tiny_models[0]))
+    conn.close()
+    env = {**airflow_env, "DATABASE_URL": db_url}
+    # CNBC's snapshot spans 4-14 Aug 2026; back-fill the day of 13 Aug, twice
+    conf = {"start": "2026-08-13T00:00:00Z", "end": "2026-08-14T00:00:00Z", "archive_dir": str(archive)}
+    for _ in range(2):
+        assert dag_test(env, "2026-11-01T00:00:00+00:00", conf)["state"] == "success"
+    in_day = query(db_url, "SELECT count(*) FROM articles WHERE published_at >= '2026-08-13' AND published_at < '2026-08-14'")[0][0]
+    assert in_day > 0
+    assert query(db_url, "SELECT count(*) FROM articles")[0][0] == in_day  # only the window's stories
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(in_day, in_day)]
+    assert query(db_url, "SELECT sum(stories) FROM hourly_stats WHERE dimension = 'overall'")[0][0] == in_day
+    runs = query(db_url, "SELECT summary->'totals'->>'new', summary->'totals'->>'feeds_failed' FROM ingest_runs ORDER BY id")
+    assert runs == [(str(in_day), "1"), ("0", "1")]
+    # the live feed registry was not fetched, and the archive feed has no live state
+    assert query(db_url, "SELECT name, last_status FROM feeds") == [("cnbc-finance", None)]

@@ -66,7 +66,7 @@ def sync_feeds(conn: connection, specs: list[FeedSpec]) -> dict[str, dict]:
 
 
 def store_outcome(conn: connection, feed_id: int, outcome: FeedOutcome, title_window: timedelta,
-                  stories: list) -> int:
+                  stories: list, record_fetch: bool = True) -> int:
     """Record the fetch on the feed row and insert new stories, in one transaction.
 
     Validators (ETag, Last-Modified) are saved together with the stories, so a
@@ -90,7 +90,8 @@ def store_outcome(conn: connection, feed_id: int, outcome: FeedOutcome, title_wi
                     "window_s": title_window.total_seconds(),
                 })
                 new_ids = cur.fetchall()
-            _record_fetch(cur, feed_id, outcome)
+            if record_fetch:  # archive replays leave the live feed's state alone
+                _record_fetch(cur, feed_id, outcome)
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -130,6 +131,16 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:  # noqa: ANN
             "items": len(parsed.stories) if parsed else 0, "id": feed_id,
         },
     )
+
+
+def feed_id_for(conn: connection, name: str) -> int:
+    """Id of a feed by name, registering it (as an archive-only feed) if unknown."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO feeds (name, url) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, f"archive:{name}"))
+        cur.execute("SELECT id FROM feeds WHERE name = %s", (name,))
+        fid = cur.fetchone()[0]
+    conn.commit()
+    return fid
 
 
 def record_run(conn: connection, summary: dict, run_key: str | None,
