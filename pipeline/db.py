@@ -37,6 +37,8 @@ def start_embedded(datadir: Path | None = None) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
         server = pgserver.get_server(str(datadir), cleanup_mode=None)
+        # get_server caches its handle per process; after an outage it must check and restart
+        server.ensure_postgres_running()
     return server.get_uri()
 
 

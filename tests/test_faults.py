@@ -1,0 +1,129 @@
+"""Faults: a killed classify worker, a PostgreSQL restart mid-run, the same hour twice at once."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg2
+import pytest
+from conftest import query, seed_articles
+
+from pipeline import config, db, tasks, windows
+from pipeline.classify import registry
+from pipeline.ingest.model import FeedSpec
+from pipeline.ingest.run import ingest
+
+
+def promote(url, model_dir):
+    conn = db.connect(url)
+    version = registry.register(conn, model_dir)
+    registry.promote(conn, version)
+    conn.close()
+    return version
+
+
+def test_classify_worker_killed_mid_batch_leaves_the_rest_for_the_next_run(db_url, tiny_models):
+    total = 12000
+    seed_articles(db_url, [f"Lender {i} cuts guidance as defaults rise" for i in range(total)])
+    promote(db_url, tiny_models[0])
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "classify", "--chunk-size", "100", "--batch-size", "50"],
+                            cwd=config.REPO_ROOT, env={**os.environ, "DATABASE_URL": db_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = query(db_url, "SELECT count(*) FROM scores")[0][0]
+        if done >= 300:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # no clean-up, no final commit
+    proc.wait()
+    at_kill = query(db_url, "SELECT count(*) FROM scores")[0][0]
+    assert 0 < at_kill < total, f"worker scored {at_kill} of {total} before the kill: not mid-batch"
+    assert at_kill % 100 == 0  # only whole committed chunks survive
+
+    rest = tasks.classify()  # the next run
+    assert rest["scored"] == total - at_kill and rest["remaining"] == 0
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(total, total)]
+
+
+def _postmaster_pid(datadir: Path) -> int:
+    return int((datadir / "postmaster.pid").read_text().splitlines()[0])
+
+
+@pytest.mark.skipif(os.environ.get("FINSENT_TEST_DATABASE_URL") is not None, reason="needs the embedded server to restart")
+def test_postgres_restart_mid_run_then_retry_loses_and_duplicates_nothing(db_url, pg_server_url, feed_server):
+    datadir = Path(psycopg2.extensions.parse_dsn(pg_server_url)["host"])
+    names = ["cnbc_finance_2026-08-14.xml", "coindesk_2026-08-11.xml", "bbc_business_2026-08-14.xml"]
+    specs = [FeedSpec(name=n, url=feed_server.url("real/" + n)) for n in names]
+    # a feed that answers after the restart: its stories must be stored after the outage
+    specs.append(FeedSpec(name="late", url=feed_server.url("-/synthetic/7.xml?items=40&delay=3")))
+    errors = []
+
+    def run():
+        try:
+            ingest(specs=specs, database_url=db_url)
+        except Exception as exc:  # what makes the Airflow task fail and retry
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(1.2)
+    os.kill(_postmaster_pid(datadir), signal.SIGINT)  # fast shutdown: every connection is cut
+    for _ in range(100):
+        if not (datadir / "postmaster.pid").exists():
+            break
+        time.sleep(0.05)
+    db.start_embedded(datadir)  # back up before the late feed answers
+    worker.join(timeout=60)
+    assert errors and isinstance(errors[0], psycopg2.Error), errors
+
+    retry = ingest(specs=specs, database_url=db_url)  # the task's retry
+    assert retry["totals"]["feeds_failed"] == 0
+    expected = 30 + 25 + 50 + 40
+    assert query(db_url, "SELECT count(*), count(DISTINCT canonical_url) FROM articles") == [(expected, expected)]
+    # validators were saved only with their stories: no feed is stuck as "not modified" with items missing
+    per_feed = dict(query(db_url, "SELECT f.name, count(a.id) FROM feeds f LEFT JOIN articles a ON a.feed_id = f.id GROUP BY f.name"))
+    assert per_feed == {names[0]: 30, names[1]: 25, names[2]: 50, "late": 40}
+
+
+def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(db_url, feed_server, tmp_path, tiny_models):
+    registry_file = tmp_path / "feeds.yaml"
+    registry_file.write_text("feeds:\n" + "".join(
+        f"  - {{name: {n}, url: '{feed_server.url('real/' + n)}'}}\n"
+        for n in ["cnbc_finance_2026-08-14.xml", "googlenews_reuters_2026-08-11.xml", "yahoo_finance_news_2026-08-14.xml"]))
+    feed_server.conditional = False
+    promote(db_url, tiny_models[0])
+    start, end = windows.run_window(datetime.now(timezone.utc))
+    window = {"start": start.isoformat(), "end": end.isoformat()}
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def run():
+        try:
+            barrier.wait()
+            out = {"ingest": tasks.ingest(window, {"feeds_file": str(registry_file)}, run_key=threading.current_thread().name)}
+            out["classify"] = tasks.classify()
+            out["detect"] = tasks.detect(window)
+            results.append(out)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, name=f"run-{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    distinct = 30 + 100 + 48
+    assert query(db_url, "SELECT count(*) FROM articles")[0][0] == distinct
+    assert sorted(r["ingest"]["live"]["new"] for r in results) == [0, distinct]
+    assert sum(r["classify"]["scored"] for r in results) == distinct
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(distinct, distinct)]
+    assert query(db_url, "SELECT count(*) FROM ingest_runs")[0][0] == 2
+    keys = query(db_url, "SELECT count(*), count(DISTINCT (hour, dimension, key)) FROM hourly_stats")[0]
+    assert keys[0] == keys[1]
