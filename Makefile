@@ -24,11 +24,15 @@ demo: setup
 dashboard: setup
 	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1
 
-# Debian's Chromium for the dashboard's real-browser test (CI runs as root; skipped elsewhere).
+# Debian packages the integration tests use: chromium (dashboard browser test) and
+# redis-server (Celery broker). CI runs as root; elsewhere those tests are skipped.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
-	  echo "chromium not installed: the browser test will be skipped"
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "not installed:$$missing (needs root): the tests that use them will be skipped"; fi; fi
 
 test: setup system-deps
 	$(PY) -m pytest
