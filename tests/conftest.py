@@ -67,6 +67,14 @@ def feed_server():
         yield server
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     conn = psycopg2.connect(url)
     try:

@@ -1,22 +1,16 @@
 """Alerts end to end on a real PostgreSQL and a real SMTP server (aiosmtpd on 127.0.0.1)."""
 import email
 import json
-import socket
 from datetime import datetime, timedelta, timezone
 from email import policy
 
 import pytest
-from conftest import query
+from conftest import free_port, query
 
 from pipeline import tasks
 
 from seeding import H, HOSTILE, seed, week_of_normal, window
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SMTPServer:

@@ -4,7 +4,6 @@ runs the hourly DAG; the classify task must run on the gpu worker, everything el
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import query
+from conftest import free_port, query
 
 from pipeline import db, windows
 from pipeline.classify import registry
@@ -23,11 +22,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed (make test installs it as root)"),
 ]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Procs:

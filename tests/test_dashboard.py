@@ -1,7 +1,6 @@
 """The Streamlit dashboard on a seeded real PostgreSQL: AppTest for every page, and a real browser."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import time
 import psycopg2
 import pytest
 import streamlit as st
-from conftest import query
+from conftest import free_port, query
 from seeding import H, HOSTILE, seed, week_of_normal, window
 from streamlit.testing.v1 import AppTest
 
@@ -106,11 +105,6 @@ def test_no_unsafe_html_and_the_role_is_read_only(dash_db):
             cur.execute("DELETE FROM articles")
     pool.closeall()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make test installs it as root)")
