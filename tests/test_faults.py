@@ -121,7 +121,8 @@ def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(db_url, feed_
     assert errors == []
     distinct = 30 + 100 + 48
     assert query(db_url, "SELECT count(*) FROM articles")[0][0] == distinct
-    assert sorted(r["ingest"]["live"]["new"] for r in results) == [0, distinct]
+    # which run stores each feed first is a race; together they store each story once
+    assert sum(r["ingest"]["live"]["new"] for r in results) == distinct
     assert sum(r["classify"]["scored"] for r in results) == distinct
     assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(distinct, distinct)]
     assert query(db_url, "SELECT count(*) FROM ingest_runs")[0][0] == 2
