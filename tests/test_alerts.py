@@ -129,3 +129,21 @@ def test_backfill_records_alerts_but_emails_only_when_asked(db_url, smtp_port):
         assert smtp.messages == []
         sent = tasks.notify(window(H), {"notify": True}, now=much_later)
         assert len(sent["sent"]) == 2 and len(smtp.messages) == 2
+
+
+def test_dag_failure_callback_emails_the_data_team(smtp_port):
+    """The DAG's on_failure_callback (the smtp provider's SmtpNotifier), rendered and sent for real."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline import config
+
+    dag = DagBag(dag_folder=str(config.REPO_ROOT / "dags" / "finsent_hourly.py")).dags["finsent_hourly"]
+    callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
+    with SMTPServer(smtp_port) as smtp:
+        for cb in callbacks:
+            cb({"dag": dag, "run_id": "scheduled__2026-08-10T14:00:00+00:00", "ti": None})
+    assert len(smtp.messages) == 1
+    msg = smtp.messages[0]
+    assert msg["Subject"] == "[finsent] DAG finsent_hourly failed: run scheduled__2026-08-10T14:00:00+00:00"
+    assert smtp.rcpts[0] == ["data-eng@example.com"]
+    assert "Failed task: n/a" in msg.get_body(("html",)).get_content()
