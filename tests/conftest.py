@@ -1,6 +1,7 @@
 """Shared fixtures: a real PostgreSQL server and a real HTTP feed server."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -20,6 +21,8 @@ REAL = FEEDS / "real"
 FIXTURES = FEEDS / "feedparser-fixtures"
 
 sys.path.insert(0, str(TESTS))
+# pgserver logs from an atexit hook after pytest has closed its streams: keep it to warnings.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 # Airflow is imported in-process by a few tests (the smtp hook): keep its home out of ~.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="fs-airflow-home-"))
 
