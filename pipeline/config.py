@@ -98,6 +98,7 @@ def load() -> Settings:
         concurrency=int(_env("FINSENT_FETCH_CONCURRENCY", "8")),
         title_window_h=float(_env("FINSENT_TITLE_DEDUPE_WINDOW_H", "24")),
         default_timezone=_env("FINSENT_DEFAULT_FEED_TZ", "UTC"),
+        user_agent=_env("FINSENT_USER_AGENT", USER_AGENT),
     )
     alerts = AlertSettings(
         smtp_conn_id=_env("FINSENT_SMTP_CONN_ID", "smtp_alerts"),
