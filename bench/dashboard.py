@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,7 +35,8 @@ PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]
 
 def copy(cur, table: str, columns: str, rows: io.StringIO) -> None:  # noqa: ANN001
     rows.seek(0)
-    cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", rows)
+    cols = sql.SQL(", ").join(sql.Identifier(c.strip()) for c in columns.split(","))
+    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(sql.Identifier(table), cols).as_string(cur), rows)
 
 
 def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
@@ -165,7 +167,7 @@ def main() -> None:
 
             c = psycopg2.connect(server)
             c.autocommit = True
-            c.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             c.close()
     print(f"\ndashboard benchmark: {args.stories:,} stories over {args.days} days; {os.cpu_count()} CPU cores; "
           f"target < 2 s per page")

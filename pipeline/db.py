@@ -13,6 +13,7 @@ from typing import Iterator
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2 import sql
 
 from pipeline import config
 
@@ -55,7 +56,7 @@ def ensure_database(url: str, name: str) -> str:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{_ident(name)}"')
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_ident(name))))
     finally:
         conn.close()
     dsn = psycopg2.extensions.parse_dsn(url)

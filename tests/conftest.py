@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from pipeline import db
 
@@ -58,7 +59,7 @@ def db_url(pg_server_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     conn = psycopg2.connect(pg_server_url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     conn.close()
 
 

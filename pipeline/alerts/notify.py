@@ -96,6 +96,12 @@ _COLUMNS = ["id", "topic", "model_version", "started_at", "last_hour", "window_e
             "severity", "hours_surging", "top_stories"]
 
 
+_NEXT_UNSENT = (
+    "SELECT " + ", ".join(_COLUMNS) + " FROM alerts WHERE status = 'open' AND notified_at IS NULL "
+    "AND window_end > %s AND window_end <= %s AND NOT (id = ANY(%s)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+
+
 def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_conn_id: str, from_email: str,
                    recipients_file: Path, dashboard_url: str) -> dict:
     """Email every open, unsent alert whose latest hour ended in (since, until]."""
@@ -103,12 +109,7 @@ def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_c
     skip: list[int] = []
     while True:
         with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status = 'open' AND notified_at IS NULL "
-                "AND window_end > %s AND window_end <= %s AND NOT (id = ANY(%s)) "
-                "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (since, until, skip),
-            )
+            cur.execute(_NEXT_UNSENT, (since, until, skip))
             row = cur.fetchone()
             if row is None:
                 conn.commit()
