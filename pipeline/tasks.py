@@ -180,14 +180,12 @@ def detect(window: Mapping[str, str]) -> dict:
 
 def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: datetime | None = None) -> dict:
     """Email unsent alerts; a backfill window emails nobody unless params['notify'] is true."""
-    from datetime import timezone
-
     from pipeline.alerts.notify import notify_pending, window_for_notify
 
     settings = config.load().alerts
     start, end = windows.to_utc(window["start"]), windows.to_utc(window["end"])
-    span = window_for_notify(end, now or datetime.now(timezone.utc), settings.notify_lookback_h,
-                             settings.live_within_h, bool((params or {}).get("notify")), start)
+    span = window_for_notify(start, end, is_live(end, now), settings.notify_lookback_h,
+                             bool((params or {}).get("notify")))
     if span is None:
         log.info("backfill window [%s, %s): alerts recorded, no email (conf {\"notify\": true} sends)", start, end)
         return {"sent": [], "skipped": "backfill"}

@@ -138,10 +138,10 @@ def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_c
     return {"sent": sent}
 
 
-def window_for_notify(window_end: datetime, now: datetime, lookback_h: float, live_within_h: float,
-                      force: bool, window_start: datetime) -> tuple[datetime, datetime] | None:
-    """Which alerts a run may email: None for a backfill unless forced (pure)."""
-    live = window_end >= now - timedelta(hours=live_within_h)
+def window_for_notify(window_start: datetime, window_end: datetime, live: bool, lookback_h: float,
+                      force: bool) -> tuple[datetime, datetime] | None:
+    """Which alerts a run may email (pure): a live run also retries recent unsent ones;
+    a backfill sends nothing unless forced, and then only its own window's."""
     if live:
         return window_end - timedelta(hours=lookback_h), window_end
     if force:
