@@ -53,8 +53,16 @@ def smollm2_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=GGUF_NAME)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)  # weights are already dense fp32
-    tmp = out.with_name(out.name + ".tmp")
+    # Write to a private folder, then rename: a concurrent converter cannot leave a half-written model.
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="smollm2-", dir=out.parent))
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.replace(out) if not out.exists() else None
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

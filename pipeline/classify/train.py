@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from pipeline import config
 from pipeline.classify import base as base_model
@@ -236,25 +237,20 @@ def freeze_for(model: DualHeadClassifier, args: TrainArguments) -> DualHeadClass
     return model
 
 
-class TimeBudget:
-    """Trainer callback: stop (after a final evaluation) once the budget is spent."""
+class TimeBudget(TrainerCallback):
+    """Stop training (after a final evaluation and save) once ``minutes`` have passed."""
 
-    def __new__(cls, minutes: float):  # noqa: ANN204
-        from transformers import TrainerCallback
+    def __init__(self, minutes: float) -> None:
+        self.minutes = minutes
+        self.deadline = time.monotonic() + minutes * 60
 
-        class _CB(TrainerCallback):
-            def __init__(self) -> None:
-                self.deadline = time.monotonic() + minutes * 60
-
-            def on_step_end(self, targs, state, control, **kw):  # noqa: ANN001, ANN201
-                if time.monotonic() > self.deadline:
-                    log.info("time budget of %.0f min spent at step %d: stopping", minutes, state.global_step)
-                    control.should_training_stop = True
-                    control.should_evaluate = True
-                    control.should_save = True
-                return control
-
-        return _CB()
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if time.monotonic() > self.deadline:
+            log.info("time budget of %.0f min spent at step %d: stopping", self.minutes, state.global_step)
+            control.should_training_stop = True
+            control.should_evaluate = True
+            control.should_save = True
+        return control
 
 
 def finetune(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args: TrainArguments,  # noqa: ANN001
