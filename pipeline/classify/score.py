@@ -68,16 +68,25 @@ def score_pending(database_url: str | None = None, *, chunk_size: int = 512, bat
                 if not rows:
                     conn.commit()
                     break
-                preds = clf.predict([prepare_text(t, s) for _, t, s in rows], batch_size=batch_size).rows()
-                execute_values(
-                    cur,
-                    "INSERT INTO scores (article_id, model_version, sentiment, p_negative, p_neutral, p_positive,"
-                    " topic, topic_confidence) VALUES %s ON CONFLICT DO NOTHING",
-                    [(aid, version, p["sentiment"], p["p_negative"], p["p_neutral"], p["p_positive"], p["topic"],
-                      p["topic_confidence"]) for (aid, _, _), p in zip(rows, preds)],
-                )
+                # The locks were taken under the SELECT's snapshot: a worker that committed in between
+                # has released rows it already scored. A fresh statement sees its scores; skip those.
+                cur.execute("SELECT article_id FROM scores WHERE model_version = %s AND article_id = ANY(%s)",
+                            (version, [r[0] for r in rows]))
+                done = {r[0] for r in cur.fetchall()}
+                rows = [r for r in rows if r[0] not in done]
+                inserted = []
+                if rows:
+                    preds = clf.predict([prepare_text(t, s) for _, t, s in rows], batch_size=batch_size).rows()
+                    inserted = execute_values(
+                        cur,
+                        "INSERT INTO scores (article_id, model_version, sentiment, p_negative, p_neutral, p_positive,"
+                        " topic, topic_confidence) VALUES %s ON CONFLICT DO NOTHING RETURNING article_id",
+                        [(aid, version, p["sentiment"], p["p_negative"], p["p_neutral"], p["p_positive"], p["topic"],
+                          p["topic_confidence"]) for (aid, _, _), p in zip(rows, preds)],
+                        page_size=len(rows), fetch=True,
+                    )
             conn.commit()
-            scored += len(rows)
+            scored += len(inserted)
             rate = scored / max(time.monotonic() - t0, 1e-9)
             log.info("scored %d/%d stories (%.0f/s)", scored, todo, rate)
         remaining = pending_count(conn, version)
