@@ -63,12 +63,8 @@ def backfill_stats(url: str) -> None:
     conn = db.connect(url)
     try:
         model = registry.active(conn)["version"]
-        with conn.cursor() as cur:
-            cur.execute("SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles")
-            lo, hi = cur.fetchone()
-        conn.commit()
-        end = windows.floor_hour(hi) + windows.HOUR
-        rows = aggregate.recompute(conn, model, windows.floor_hour(lo), end)
+        rows, span = aggregate.recompute_history(conn, model)
+        end = span[1]
         alerts = detect_window(conn, model, (end - timedelta(hours=48), end), config.alert_thresholds())
     finally:
         conn.close()

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from pipeline import config, db, windows
 
 log = logging.getLogger(__name__)
+
+
+def _skip(reason: str) -> NoReturn:
+    """Mark the Airflow task skipped (not failed): nothing to do until a model is active."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    raise AirflowSkipException(reason)
 
 
 def plan(logical_date: datetime, params: Mapping[str, Any] | None) -> dict:
@@ -83,19 +90,10 @@ def rescore(chunk_size: int = 1024) -> dict:
     try:
         scored = score_pending(url, chunk_size=chunk_size)
     except NoActiveModel as exc:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException(str(exc)) from exc
+        _skip(str(exc))
     conn = db.connect(url)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles")
-            lo, hi = cur.fetchone()
-        conn.commit()
-        rows = 0
-        if lo is not None:
-            rows = aggregate.recompute(conn, scored["model_version"], windows.floor_hour(lo),
-                                       windows.floor_hour(hi) + windows.HOUR)
+        rows, _ = aggregate.recompute_history(conn, scored["model_version"])
     finally:
         conn.close()
     return {**scored, "stats_rows": rows}
@@ -110,9 +108,7 @@ def classify(max_articles: int | None = None) -> dict:
     try:
         return score_pending(url, max_articles=max_articles)
     except NoActiveModel as exc:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException(str(exc)) from exc
+        _skip(str(exc))
 
 
 def train_model(params: Mapping[str, Any]) -> str:
@@ -149,9 +145,7 @@ def _active_model_or_skip(conn) -> str:  # noqa: ANN001
 
     model = registry.active(conn)
     if model is None:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException("no active model: nothing to aggregate")
+        _skip("no active model: nothing to aggregate")
     return model["version"]
 
 

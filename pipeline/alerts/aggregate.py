@@ -5,6 +5,8 @@ from datetime import datetime
 
 from psycopg2.extensions import connection
 
+from pipeline import windows
+
 _RECOMPUTE = """
 WITH s AS (
     SELECT date_trunc('hour', coalesce(a.published_at, a.fetched_at)) AS hour,
@@ -41,3 +43,15 @@ def recompute(conn: connection, model_version: str, start: datetime, end: dateti
         written = cur.rowcount
     conn.commit()
     return written
+
+
+def recompute_history(conn: connection, model_version: str) -> tuple[int, tuple[datetime, datetime] | None]:
+    """Rebuild the stats of every hour that holds a story; returns (rows, hour span or None)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles")
+        lo, hi = cur.fetchone()
+    conn.commit()
+    if lo is None:
+        return 0, None
+    span = (windows.floor_hour(lo), windows.floor_hour(hi) + windows.HOUR)
+    return recompute(conn, model_version, *span), span

@@ -30,6 +30,26 @@ def cpu_bf16_ok() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to the longest one: (input_ids, attention_mask). Empty -> one pad token."""
+    width = max(1, max(len(q) for q in seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        seq = list(seq) or [pad_id]
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+    return ids, mask
+
+
+def length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int):  # noqa: ANN201
+    """Yield (row indices, input_ids, attention_mask) with similar lengths together: less padding."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield (idx, *pad_batch([ids[i] for i in idx], pad_id))
+
+
 @dataclass
 class Predictions:
     sentiment: list[str]
@@ -87,19 +107,9 @@ class Classifier:
         if n == 0:
             return Predictions([], probs, [], np.zeros(0, dtype=np.float32))
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=False)
-        ids = enc["input_ids"]
-        order = sorted(range(n), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
-        pad = self.tokenizer.pad_token_id
         t0, done = time.monotonic(), 0
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            width = max(1, max(len(ids[i]) for i in idx))
-            batch = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):
-                seq = ids[i] or [pad]
-                batch[r, : len(seq)] = torch.tensor(seq)
-                mask[r, : len(seq)] = 1
+        for b, (idx, batch, mask) in enumerate(length_sorted_batches(enc["input_ids"], batch_size,
+                                                                     self.tokenizer.pad_token_id)):
             batch, mask = batch.to(self.device), mask.to(self.device)
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):
@@ -109,7 +119,7 @@ class Classifier:
             probs[idx] = torch.softmax(out["sentiment_logits"].float(), -1).cpu().numpy()
             topic_probs[idx] = torch.softmax(out["topic_logits"].float(), -1).cpu().numpy()
             done += len(idx)
-            if progress and (start // batch_size) % 20 == 0:
+            if progress and b % 20 == 0:
                 rate = done / max(time.monotonic() - t0, 1e-9)
                 log.info("predicted %d/%d (%.0f texts/s)", done, n, rate)
         sentiment = [self.sentiments[i] for i in probs.argmax(1)]

@@ -32,7 +32,7 @@ from pipeline.classify import base as base_model
 from pipeline.classify.data import TaskData, data_hash, load_task
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
-from pipeline.classify.predict import cpu_bf16_ok, pick_device
+from pipeline.classify.predict import cpu_bf16_ok, length_sorted_batches, pad_batch, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +94,15 @@ def class_weights(labels: list[str], names: list[str]) -> torch.Tensor:
 def extract_features(model: DualHeadClassifier, tok, texts: list[str], max_length: int,  # noqa: ANN001
                      device: torch.device, batch_size: int = 64, label: str = "") -> np.ndarray:
     enc = tok(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: len(enc[i]))
     feats = np.zeros((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
     use_bf16 = device.type == "cuda" or cpu_bf16_ok()
-    t0 = time.monotonic()
-    for b, start in enumerate(range(0, len(order), batch_size)):
-        idx = order[start:start + batch_size]
-        width = max(1, max(len(enc[i]) for i in idx))
-        ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, i in enumerate(idx):
-            seq = enc[i] or [tok.pad_token_id]
-            ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
+    t0, done = time.monotonic(), 0
+    for b, (idx, ids, mask) in enumerate(length_sorted_batches(enc, batch_size, tok.pad_token_id)):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             feats[idx] = model.features(ids.to(device), mask.to(device)).cpu().numpy()
+        done += len(idx)
         if b % 25 == 0:
-            done = min(start + batch_size, len(order))
-            log.info("features %s: %d/%d (%.0f texts/s)", label, done, len(order), done / max(time.monotonic() - t0, 1e-9))
+            log.info("features %s: %d/%d (%.0f texts/s)", label, done, len(texts), done / max(time.monotonic() - t0, 1e-9))
     return feats
 
 
@@ -192,12 +183,7 @@ def encode(tok, sent_df, topic_df, max_length: int) -> _Rows:  # noqa: ANN001
 
 def make_collator(pad_id: int):  # noqa: ANN201
     def collate(batch: list[dict]) -> dict:
-        width = max(len(r["input_ids"]) for r in batch)  # pad to the longest in this batch only
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):
-            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
-            mask[i, : len(r["input_ids"])] = 1
+        ids, mask = pad_batch([r["input_ids"] for r in batch], pad_id)  # to the longest in this batch only
         return {"input_ids": ids, "attention_mask": mask,
                 "task": torch.tensor([r["task"] for r in batch]), "labels": torch.tensor([r["labels"] for r in batch])}
     return collate

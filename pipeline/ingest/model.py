@@ -57,3 +57,8 @@ class FeedOutcome:
     fetch: FetchResult
     parsed: ParseResult | None
     fetched_at: datetime
+
+    @property
+    def error(self) -> str | None:
+        """Why this feed yielded nothing: the download's error, else the parser's."""
+        return self.fetch.error or (self.parsed.error if self.parsed else None)

@@ -88,7 +88,7 @@ def ingest(
 
 def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -> dict:  # noqa: ANN001
     fetch_res, parsed = outcome.fetch, outcome.parsed
-    error = fetch_res.error or (parsed.error if parsed else None)
+    error = outcome.error
     kept, dropped = [], 0
     if parsed and not error:
         kept, dropped = dedupe(parsed.stories, outcome.fetched_at, window_td, outcome.spec.dedupe_titles)

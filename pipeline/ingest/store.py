@@ -101,7 +101,7 @@ def store_outcome(conn: connection, feed_id: int, outcome: FeedOutcome, title_wi
 
 def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:  # noqa: ANN001
     fetch, parsed = outcome.fetch, outcome.parsed
-    error = fetch.error or (parsed.error if parsed else None)
+    error = outcome.error
     if error:
         cur.execute(
             """
