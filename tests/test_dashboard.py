@@ -109,7 +109,7 @@ def test_no_unsafe_html_and_the_role_is_read_only(dash_db):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make test installs it as root)")
 def test_real_browser_renders_every_page(dash_db, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": dash_db}
@@ -143,10 +143,12 @@ def test_real_browser_renders_every_page(dash_db, tmp_path):
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 20_000, name
                 assert page.locator('[data-testid="stException"]').count() == 0, name
-            page.goto(f"http://127.0.0.1:{port}/?page=Pipeline%20health")
-            page.get_by_text("Model in use").wait_for(timeout=30000)
-            values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
-            assert values[:3] == [f"{TOTAL:,}", "0", "0"]
+            # Still on Pipeline health from the loop: wait on the metrics themselves (not on a text the
+            # page already shows), so a slow re-render cannot be read half-drawn.
+            metrics = page.locator('[data-testid="stMetricValue"]')
+            expect(metrics.nth(2)).to_be_visible(timeout=30000)
+            expect(metrics.first).to_have_text(f"{TOTAL:,}", timeout=30000)
+            assert metrics.all_inner_texts()[:3] == [f"{TOTAL:,}", "0", "0"]
             browser.close()
         assert errors == []
         shutil.copy(tmp_path / "Overview.png", config.state_dir() / "dashboard-overview.png")
