@@ -71,6 +71,24 @@ def test_finetune_learns_beyond_its_initialisation(tiny_models):
     assert "eval_score" in details["val"]
 
 
+def test_warm_start_continues_from_a_trained_model(tiny_models, tmp_path):
+    """CPU fine-tuning runs in stages: a new version starts from the parent's backbone and heads."""
+    from pipeline.classify.model import DualHeadClassifier
+    from pipeline.classify.train import TrainArguments, train
+
+    parent_dir = tiny_models[1]
+    parent, parent_meta = DualHeadClassifier.load(parent_dir)
+    child_dir = train(TrainArguments(init_model=str(parent_dir), method="finetune", train_layers=0, limit_per_task=32,
+                                     epochs=1, batch_size=16, eval_steps=2, learning_rate=1e-3, output_root=str(tmp_path)))
+    child, meta = DualHeadClassifier.load(child_dir)
+    assert meta["parent_version"] == parent_meta["version"] and meta["base_model"] == parent_meta["base_model"]
+    assert meta["training"]["init_model"] == str(parent_dir)
+    # the child starts from the parent's weights, not from the base model: same shapes, nearby values, not equal
+    p, c = parent.sentiment_head.weight, child.sentiment_head.weight
+    assert p.shape == c.shape and not torch.equal(p, c)
+    assert (p - c).abs().mean() < p.abs().mean()
+
+
 def test_predictions_are_probabilities_with_named_labels(tiny_models):
     clf = Classifier.load(tiny_models[0], device="cpu")
     texts = ["Shares plunge after profit warning", "", "Dividend raised 10%", "x" * 5000]

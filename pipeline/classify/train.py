@@ -42,6 +42,8 @@ class TrainArguments:
     """Everything that shapes a model; stored verbatim in its metadata."""
 
     base_model: str = field(default="smollm2", metadata={"help": "smollm2 (packaged GGUF), a local folder, or a cached hub id"})
+    init_model: str | None = field(default=None, metadata={
+        "help": "warm start: continue from this trained finsent model directory (backbone and heads)"})
     method: str = field(default="heads", metadata={"help": "heads (fast, frozen backbone) or finetune"})
     train_layers: int = field(default=6, metadata={"help": "finetune: top transformer blocks to update (0 = all)"})
     lora_r: int = field(default=0, metadata={"help": "finetune: LoRA rank on attention/MLP projections (0 = off)"})
@@ -80,6 +82,19 @@ def load_backbone(args: TrainArguments):  # noqa: ANN201
         tok.pad_token = tok.eos_token
     backbone = AutoModel.from_pretrained(src, dtype=torch.float32)
     return backbone, tok, desc
+
+
+def load_parent(model_dir: Path):  # noqa: ANN201
+    """A trained model to continue from: CPU training runs in stages of what a session allows."""
+    from transformers import AutoTokenizer
+
+    model, meta = DualHeadClassifier.load(model_dir)
+    if meta["labels"] != {"sentiment": SENTIMENTS, "topic": TOPICS}:
+        raise ValueError(f"{model_dir}: its label maps differ from this code's; train from the base model instead")
+    tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+    tok.padding_side = "right"
+    log.info("warm start from model %s (%s)", meta["version"], meta["method"])
+    return model.train(), meta, tok
 
 
 def class_weights(labels: list[str], names: list[str]) -> torch.Tensor:
@@ -295,8 +310,12 @@ def train(args: TrainArguments) -> Path:
     topic = load_task("topic", args.val_fraction, args.seed, args.limit_per_task)
     log.info("data: sentiment %d train / %d val; topic %d train / %d val", len(sent.train), len(sent.val),
              len(topic.train), len(topic.val))
-    backbone, tok, base_desc = load_backbone(args)
-    model = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS))
+    if args.init_model:
+        model, parent, tok = load_parent(Path(args.init_model))
+        backbone, base_desc = model.backbone, parent["base_model"]
+    else:
+        backbone, tok, base_desc = load_backbone(args)
+        model, parent = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS)), None
     version = new_version(args.method)
     out_dir = Path(args.output_root or config.state_dir() / "models") / version
     if args.method == "heads":
@@ -309,6 +328,7 @@ def train(args: TrainArguments) -> Path:
         "version": version,
         "method": args.method,
         "base_model": base_desc,
+        "parent_version": parent["version"] if parent else None,
         "architecture": f"{type(backbone).__name__} + mean pooling + 2 linear heads",
         "labels": {"sentiment": SENTIMENTS, "topic": TOPICS},
         "max_length": args.max_length,
