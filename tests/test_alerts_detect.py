@@ -22,15 +22,28 @@ def test_doubling_of_the_negative_share_at_normal_volume_alerts_within_the_hour(
 def test_pooling_with_the_previous_hour_catches_what_one_hour_cannot_prove():
     hour, previous = (20, 9), (20, 9)  # 45% vs 20% at 20 stories/h
     assert judge(*hour, BASE_N, BASE_K, 0.2).severity is None
-    assert judge_recent(hour, previous, BASE, 0.2).severity == "warning"
-    assert judge_recent(hour, previous, BASE, 0.2, Thresholds(pool_hours=1)).severity is None
+    assert judge_recent(hour, [previous], BASE, 0.2).severity == "warning"
+    assert judge_recent(hour, [previous], BASE, 0.2, Thresholds(pool_hours=1)).severity is None
     # a calm previous hour dilutes a small blip back under the threshold
-    assert judge_recent((20, 8), (20, 3), BASE, 0.2).severity is None
+    assert judge_recent((20, 8), [(20, 3)], BASE, 0.2).severity is None
     # a surge that has ended raises nothing new, but its alert is resolved only one calm hour later
-    ended = judge_recent((50, 10), (50, 30), BASE, 0.2)
+    ended = judge_recent((50, 10), [(50, 30)], BASE, 0.2)
     assert ended.severity is None and ended.elevated
     assert transition(True, ended).action == "update"
-    assert transition(True, judge_recent((50, 10), (50, 10), BASE, 0.2)).action == "resolve"
+    assert transition(True, judge_recent((50, 10), [(50, 10)], BASE, 0.2)).action == "resolve"
+
+
+def test_longer_pools_prove_a_slow_surge_and_stop_at_a_gap():
+    """Four hours at 40% vs 20% on 15 stories/h: no single or two-hour look proves it (p 0.06, 0.009), four do."""
+    hour, before = (15, 6), [(15, 6), (15, 6), (15, 6)]
+    assert judge_recent(hour, before, BASE, 0.2, Thresholds(pool_hours=2)).severity is None
+    v = judge_recent(hour, before, BASE, 0.2, Thresholds(pool_hours=4))
+    assert v.severity == "warning" and v.p_value < TH.warning_p
+    assert v.observed_share == pytest.approx(6 / 15)   # the hour's own share is what is reported
+    # an hour with no stories ends the pool: older hours across the gap are not added
+    assert judge_recent(hour, [(15, 6), (0, 0), (15, 6)], BASE, 0.2, Thresholds(pool_hours=4)).severity is None
+    # the current hour back at baseline: the long pool alone raises nothing
+    assert judge_recent((15, 3), before, BASE, 0.2, Thresholds(pool_hours=4)).severity is None
 
 
 def test_severity_grows_with_the_surge():

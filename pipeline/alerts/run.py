@@ -42,11 +42,16 @@ def _top_stories(cur, model: str, topic: str, hour: datetime, limit: int = 5) ->
             for i, t, u, src, p in cur.fetchall()]
 
 
+def pooled_hours(th: Thresholds) -> int:
+    """Hours before the judged one that its pooled looks use (at least one, kept out of the baseline)."""
+    return max(1, th.pool_hours - 1)
+
+
 def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) -> dict[str, list[int]]:
     """Judge every topic (and overall) for one hour; open, update or resolve alerts."""
     out: dict[str, list[int]] = {"opened": [], "updated": [], "resolved": []}
     base_start = hour - timedelta(days=th.baseline_days)
-    base_end = hour - windows.HOUR  # the baseline excludes the hour before too (pooled look)
+    base_end = hour - pooled_hours(th) * windows.HOUR  # the baseline excludes the hours pooled with this one
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('finsent.detect'), hashtext(%s))", (model,))
         prior_n, prior_k = _stats(cur, model, ("overall", "all"), base_start, base_end)
@@ -59,7 +64,8 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
         for topic in sorted(topics | {OVERALL}):
             key = ("overall", "all") if topic == OVERALL else ("topic", topic)
             n, k = _stats(cur, model, key, hour, hour + windows.HOUR)
-            prev = _stats(cur, model, key, hour - windows.HOUR, hour)
+            prev = [_stats(cur, model, key, hour - i * windows.HOUR, hour - (i - 1) * windows.HOUR)
+                    for i in range(1, pooled_hours(th) + 1)]
             bn, bk = _stats(cur, model, key, base_start, base_end)
             verdict = judge_recent((n, k), prev, (bn, bk), prior_share, th)
             cur.execute("SELECT id, started_at, last_hour FROM alerts WHERE topic = %s AND model_version = %s "
