@@ -68,6 +68,17 @@ def render(alert: dict, dashboard_url: str) -> tuple[str, str, str]:
     return subject, "\n".join(text) + "\n", body
 
 
+def message_id(alert: dict, from_email: str) -> str:
+    """The same Message-ID for every attempt at one alert.
+
+    Delivery is at-least-once (a crash between the server's acceptance and the
+    commit resends); a stable ID lets mail systems and clients fold such a
+    resend into the first copy.
+    """
+    domain = from_email.rsplit("@", 1)[-1].strip(" >") or "finsent.local"
+    return f"<finsent-alert-{alert['id']}-{alert['started_at']:%Y%m%dT%H}@{domain}>"
+
+
 def build_message(alert: dict, to: list[str], from_email: str, dashboard_url: str) -> EmailMessage:
     subject, text, body = render(alert, dashboard_url)
     msg = EmailMessage()
@@ -75,6 +86,7 @@ def build_message(alert: dict, to: list[str], from_email: str, dashboard_url: st
     msg["From"] = from_email
     msg["To"] = ", ".join(to)
     msg["X-Finsent-Alert-Id"] = str(alert["id"])
+    msg["Message-ID"] = message_id(alert, from_email)
     msg.set_content(text)
     msg.add_alternative(body, subtype="html")
     return msg
