@@ -50,6 +50,11 @@ def airflow(*args: str, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
+def backfill_counts(db_url: str) -> tuple:
+    """Rows that a re-run must never duplicate."""
+    return tuple(query(db_url, f"SELECT count(*) FROM {t}")[0][0] for t in ("articles", "scores", "alerts", "hourly_stats"))
+
+
 def test_trigger_runs_on_celery_with_classify_on_the_gpu_worker(airflow_env, db_url, feed_server, tmp_path, tiny_models):
     conn = db.connect(db_url)
     registry.promote(conn, registry.register(conn, tiny_models[0]))
@@ -113,5 +118,27 @@ def test_trigger_runs_on_celery_with_classify_on_the_gpu_worker(airflow_env, db_
         assert "ingest_feeds" in default_text and "classify" not in default_text
         assert query(db_url, "SELECT count(*) FROM articles")[0][0] == 55
         assert query(db_url, "SELECT count(*) FROM scores")[0][0] == 55
+        counts = backfill_counts(db_url)
+
+        # `airflow backfill create` over three hours, one of them the hour just run (reprocessed):
+        # every run succeeds on the same queues and nothing is stored, scored or alerted twice.
+        airflow("backfill", "create", "--dag-id", "finsent_hourly", "--from-date", (logical - timedelta(hours=2)).isoformat(),
+                "--to-date", logical.isoformat(), "--reprocess-behavior", "completed", "--max-active-runs", "1", env=env)
+        runs: list = []
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            runs = query(meta_url, "SELECT dr.logical_date, dr.state, b.exception_reason FROM backfill_dag_run b "
+                                   "LEFT JOIN dag_run dr ON dr.id = b.dag_run_id "
+                                   "WHERE b.backfill_id = (SELECT max(id) FROM backfill) ORDER BY b.sort_ordinal")
+            if len(runs) == 3 and all(state in ("success", "failed") for _, state, _ in runs):
+                break
+            time.sleep(3)
+        logs = {p.name: p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("*.log")}
+        assert [(d, s, e) for d, s, e in runs] == [(logical + timedelta(hours=h), "success", None) for h in (-2, -1, 0)], (runs, logs)
+        assert backfill_counts(db_url) == counts
+        gpu_runs = query(meta_url, "SELECT count(*) FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id "
+                                   "AND dr.dag_id = ti.dag_id WHERE ti.task_id = 'classify' AND ti.queue = 'gpu' "
+                                   "AND ti.state = 'success' AND dr.backfill_id IS NOT NULL")[0][0]
+        assert gpu_runs == 3
     finally:
         procs.stop()
