@@ -1,6 +1,7 @@
 """Classifier: base model loading, training (both recipes), evaluation, registry, inference, scoring."""
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -61,6 +62,9 @@ def test_model_directories_carry_everything_the_registry_needs(tiny_models, tiny
         assert 0.2 < report["systems"]["vader"]["sentiment"]["macro_f1"] < 0.9
         md = (model_dir / "report.md").read_text()
         assert "| tfidf_lr |" in md and "Confusion matrix (topic" in md
+        rows = [line for line in md.splitlines() if line.startswith("|")]
+        assert "| Fed \\| Central Banks |" in md  # a "|" inside a topic name must not split its row
+        assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), [r for r in rows if len(re.split(r"(?<!\\)\|", r)) != 7]
         assert meta["metrics"]["sentiment"]["macro_f1"] == s["macro_f1"]
 
 

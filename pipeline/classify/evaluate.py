@@ -130,7 +130,8 @@ def markdown(report: dict) -> str:
         lines += ["", f"## Model, {task}: per-class report", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for label in m["confusion_matrix"]["labels"]:
             r = m["report"][label]
-            lines.append(f"| {label} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1-score']:.3f} | {int(r['support'])} |")
+            cell = label.replace("|", "\\|")  # topic names such as "Fed | Central Banks" would split the row
+            lines.append(f"| {cell} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1-score']:.3f} | {int(r['support'])} |")
         lines += ["", f"Confusion matrix ({task}; rows = true, columns = predicted, order as above):", "", "```"]
         lines += [" ".join(f"{v:5d}" for v in row) for row in m["confusion_matrix"]["rows_true_cols_pred"]]
         lines += ["```"]
