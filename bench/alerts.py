@@ -90,8 +90,8 @@ def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:  # noqa: 
         return int(c[b - 1] - (c[a - 1] if a > 0 else 0)) if b > a else 0
 
     opened, live = [], [False] * topics
+    back = th.hours_before  # hours pooled with h, kept out of the baseline
     for h in range(HOURS_PER_WEEK, hours):
-        back = max(1, th.pool_hours - 1)  # hours pooled with h, kept out of the baseline
         a, b = max(0, h - span), h - back
         prior = window(ok, a, b) / max(1, window(on, a, b))
         for t in range(topics):

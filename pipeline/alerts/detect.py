@@ -25,10 +25,10 @@ raises or upgrades an alert for a surge that has ended. For resolving, the
 views work the other way: a live alert is resolved only when the hour and
 the two-hour pool are both back near the baseline (hysteresis), so a thin
 hour mid-surge does not close and reopen it, yet an ended surge closes within
-two calm hours. The baseline excludes all pooled
-hours. ``bench/alerts.py --sweep`` shows how ``pool_hours`` = 4 and
-``warning_p`` = 0.001 were chosen: against 2 hours at 0.002 they raise recall
-at every volume and cut false alerts, for about 0.1 h more mean delay.
+two calm hours. The baseline excludes all pooled hours.
+``bench/alerts.py --sweep`` shows how ``pool_hours`` = 4 and ``warning_p`` =
+0.001 were chosen: against 2 hours at 0.002 they raise recall at every volume
+and cut false alerts, for about 0.15 h more mean delay.
 
 Severity: ``critical`` when p < ``critical_p`` and share >= ``critical_ratio``
 x baseline, else ``warning`` when p < ``warning_p`` and share >=
@@ -56,6 +56,11 @@ class Thresholds:
     critical_ratio: float = 2.0   # ... for critical
     resolve_ratio: float = 1.25   # back under this ratio = resolved
     prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
+
+    @property
+    def hours_before(self) -> int:
+        """Hours before the judged one that its pooled looks may use; the baseline leaves them out."""
+        return max(1, self.pool_hours - 1)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,16 @@ def _stats(cur, model: str, key_dim: tuple[str, str], start: datetime, end: date
     return int(n), int(k)
 
 
+def _per_hour(cur, model: str, key_dim: tuple[str, str], start: datetime, end: datetime) -> dict[datetime, tuple[int, int]]:  # noqa: ANN001
+    """(stories, negatives) by hour in [start, end): the judged hour and those pooled with it, in one query."""
+    cur.execute(
+        "SELECT hour, stories, negatives FROM hourly_stats "
+        "WHERE model_version = %s AND dimension = %s AND key = %s AND hour >= %s AND hour < %s",
+        (model, key_dim[0], key_dim[1], start, end),
+    )
+    return {h: (int(n), int(k)) for h, n, k in cur.fetchall()}
+
+
 def _top_stories(cur, model: str, topic: str, hour: datetime, limit: int = 5) -> list[dict]:  # noqa: ANN001
     cur.execute(
         """
@@ -42,16 +52,11 @@ def _top_stories(cur, model: str, topic: str, hour: datetime, limit: int = 5) ->
             for i, t, u, src, p in cur.fetchall()]
 
 
-def pooled_hours(th: Thresholds) -> int:
-    """Hours before the judged one that its pooled looks use (at least one, kept out of the baseline)."""
-    return max(1, th.pool_hours - 1)
-
-
 def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) -> dict[str, list[int]]:
     """Judge every topic (and overall) for one hour; open, update or resolve alerts."""
     out: dict[str, list[int]] = {"opened": [], "updated": [], "resolved": []}
     base_start = hour - timedelta(days=th.baseline_days)
-    base_end = hour - pooled_hours(th) * windows.HOUR  # the baseline excludes the hours pooled with this one
+    base_end = hour - th.hours_before * windows.HOUR  # the baseline excludes the hours pooled with this one
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('finsent.detect'), hashtext(%s))", (model,))
         prior_n, prior_k = _stats(cur, model, ("overall", "all"), base_start, base_end)
@@ -63,9 +68,9 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
         topics |= {r[0] for r in cur.fetchall()}
         for topic in sorted(topics | {OVERALL}):
             key = ("overall", "all") if topic == OVERALL else ("topic", topic)
-            n, k = _stats(cur, model, key, hour, hour + windows.HOUR)
-            prev = [_stats(cur, model, key, hour - i * windows.HOUR, hour - (i - 1) * windows.HOUR)
-                    for i in range(1, pooled_hours(th) + 1)]
+            recent = _per_hour(cur, model, key, base_end, hour + windows.HOUR)
+            n, k = recent.get(hour, (0, 0))
+            prev = [recent.get(hour - i * windows.HOUR, (0, 0)) for i in range(1, th.hours_before + 1)]
             bn, bk = _stats(cur, model, key, base_start, base_end)
             verdict = judge_recent((n, k), prev, (bn, bk), prior_share, th)
             cur.execute("SELECT id, started_at, last_hour FROM alerts WHERE topic = %s AND model_version = %s "
