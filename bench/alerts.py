@@ -17,6 +17,7 @@ overall share as prior, one live alert per topic.
     .state/venv/bin/python bench/alerts.py                         # default thresholds, volume grid
     .state/venv/bin/python bench/alerts.py --volumes 50 --sizes 2 --weeks 12
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,16 @@ def diurnal(hours: np.ndarray) -> np.ndarray:
     return day * np.where(dow >= 5, 0.5, 1.0)
 
 
-def simulate(rng: np.random.Generator, negative_pool: int, pool: int, topics: int, weeks: int, volume: float,
-             size: float, surge_rate: float) -> tuple[np.ndarray, np.ndarray, list[Surge]]:
+def simulate(
+    rng: np.random.Generator,
+    negative_pool: int,
+    pool: int,
+    topics: int,
+    weeks: int,
+    volume: float,
+    size: float,
+    surge_rate: float,
+) -> tuple[np.ndarray, np.ndarray, list[Surge]]:
     """Per topic and hour: stories n and negatives k, drawn headline by headline from the real pool."""
     hours = (weeks + 1) * HOURS_PER_WEEK
     lam = volume * diurnal(np.arange(hours))
@@ -72,14 +81,14 @@ def simulate(rng: np.random.Generator, negative_pool: int, pool: int, topics: in
             if rng.random() < surge_rate:
                 start = w * HOURS_PER_WEEK + int(rng.integers(0, HOURS_PER_WEEK - 8))
                 dur = int(rng.integers(3, 7))
-                p[t, start:start + dur] = min(0.95, size * p_rest)
+                p[t, start : start + dur] = min(0.95, size * p_rest)
                 surges.append(Surge(t, start, dur))
     # each story is negative with the pool's share at rest, with size x that share during a surge
     k = rng.binomial(n, p)
     return n, k, surges
 
 
-def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:  # noqa: ANN001
+def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:
     """Alerts opened: (topic, hour). Mirrors pipeline.alerts.run.detect_hour on arrays."""
     topics, hours = n.shape
     cn, ck = np.cumsum(n, axis=1), np.cumsum(k, axis=1)
@@ -95,8 +104,13 @@ def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:  # noqa: 
         a, b = max(0, h - span), h - back
         prior = window(ok, a, b) / max(1, window(on, a, b))
         for t in range(topics):
-            v = judge_recent((int(n[t, h]), int(k[t, h])), [(int(n[t, h - i]), int(k[t, h - i])) for i in range(1, back + 1)],
-                             (window(cn[t], a, b), window(ck[t], a, b)), prior, th)
+            v = judge_recent(
+                (int(n[t, h]), int(k[t, h])),
+                [(int(n[t, h - i]), int(k[t, h - i])) for i in range(1, back + 1)],
+                (window(cn[t], a, b), window(ck[t], a, b)),
+                prior,
+                th,
+            )
             step = transition(live[t], v)
             if step.action == "open":
                 opened.append((t, h))
@@ -122,8 +136,10 @@ def score(opened: list[tuple[int, int]], surges: list[Surge], topics: int, weeks
         during.update((s.topic, h) for h in found)
     false = [o for o in opened if o not in during]
     return {
-        "surges": len(surges), "recall": hit / len(surges) if surges else float("nan"),
-        "normal_surges": normal, "recall_normal": normal_hit / normal if normal else float("nan"),
+        "surges": len(surges),
+        "recall": hit / len(surges) if surges else float("nan"),
+        "normal_surges": normal,
+        "recall_normal": normal_hit / normal if normal else float("nan"),
         "delay_mean_normal_h": float(np.mean(normal_delays)) if normal_delays else float("nan"),
         "false_per_topic_week": len(false) / (topics * weeks),
         "alerts_per_surge": (len(during) / hit) if hit else float("nan"),
@@ -133,44 +149,59 @@ def score(opened: list[tuple[int, int]], surges: list[Surge], topics: int, weeks
     }
 
 
-HEADER = (f"{'stories/topic/h':>15} {'size':>5} {'surges':>7} {'recall':>7} {'normal-vol recall':>18} "
-          f"{'false/topic/wk':>15} {'alerts/surge':>13} {'delay mean':>11} {'delay p95':>10} {'delay max':>10} "
-          f"{'normal-vol delay':>17}")
+HEADER = (
+    f"{'stories/topic/h':>15} {'size':>5} {'surges':>7} {'recall':>7} {'normal-vol recall':>18} "
+    f"{'false/topic/wk':>15} {'alerts/surge':>13} {'delay mean':>11} {'delay p95':>10} {'delay max':>10} "
+    f"{'normal-vol delay':>17}"
+)
 
 
-def run_cell(labels_pool: tuple[int, int], args: argparse.Namespace, volume: float, size: float, th) -> str:  # noqa: ANN001
+def run_cell(labels_pool: tuple[int, int], args: argparse.Namespace, volume: float, size: float, th) -> str:
     """Simulate one (volume, size) cell with the run's seed and replay it: one printed row."""
     rng = np.random.default_rng(args.seed)
     n, k, surges = simulate(rng, *labels_pool, args.topics, args.weeks, volume, size, args.surge_rate)
     r = score(replay(n, k, th), surges, args.topics, args.weeks)
     normal = f"{r['recall_normal']:.3f} ({r['normal_surges']})"
-    return (f"{volume:>15g} {size:>5g} {r['surges']:>7} {r['recall']:>7.3f} {normal:>18} {r['false_per_topic_week']:>15.3f} "
-            f"{r['alerts_per_surge']:>13.2f} {r['delay_mean_h']:>11.2f} {r['delay_p95_h']:>10.1f} {r['delay_max_h']:>10} "
-            f"{r['delay_mean_normal_h']:>17.2f}")
+    return (
+        f"{volume:>15g} {size:>5g} {r['surges']:>7} {r['recall']:>7.3f} {normal:>18} {r['false_per_topic_week']:>15.3f} "
+        f"{r['alerts_per_surge']:>13.2f} {r['delay_mean_h']:>11.2f} {r['delay_p95_h']:>10.1f} {r['delay_max_h']:>10} "
+        f"{r['delay_mean_normal_h']:>17.2f}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--volumes", type=float, nargs="+", default=[10, 25, 50, 100],
-                    help="mean stories per topic per hour (before the daily cycle)")
+    ap.add_argument(
+        "--volumes",
+        type=float,
+        nargs="+",
+        default=[10, 25, 50, 100],
+        help="mean stories per topic per hour (before the daily cycle)",
+    )
     ap.add_argument("--sizes", type=float, nargs="+", default=[1.5, 2.0, 3.0], help="negative-share multipliers")
     ap.add_argument("--topics", type=int, default=20)
     ap.add_argument("--weeks", type=int, default=8)
     ap.add_argument("--surge-rate", type=float, default=0.5, help="share of topic-weeks with a surge")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--sweep", action="store_true",
-                    help="also replay 2x surges under other pool_hours / warning_p settings (how the defaults were chosen)")
+    ap.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also replay 2x surges under other pool_hours / warning_p settings (how the defaults were chosen)",
+    )
     args = ap.parse_args()
-    import pandas as pd
     from dataclasses import replace
+
+    import pandas as pd
 
     labels = pd.read_csv(SENT_DIR / "sent_train.csv")["label"]
     labels_pool = int((labels == 0).sum()), len(labels)  # 0 = Bearish in this dataset
     th = config.alert_thresholds()
-    print(f"alerts replay: {args.topics} topics x {args.weeks} weeks (+1 week history), surges in "
-          f"{args.surge_rate:.0%} of topic-weeks, 3-6 h long; negative share at rest {labels_pool[0] / labels_pool[1]:.3f} "
-          f"(real pool of {labels_pool[1]} headlines); normal volume = surge hours averaging >= {NORMAL_VOLUME} x nominal "
-          f"(weekday market hours); thresholds {th}")
+    print(
+        f"alerts replay: {args.topics} topics x {args.weeks} weeks (+1 week history), surges in "
+        f"{args.surge_rate:.0%} of topic-weeks, 3-6 h long; negative share at rest {labels_pool[0] / labels_pool[1]:.3f} "
+        f"(real pool of {labels_pool[1]} headlines); normal volume = surge hours averaging >= {NORMAL_VOLUME} x nominal "
+        f"(weekday market hours); thresholds {th}"
+    )
     t0 = time.perf_counter()
     print(HEADER)
     for volume in args.volumes:
@@ -186,7 +217,11 @@ def main() -> None:
             for warning_p in (1e-3, 2e-3, 5e-3):
                 print(f"\nsweep: pool_hours={pool_hours} warning_p={warning_p:g}")
                 for volume in args.volumes:
-                    print(run_cell(labels_pool, args, volume, 2.0, replace(th, pool_hours=pool_hours, warning_p=warning_p)))
+                    print(
+                        run_cell(
+                            labels_pool, args, volume, 2.0, replace(th, pool_hours=pool_hours, warning_p=warning_p)
+                        )
+                    )
 
 
 if __name__ == "__main__":

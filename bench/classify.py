@@ -10,6 +10,7 @@ the VADER lexicon.
     .state/venv/bin/python bench/classify.py                  # active model, CPU (+ CUDA if present)
     .state/venv/bin/python bench/classify.py --model DIR --batch-sizes 16 64 128 --n 2000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,23 @@ def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     el = time.perf_counter() - t
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    resolved = "fp16" if next(clf.model.parameters()).dtype == torch.float16 else ("bf16" if clf.autocast_dtype else "fp32")
-    return {"device": device, "precision": resolved, "batch_size": batch_size, "n": n, "seconds": el,
-            "stories_per_s": n / el, "peak_mib": peak}
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    resolved = (
+        "fp16" if next(clf.model.parameters()).dtype == torch.float16 else ("bf16" if clf.autocast_dtype else "fp32")
+    )
+    return {
+        "device": device,
+        "precision": resolved,
+        "batch_size": batch_size,
+        "n": n,
+        "seconds": el,
+        "stories_per_s": n / el,
+        "peak_mib": peak,
+    }
 
 
 def baselines(n: int) -> list[dict]:
@@ -56,8 +69,13 @@ def baselines(n: int) -> list[dict]:
 
     sent = load_task("sentiment")
     texts = (sent.test["text"].tolist() * (n // len(sent.test) + 1))[:n]
-    lr = tfidf_lr(sent.train["text"].tolist(), sent.train["label"].tolist(), sent.val["text"].tolist(),
-                  sent.val["label"].tolist(), "macro_f1")
+    lr = tfidf_lr(
+        sent.train["text"].tolist(),
+        sent.train["label"].tolist(),
+        sent.val["text"].tolist(),
+        sent.val["label"].tolist(),
+        "macro_f1",
+    )
     out = []
     t = time.perf_counter()
     lr.predict(texts)
@@ -101,16 +119,31 @@ def main() -> None:
     rows = []
     for dev in devices:
         for bs in args.batch_sizes:
-            proc = subprocess.run([sys.executable, __file__, "--model", model_dir, "--n", str(args.n),
-                                   "--precision", args.precision, "--worker", f"{dev}:{bs}"],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--model",
+                    model_dir,
+                    "--n",
+                    str(args.n),
+                    "--precision",
+                    args.precision,
+                    "--worker",
+                    f"{dev}:{bs}",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     base = baselines(args.n)
-    print(f"\nclassify benchmark: {args.n} held-out headlines per row; model {Path(model_dir).name}; "
-          f"{os.cpu_count()} CPU cores; torch {torch.__version__}; "
-          f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print(
+        f"\nclassify benchmark: {args.n} held-out headlines per row; model {Path(model_dir).name}; "
+        f"{os.cpu_count()} CPU cores; torch {torch.__version__}; "
+        f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
+    )
     print(f"{'system':<44} {'batch':>6} {'stories/s':>10} {'peak MiB':>9}")
     for r in rows:
         label = f"finsent model on {r['device']} ({r['precision']})"

@@ -8,6 +8,7 @@ Headlines are real ones (Twitter Financial News topic set) so text search works 
 The baseline printed beside it is the naive approach the dashboard avoids: loading the stories
 and their scores into pandas and aggregating there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,12 @@ MODEL = "bench-model"
 PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]
 
 
-def copy(cur, table: str, columns: str, rows: io.StringIO) -> None:  # noqa: ANN001
+def copy(cur, table: str, columns: str, rows: io.StringIO) -> None:
     rows.seek(0)
     cols = sql.SQL(", ").join(sql.Identifier(c.strip()) for c in columns.split(","))
-    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(sql.Identifier(table), cols).as_string(cur), rows)
+    cur.copy_expert(
+        sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(sql.Identifier(table), cols).as_string(cur), rows
+    )
 
 
 def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
@@ -47,7 +50,7 @@ def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
     rng = np.random.default_rng(seed_)
     raw = pd.read_csv(TOPIC_DIR / "topic_train.csv")["text"].str.replace(r"https?://\S+", "", regex=True)
     titles = [t.strip() for t in raw if t.strip()]
-    end = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    end = datetime(2026, 11, 1, tzinfo=UTC)
     conn = db.connect(url)
     t0 = time.perf_counter()
     with conn.cursor() as cur:
@@ -59,8 +62,11 @@ def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
         copy(cur, "feeds", "name, url, last_status", buf)
         cur.execute("SELECT id FROM feeds ORDER BY name")
         feed_ids = [r[0] for r in cur.fetchall()]
-        cur.execute("INSERT INTO models (version, path, method, base_model, data_sha256, training, created_at, is_active, "
-                    "promoted_at) VALUES (%s, '/bench', 'heads', 'bench', 'x', '{}', now(), true, now())", (MODEL,))
+        cur.execute(
+            "INSERT INTO models (version, path, method, base_model, data_sha256, training, created_at, is_active, "
+            "promoted_at) VALUES (%s, '/bench', 'heads', 'bench', 'x', '{}', now(), true, now())",
+            (MODEL,),
+        )
         cur.execute("SELECT coalesce(max(id), 0) FROM articles")
         first_id = cur.fetchone()[0] + 1
         chunk = 200_000
@@ -77,16 +83,49 @@ def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
             for j in range(m):
                 pub = end - timedelta(seconds=int(secs[j]))
                 aid = first_id + start + j
-                wa.writerow([aid, feed_ids[feed[j]], uuid.uuid4().hex, f"https://example.com/s/{aid}", titles[tix[j]],
-                             pub.isoformat(), pub.isoformat(), "h", "t"])
+                wa.writerow(
+                    [
+                        aid,
+                        feed_ids[feed[j]],
+                        uuid.uuid4().hex,
+                        f"https://example.com/s/{aid}",
+                        titles[tix[j]],
+                        pub.isoformat(),
+                        pub.isoformat(),
+                        "h",
+                        "t",
+                    ]
+                )
                 sent = "negative" if pneg[j] > 0.4 else ("positive" if ppos[j] > 0.45 else "neutral")
-                ws.writerow([aid, MODEL, sent, round(float(pneg[j]), 4), round(float(1 - pneg[j] - ppos[j]), 4),
-                             round(float(ppos[j]), 4), TOPICS[topic[j]], 0.8])
-            copy(cur, "articles", "id, feed_id, guid, url, title, published_at, fetched_at, content_hash, title_hash", art)
-            copy(cur, "scores", "article_id, model_version, sentiment, p_negative, p_neutral, p_positive, topic, "
-                               "topic_confidence", sc)
+                ws.writerow(
+                    [
+                        aid,
+                        MODEL,
+                        sent,
+                        round(float(pneg[j]), 4),
+                        round(float(1 - pneg[j] - ppos[j]), 4),
+                        round(float(ppos[j]), 4),
+                        TOPICS[topic[j]],
+                        0.8,
+                    ]
+                )
+            copy(
+                cur,
+                "articles",
+                "id, feed_id, guid, url, title, published_at, fetched_at, content_hash, title_hash",
+                art,
+            )
+            copy(
+                cur,
+                "scores",
+                "article_id, model_version, sentiment, p_negative, p_neutral, p_positive, topic, topic_confidence",
+                sc,
+            )
             conn.commit()
-            print(f"  seeded {start + m:,}/{n:,} stories ({(start + m) / (time.perf_counter() - t0):,.0f}/s)", file=sys.stderr)
+            print(
+                f"  seeded {start + m:,}/{n:,} stories ({(start + m) / (time.perf_counter() - t0):,.0f}/s)",
+                file=sys.stderr,
+            )
         cur.execute("SELECT setval('articles_id_seq', (SELECT max(id) FROM articles))")
     conn.commit()
     from pipeline.alerts import aggregate
@@ -97,11 +136,13 @@ def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
     with conn.cursor() as cur:  # a few alerts to list
         for i, topic in enumerate(TOPICS[:6]):
             h = end - timedelta(hours=30 * (i + 1))
-            cur.execute("INSERT INTO alerts (topic, model_version, started_at, last_hour, window_end, observed_stories,"
-                        " observed_negatives, observed_share, baseline_share, baseline_stories, p_value, score, severity,"
-                        " peak_severity, status) VALUES (%s, %s, %s, %s, %s, 40, 24, 0.6, 0.2, 3000, 1e-7, 6.1,"
-                        " 'critical', 'critical', %s)", (topic, MODEL, h, h, h + timedelta(hours=1),
-                                                         "open" if i < 2 else "resolved"))
+            cur.execute(
+                "INSERT INTO alerts (topic, model_version, started_at, last_hour, window_end, observed_stories,"
+                " observed_negatives, observed_share, baseline_share, baseline_stories, p_value, score, severity,"
+                " peak_severity, status) VALUES (%s, %s, %s, %s, %s, 40, 24, 0.6, 0.2, 3000, 1e-7, 6.1,"
+                " 'critical', 'critical', %s)",
+                (topic, MODEL, h, h, h + timedelta(hours=1), "open" if i < 2 else "resolved"),
+            )
         cur.execute("ANALYZE")
     conn.commit()
     conn.close()
@@ -136,8 +177,10 @@ def naive_baseline(url: str) -> float:
     conn = db.connect(url)
     t = time.perf_counter()
     with conn.cursor() as cur:
-        cur.execute("SELECT a.published_at, s.topic, s.sentiment, s.p_positive - s.p_negative FROM scores s "
-                    "JOIN articles a ON a.id = s.article_id")
+        cur.execute(
+            "SELECT a.published_at, s.topic, s.sentiment, s.p_positive - s.p_negative FROM scores s "
+            "JOIN articles a ON a.id = s.article_id"
+        )
         df = pd.DataFrame(cur.fetchall(), columns=["published_at", "topic", "sentiment", "sent"])
     df["hour"] = pd.to_datetime(df["published_at"], utc=True).dt.floor("h")
     df.groupby(["hour", "topic"]).agg(stories=("sentiment", "size"), mean=("sent", "mean"))
@@ -169,8 +212,10 @@ def main() -> None:
             c.autocommit = True
             c.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             c.close()
-    print(f"\ndashboard benchmark: {args.stories:,} stories over {args.days} days; {os.cpu_count()} CPU cores; "
-          f"target < 2 s per page")
+    print(
+        f"\ndashboard benchmark: {args.stories:,} stories over {args.days} days; {os.cpu_count()} CPU cores; "
+        f"target < 2 s per page"
+    )
     print(f"{'page':<18} {'cold (s)':>9} {'warm (s)':>9}")
     for page, cold, warm in pages:
         print(f"{page:<18} {cold:>9.2f} {warm:>9.2f}")

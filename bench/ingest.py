@@ -8,6 +8,7 @@ feeds measures the re-run (all duplicates) cost.
 
     .state/venv/bin/python bench/ingest.py --feeds 20 --items 100 [--latency 0.3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def main() -> None:
     settings = config.load()
     rows = []
     with FeedServer(ROOT / "tests" / "data" / "feeds", conditional=False) as srv:
-        specs = [FeedSpec(name=f"bench-{i}", url=srv.url(f"-/synthetic/{i}.xml?items={args.items}&delay={args.latency}"))
-                 for i in range(args.feeds)]
+        specs = [
+            FeedSpec(name=f"bench-{i}", url=srv.url(f"-/synthetic/{i}.xml?items={args.items}&delay={args.latency}"))
+            for i in range(args.feeds)
+        ]
 
         docs = [synthetic_feed(i, args.items) for i in range(args.feeds)]
         t = time.perf_counter()
@@ -74,8 +77,10 @@ def main() -> None:
                 assert again["totals"]["new"] == 0
                 rows.append((f"finsent: re-run, all duplicates, concurrency {conc}", n_items, time.perf_counter() - t))
 
-    print(f"\ningest benchmark: {args.feeds} feeds x {args.items} items = {n_items} stories; "
-          f"{args.latency:g}s simulated latency per feed; {os.cpu_count()} CPU cores; PostgreSQL {server_url.split('?')[0]}")
+    print(
+        f"\ningest benchmark: {args.feeds} feeds x {args.items} items = {n_items} stories; "
+        f"{args.latency:g}s simulated latency per feed; {os.cpu_count()} CPU cores; PostgreSQL {server_url.split('?')[0]}"
+    )
     print(f"{'path':<52} {'stories':>8} {'seconds':>8} {'stories/s':>10}")
     for label, n, el in rows:
         print(f"{label:<52} {n:>8} {el:>8.2f} {n / el:>10.0f}")

@@ -25,9 +25,10 @@ by guid, canonical URL and (for syndicated copies) normalised title.
 
 Logic lives in `pipeline/`; this file only wires tasks.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
@@ -47,7 +48,7 @@ default_args = {
 @dag(
     dag_id="finsent_hourly",
     schedule="@hourly",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=default_args,
@@ -55,12 +56,16 @@ default_args = {
     on_failure_callback=tasks.failure_notifier(),
     tags=["finsent", "ingest", "classify", "alerts"],
     params={
-        "feeds_file": Param(None, type=["null", "string"], description="feed registry YAML (default: FINSENT_FEEDS_FILE)"),
+        "feeds_file": Param(
+            None, type=["null", "string"], description="feed registry YAML (default: FINSENT_FEEDS_FILE)"
+        ),
         "start": Param(None, type=["null", "string"], description="backfill range start, ISO 8601 (UTC if no zone)"),
         "end": Param(None, type=["null", "string"], description="backfill range end, ISO 8601, exclusive"),
         "notify": Param(False, type="boolean", description="email alerts even when the window is a backfill"),
         "ingest_live": Param(False, type="boolean", description="fetch the live feeds even for a past window"),
-        "archive_dir": Param(None, type=["null", "string"], description="folder of archived feed files to replay for the window"),
+        "archive_dir": Param(
+            None, type=["null", "string"], description="folder of archived feed files to replay for the window"
+        ),
     },
 )
 def finsent_hourly():

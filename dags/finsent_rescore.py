@@ -10,9 +10,10 @@ on promotion) and runnable by hand after `python -m pipeline models promote`:
 `airflow dags trigger finsent_rescore`. Scoring runs on the `gpu` queue; a
 crash or a kill leaves the rest for the next run (a work queue in SQL).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
@@ -24,7 +25,7 @@ settings = config.load()
 @dag(
     dag_id="finsent_rescore",
     schedule=[Asset("finsent://models/active")],
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "ml", "retries": 3, "retry_delay": timedelta(minutes=5)},

@@ -10,9 +10,10 @@ The promotion updates the asset `finsent://models/active`, which schedules
 Runs weekly, or on demand: `airflow dags trigger finsent_train --conf '{"method": "finetune"}'`.
 Training and evaluation run on the `gpu` queue.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
@@ -25,7 +26,7 @@ ACTIVE_MODEL = Asset("finsent://models/active")  # updated on promotion; finsent
 @dag(
     dag_id="finsent_train",
     schedule="@weekly",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "ml", "retries": 1, "retry_delay": timedelta(minutes=10)},
@@ -33,7 +34,9 @@ ACTIVE_MODEL = Asset("finsent://models/active")  # updated on promotion; finsent
     on_failure_callback=tasks.failure_notifier(),
     tags=["finsent", "training"],
     params={
-        "method": Param("finetune", enum=["heads", "finetune"], description="heads = fast path, finetune = quality path"),
+        "method": Param(
+            "finetune", enum=["heads", "finetune"], description="heads = fast path, finetune = quality path"
+        ),
         "base_model": Param("smollm2", type="string", description="smollm2, a local folder or a cached hub id"),
         "train_layers": Param(0, type="integer", description="finetune: top blocks to update (0 = all)"),
         "epochs": Param(3.0, type="number"),

@@ -7,6 +7,7 @@ Feed text (titles, summaries, feed errors) is only ever shown through
 markdown in a headline shows as typed. Nothing renders raw HTML.
 Queries live in ``dashboard/queries.py``; results are cached for a minute.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,12 +20,16 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import queries as q  # noqa: E402
-from pipeline.classify.labels import SENTIMENTS  # noqa: E402
+from dashboard import queries as q
+from pipeline.classify.labels import SENTIMENTS
 
 PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]
-RANGES = {"Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7), "Last 30 days": timedelta(days=30),
-          "All": None}
+RANGES = {
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All": None,
+}
 TTL = 60
 
 
@@ -67,23 +72,36 @@ def page_overview(model: str) -> None:
     df = df.assign(neg_pct=100 * df["neg_share"].astype(float), mean_sentiment=df["mean_sentiment"].astype(float))
     base = alt.Chart(df).encode(x=alt.X("hour:T", title="hour (UTC)"))
     share = base.mark_line(point=len(overall) < 60).encode(
-        y=alt.Y("neg_pct:Q", title="negative share (%)"), color=alt.Color("series:N", title="series"),
-        tooltip=["hour:T", "series:N", "stories:Q", "negatives:Q", alt.Tooltip("neg_pct:Q", format=".1f")])
+        y=alt.Y("neg_pct:Q", title="negative share (%)"),
+        color=alt.Color("series:N", title="series"),
+        tooltip=["hour:T", "series:N", "stories:Q", "negatives:Q", alt.Tooltip("neg_pct:Q", format=".1f")],
+    )
     alerts_in_range = cached("alerts", model, ["open", "acknowledged", "resolved"])
-    alerts_in_range = alerts_in_range[(alerts_in_range["started_at"] >= start) & (alerts_in_range["started_at"] < hi_end)]
+    alerts_in_range = alerts_in_range[
+        (alerts_in_range["started_at"] >= start) & (alerts_in_range["started_at"] < hi_end)
+    ]
     layers = [share]
     if not alerts_in_range.empty:
-        marks = alt.Chart(alerts_in_range).mark_rule(strokeDash=[4, 3], color="#d62728").encode(
-            x="started_at:T", tooltip=["topic:N", "severity:N", "status:N", "observed_pct:Q", "baseline_pct:Q"])
+        marks = (
+            alt.Chart(alerts_in_range)
+            .mark_rule(strokeDash=[4, 3], color="#d62728")
+            .encode(x="started_at:T", tooltip=["topic:N", "severity:N", "status:N", "observed_pct:Q", "baseline_pct:Q"])
+        )
         layers.append(marks)
     st.subheader("Negative share per hour")
     st.altair_chart(alt.layer(*layers).properties(height=280), width="stretch")
     st.subheader("Mean sentiment per hour (p_positive - p_negative)")
-    st.altair_chart(base.mark_line().encode(y=alt.Y("mean_sentiment:Q", title="mean sentiment"), color="series:N")
-                    .properties(height=200), width="stretch")
+    st.altair_chart(
+        base.mark_line()
+        .encode(y=alt.Y("mean_sentiment:Q", title="mean sentiment"), color="series:N")
+        .properties(height=200),
+        width="stretch",
+    )
     st.subheader("Volume (stories per hour, all topics)")
-    st.altair_chart(alt.Chart(overall).mark_bar().encode(x="hour:T", y=alt.Y("stories:Q", title="stories"))
-                    .properties(height=160), width="stretch")
+    st.altair_chart(
+        alt.Chart(overall).mark_bar().encode(x="hour:T", y=alt.Y("stories:Q", title="stories")).properties(height=160),
+        width="stretch",
+    )
     st.subheader("Topics at a glance (last 24 h of data vs the 7 days before)")
     st.dataframe(cached("topic_state", model, hi), hide_index=True, width="stretch")
 
@@ -95,19 +113,30 @@ def page_alerts(model: str) -> None:
     if df.empty:
         st.info("No alerts with this status.")
         return
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
-        "p_value": st.column_config.NumberColumn(format="%.2e")})
+    st.dataframe(
+        df, hide_index=True, width="stretch", column_config={"p_value": st.column_config.NumberColumn(format="%.2e")}
+    )
     wanted = st.query_params.get("alert")
     ids = df["id"].tolist()
     default = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in ids else 0
-    alert_id = st.selectbox("Drill down into alert", ids, index=default,
-                            format_func=lambda i: f"#{i} {df.loc[df['id'] == i, 'topic'].iloc[0]}")
+    alert_id = st.selectbox(
+        "Drill down into alert",
+        ids,
+        index=default,
+        format_func=lambda i: f"#{i} {df.loc[df['id'] == i, 'topic'].iloc[0]}",
+    )
     row = df[df["id"] == alert_id].iloc[0]
-    st.text(f"Alert #{alert_id}: {row['topic']}, {row['severity']} ({row['status']}), "
-            f"{row['observed_negatives']}/{row['observed_stories']} negative = {row['observed_pct']}% "
-            f"vs baseline {row['baseline_pct']}%, surging {row['hours_surging']} h since {row['started_at']:%Y-%m-%d %H:%M} UTC")
-    st.dataframe(q.alert_stories(pool(), int(alert_id)), hide_index=True, width="stretch",
-                 column_config={"url": st.column_config.LinkColumn("link", display_text="open")})
+    st.text(
+        f"Alert #{alert_id}: {row['topic']}, {row['severity']} ({row['status']}), "
+        f"{row['observed_negatives']}/{row['observed_stories']} negative = {row['observed_pct']}% "
+        f"vs baseline {row['baseline_pct']}%, surging {row['hours_surging']} h since {row['started_at']:%Y-%m-%d %H:%M} UTC"
+    )
+    st.dataframe(
+        q.alert_stories(pool(), int(alert_id)),
+        hide_index=True,
+        width="stretch",
+        column_config={"url": st.column_config.LinkColumn("link", display_text="open")},
+    )
     if row["status"] == "open":
         with st.form(f"ack-{alert_id}"):
             who = st.text_input("Acknowledged by", max_chars=80)
@@ -131,10 +160,15 @@ def page_headlines(model: str) -> None:
     srcs = c4.multiselect("Source", cached("sources"))
     df = cached("headlines", model, search, sentiments, topics, srcs)
     st.metric("Stories shown (latest first, at most 200)", len(df))
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
-        "url": st.column_config.LinkColumn("link", display_text="open"),
-        "title": st.column_config.TextColumn("title", width="large"),
-    })
+    st.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "url": st.column_config.LinkColumn("link", display_text="open"),
+            "title": st.column_config.TextColumn("title", width="large"),
+        },
+    )
 
 
 def page_health(model_row: dict | None) -> None:
@@ -154,14 +188,21 @@ def page_health(model_row: dict | None) -> None:
     st.subheader("Model in use")
     if model_row:
         metrics = model_row.get("metrics") or {}
-        st.text(f"{model_row['version']} ({model_row['method']}), promoted {model_row['promoted_at']:%Y-%m-%d %H:%M} UTC")
+        st.text(
+            f"{model_row['version']} ({model_row['method']}), promoted {model_row['promoted_at']:%Y-%m-%d %H:%M} UTC"
+        )
         if metrics:
-            st.dataframe(pd.DataFrame({
-                "task": ["sentiment", "topic"],
-                "macro_f1": [metrics["sentiment"]["macro_f1"], metrics["topic"]["macro_f1"]],
-                "accuracy": [metrics["sentiment"]["accuracy"], metrics["topic"]["accuracy"]],
-                "held-out rows": [metrics["sentiment"]["n"], metrics["topic"]["n"]],
-            }), hide_index=True)
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "task": ["sentiment", "topic"],
+                        "macro_f1": [metrics["sentiment"]["macro_f1"], metrics["topic"]["macro_f1"]],
+                        "accuracy": [metrics["sentiment"]["accuracy"], metrics["topic"]["accuracy"]],
+                        "held-out rows": [metrics["sentiment"]["n"], metrics["topic"]["n"]],
+                    }
+                ),
+                hide_index=True,
+            )
     else:
         st.warning("No active model: run `python -m pipeline train`.")
 

@@ -4,12 +4,13 @@ Connections use the ``finsent_dashboard`` role (SELECT everywhere, UPDATE of
 an alert's acknowledgement only) and read-only transactions except for
 :func:`acknowledge`.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator, Sequence
 
 import pandas as pd
 import psycopg2
@@ -54,27 +55,33 @@ def frame(pool: ThreadedConnectionPool, sql: str, params: Sequence | dict = ()) 
         return pd.DataFrame(cur.fetchall(), columns=cols)
 
 
-def active_model(pool) -> dict | None:  # noqa: ANN001
+def active_model(pool) -> dict | None:
     df = frame(pool, "SELECT version, method, metrics, promoted_at FROM models WHERE is_active")
     return None if df.empty else df.iloc[0].to_dict()
 
 
-def data_span(pool, model: str) -> tuple[datetime | None, datetime | None]:  # noqa: ANN001
-    df = frame(pool, "SELECT min(hour) AS lo, max(hour) AS hi FROM hourly_stats WHERE model_version = %s AND dimension = 'overall'",
-               (model,))
+def data_span(pool, model: str) -> tuple[datetime | None, datetime | None]:
+    df = frame(
+        pool,
+        "SELECT min(hour) AS lo, max(hour) AS hi FROM hourly_stats WHERE model_version = %s AND dimension = 'overall'",
+        (model,),
+    )
     return (df.at[0, "lo"], df.at[0, "hi"]) if not df.empty else (None, None)
 
 
-def topics(pool, model: str) -> list[str]:  # noqa: ANN001
-    return frame(pool, "SELECT DISTINCT key FROM hourly_stats WHERE model_version = %s AND dimension = 'topic' ORDER BY 1",
-                 (model,))["key"].tolist()
+def topics(pool, model: str) -> list[str]:
+    return frame(
+        pool,
+        "SELECT DISTINCT key FROM hourly_stats WHERE model_version = %s AND dimension = 'topic' ORDER BY 1",
+        (model,),
+    )["key"].tolist()
 
 
-def sources(pool) -> list[str]:  # noqa: ANN001
+def sources(pool) -> list[str]:
     return frame(pool, "SELECT name FROM feeds ORDER BY name")["name"].tolist()
 
 
-def hourly(pool, model: str, start: datetime, end: datetime, topics_: list[str], sources_: list[str]) -> pd.DataFrame:  # noqa: ANN001
+def hourly(pool, model: str, start: datetime, end: datetime, topics_: list[str], sources_: list[str]) -> pd.DataFrame:
     """Per hour and series: stories, negatives, negative share, mean sentiment.
 
     Without a source filter this reads the precomputed ``hourly_stats``; a
@@ -113,7 +120,7 @@ def hourly(pool, model: str, start: datetime, end: datetime, topics_: list[str],
     )
 
 
-def topic_state(pool, model: str, at: datetime) -> pd.DataFrame:  # noqa: ANN001
+def topic_state(pool, model: str, at: datetime) -> pd.DataFrame:
     """Each topic at a glance: last 24 h against the 7 days before, and its live alert."""
     return frame(
         pool,
@@ -140,7 +147,7 @@ def topic_state(pool, model: str, at: datetime) -> pd.DataFrame:  # noqa: ANN001
     )
 
 
-def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:  # noqa: ANN001
+def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:
     return frame(
         pool,
         """
@@ -155,7 +162,7 @@ def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:  # noqa: ANN0
     )
 
 
-def alert_stories(pool, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
+def alert_stories(pool, alert_id: int) -> pd.DataFrame:
     """The stories behind an alert: every negative story of its topic in its surging hours."""
     return frame(
         pool,
@@ -175,7 +182,7 @@ def alert_stories(pool, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
     )
 
 
-def acknowledge(pool, alert_id: int, who: str) -> bool:  # noqa: ANN001
+def acknowledge(pool, alert_id: int, who: str) -> bool:
     """Mark an open alert acknowledged (who and when); False if it was not open."""
     with session(pool, write=True) as conn, conn.cursor() as cur:
         cur.execute(
@@ -186,8 +193,9 @@ def acknowledge(pool, alert_id: int, who: str) -> bool:  # noqa: ANN001
         return cur.rowcount == 1
 
 
-def headlines(pool, model: str, search: str, sentiments: list[str], topics_: list[str], sources_: list[str],  # noqa: ANN001
-              limit: int = 200) -> pd.DataFrame:
+def headlines(
+    pool, model: str, search: str, sentiments: list[str], topics_: list[str], sources_: list[str], limit: int = 200
+) -> pd.DataFrame:
     return frame(
         pool,
         """
@@ -207,17 +215,36 @@ def headlines(pool, model: str, search: str, sentiments: list[str], topics_: lis
     )
 
 
-def health(pool, model: str | None) -> dict:  # noqa: ANN001
+def health(pool, model: str | None) -> dict:
     out = {
-        "last_run": frame(pool, "SELECT finished_at, window_start, window_end, feeds_ok, feeds_failed, items_seen, "
-                                "items_new, duplicates FROM ingest_runs ORDER BY id DESC LIMIT 1"),
-        "feeds": frame(pool, "SELECT name, last_status, last_http_status, last_fetched_at, last_success_at, last_items, "
-                             "consecutive_failures, last_error, last_warning FROM feeds ORDER BY (last_status = 'error') DESC, name"),
-        "per_hour": frame(pool, "SELECT date_trunc('hour', fetched_at) AS hour, count(*) AS stories FROM articles "
-                                "WHERE fetched_at > (SELECT max(fetched_at) FROM articles) - interval '48 hours' "
-                                "GROUP BY 1 ORDER BY 1"),
+        "last_run": frame(
+            pool,
+            "SELECT finished_at, window_start, window_end, feeds_ok, feeds_failed, items_seen, "
+            "items_new, duplicates FROM ingest_runs ORDER BY id DESC LIMIT 1",
+        ),
+        "feeds": frame(
+            pool,
+            "SELECT name, last_status, last_http_status, last_fetched_at, last_success_at, last_items, "
+            "consecutive_failures, last_error, last_warning FROM feeds ORDER BY (last_status = 'error') DESC, name",
+        ),
+        "per_hour": frame(
+            pool,
+            "SELECT date_trunc('hour', fetched_at) AS hour, count(*) AS stories FROM articles "
+            "WHERE fetched_at > (SELECT max(fetched_at) FROM articles) - interval '48 hours' "
+            "GROUP BY 1 ORDER BY 1",
+        ),
         "articles": int(frame(pool, "SELECT count(*) AS n FROM articles").at[0, "n"]),
     }
-    out["backlog"] = int(frame(pool, "SELECT count(*) AS n FROM articles a WHERE NOT EXISTS (SELECT 1 FROM scores s "
-                                     "WHERE s.article_id = a.id AND s.model_version = %s)", (model,)).at[0, "n"]) if model else out["articles"]
+    out["backlog"] = (
+        int(
+            frame(
+                pool,
+                "SELECT count(*) AS n FROM articles a WHERE NOT EXISTS (SELECT 1 FROM scores s "
+                "WHERE s.article_id = a.id AND s.model_version = %s)",
+                (model,),
+            ).at[0, "n"]
+        )
+        if model
+        else out["articles"]
+    )
     return out

@@ -4,6 +4,7 @@ Used by the demo, the tests and local operations so that every Airflow
 process (CLI, scheduler, workers) shares one metadata DB, one DAG folder and
 one JWT secret.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,23 +36,26 @@ def _secret(home: Path) -> str:
     return path.read_text().strip()
 
 
-def build_env(database_url: str | None = None, home: Path | None = None,
-              base: dict[str, str] | None = None) -> dict[str, str]:
+def build_env(
+    database_url: str | None = None, home: Path | None = None, base: dict[str, str] | None = None
+) -> dict[str, str]:
     """Environment variables for Airflow processes (metadata DB = database 'airflow')."""
     env = dict(os.environ if base is None else base)
     url = database_url or db.database_url()
     meta = db.ensure_database(url, "airflow")
     home = home or config.state_dir() / "airflow"
     home.mkdir(parents=True, exist_ok=True)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(meta),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(config.REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET") or _secret(home),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
-        "PYTHONWARNINGS": "ignore",
-        "DATABASE_URL": url,
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(meta),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(config.REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET") or _secret(home),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+            "PYTHONWARNINGS": "ignore",
+            "DATABASE_URL": url,
+        }
+    )
     return env

@@ -1,10 +1,11 @@
 """Operator CLI: ``python -m pipeline <command>``. JSON on stdout, logs on stderr."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipeline import config, db, logs
 
@@ -40,7 +41,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if summary["totals"]["feeds_ok"] or not summary["totals"]["feeds"] else 1
 
 
-def train_and_register(train_args, evaluate: bool = True, promote: bool = True, force: bool = False) -> dict:  # noqa: ANN001
+def train_and_register(train_args, evaluate: bool = True, promote: bool = True, force: bool = False) -> dict:
     """Train, evaluate on the held-out sets, register, and promote through the gate."""
     from pipeline.classify import registry
     from pipeline.classify.evaluate import evaluate as run_eval
@@ -71,9 +72,9 @@ def cmd_train(argv: Sequence[str]) -> int:
 
     @dataclass
     class RunOptions:
-        evaluate: bool = True   # --no_evaluate skips the held-out report (and so the promotion gate)
-        promote: bool = True    # --no_promote registers without activating
-        force: bool = False     # promote even if it scores below the active model
+        evaluate: bool = True  # --no_evaluate skips the held-out report (and so the promotion gate)
+        promote: bool = True  # --no_promote registers without activating
+        force: bool = False  # promote even if it scores below the active model
 
     parser = HfArgumentParser((TrainArguments, RunOptions), prog="python -m pipeline train")
     train_args, opts = parser.parse_args_into_dataclasses(args=list(argv))
@@ -85,8 +86,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.classify.evaluate import evaluate
 
     report = evaluate(args.model, batch_size=args.batch_size, baselines=not args.no_baselines, device=args.device)
-    table = {name: {task: {k: sysm[task][k] for k in ("macro_f1", "accuracy")} for task in ("sentiment", "topic") if task in sysm}
-             for name, sysm in report["systems"].items()}
+    table = {
+        name: {
+            task: {k: sysm[task][k] for k in ("macro_f1", "accuracy")}
+            for task in ("sentiment", "topic")
+            if task in sysm
+        }
+        for name, sysm in report["systems"].items()
+    }
     _print_json({"version": report["version"], "report": str(args.model) + "/report.md", "systems": table})
     return 0
 
@@ -106,8 +113,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     preds = pd.DataFrame(clf.predict(texts, batch_size=args.batch_size, progress=True).rows(), index=df.index)
     out = pd.concat([df, preds], axis=1)
     out.to_csv(args.output, index=False)
-    _print_json({"rows": len(out), "output": args.output, "model": clf.meta["version"],
-                 "sentiment_counts": out["sentiment"].value_counts().to_dict()})
+    _print_json(
+        {
+            "rows": len(out),
+            "output": args.output,
+            "model": clf.meta["version"],
+            "sentiment_counts": out["sentiment"].value_counts().to_dict(),
+        }
+    )
     return 0
 
 
@@ -136,8 +149,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     url = db.database_url()
     db.migrate(url)
-    _print_json(score_pending(url, max_articles=args.limit, batch_size=args.batch_size, device=args.device,
-                              chunk_size=args.chunk_size))
+    _print_json(
+        score_pending(
+            url, max_articles=args.limit, batch_size=args.batch_size, device=args.device, chunk_size=args.chunk_size
+        )
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ Values come from environment variables (``FINSENT_*`` and ``DATABASE_URL``),
 then from Airflow connections where an Airflow is present, then from defaults
 that make the embedded demo work on a fresh machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,22 +30,22 @@ def state_dir() -> Path:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    timeout_s: float = 20.0          # total time allowed for one feed download
+    timeout_s: float = 20.0  # total time allowed for one feed download
     max_bytes: int = 10 * 1024 * 1024  # size cap on the (decoded) body
-    concurrency: int = 8             # feeds fetched at once
-    title_window_h: float = 24.0     # same normalised title within this window = syndicated copy
-    default_timezone: str = "UTC"    # zone assumed for feed dates that carry none
+    concurrency: int = 8  # feeds fetched at once
+    title_window_h: float = 24.0  # same normalised title within this window = syndicated copy
+    default_timezone: str = "UTC"  # zone assumed for feed dates that carry none
     user_agent: str = USER_AGENT
 
 
 @dataclass(frozen=True)
 class AlertSettings:
-    smtp_conn_id: str = "smtp_alerts"          # Airflow connection (smtp provider)
+    smtp_conn_id: str = "smtp_alerts"  # Airflow connection (smtp provider)
     from_email: str = "finsent-alerts@example.com"
     recipients_file: Path = REPO_ROOT / "config" / "alert_recipients.yaml"
     dashboard_url: str = "http://localhost:8501"
-    notify_lookback_h: float = 6.0             # live runs also send unsent alerts this recent (e.g. after an SMTP outage)
-    live_within_h: float = 2.0                 # a run whose window ended longer ago is a backfill: no email by default
+    notify_lookback_h: float = 6.0  # live runs also send unsent alerts this recent (e.g. after an SMTP outage)
+    live_within_h: float = 2.0  # a run whose window ended longer ago is a backfill: no email by default
     data_team: tuple[str, ...] = ("data-eng@example.com",)  # DAG failure emails
 
 
@@ -58,7 +59,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
-def alert_thresholds():  # noqa: ANN201
+def alert_thresholds():
     """Surge thresholds (pipeline.alerts.detect.Thresholds) with FINSENT_ALERT_* overrides."""
     from dataclasses import fields
 
@@ -107,7 +108,9 @@ def load() -> Settings:
         dashboard_url=_env("FINSENT_DASHBOARD_URL", "http://localhost:8501"),
         notify_lookback_h=float(_env("FINSENT_ALERT_NOTIFY_LOOKBACK_H", "6")),
         live_within_h=float(_env("FINSENT_ALERT_LIVE_WITHIN_H", "2")),
-        data_team=tuple(a.strip() for a in _env("FINSENT_DATA_TEAM_EMAIL", "data-eng@example.com").split(",") if a.strip()),
+        data_team=tuple(
+            a.strip() for a in _env("FINSENT_DATA_TEAM_EMAIL", "data-eng@example.com").split(",") if a.strip()
+        ),
     )
     return Settings(
         alerts=alerts,

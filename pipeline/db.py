@@ -3,13 +3,14 @@
 With no ``DATABASE_URL`` (or Airflow connection) the project starts its own
 PostgreSQL (pgserver, socket only) in the state folder and reuses it later.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psycopg2
 import psycopg2.extensions

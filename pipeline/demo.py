@@ -7,24 +7,26 @@ Airflow's metadata DB in the same server, runs the hourly DAG once with the
 real Airflow CLI (``airflow dags test``: ingest + classify) over the bundled
 feed snapshots, and prints what landed.
 """
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline import airflow_env, config, db, windows
 
 
-def _airflow(args: list[str], env: dict, log_path) -> None:  # noqa: ANN001
+def _airflow(args: list[str], env: dict, log_path) -> None:
     t0 = time.monotonic()
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ airflow {' '.join(args)}\n")
         log.flush()
-        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, timeout=1800)
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow", *args], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800
+        )
     print(f"  airflow {' '.join(args[:2])}: exit {proc.returncode} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     if proc.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -34,15 +36,18 @@ def _airflow(args: list[str], env: dict, log_path) -> None:  # noqa: ANN001
 def run() -> dict:
     settings = config.load()
     url = db.database_url(settings)
-    print(f"database: {url.split('?')[0]} ({'embedded' if not settings.database_url else 'DATABASE_URL'})", file=sys.stderr)
+    print(
+        f"database: {url.split('?')[0]} ({'embedded' if not settings.database_url else 'DATABASE_URL'})",
+        file=sys.stderr,
+    )
     db.migrate(url)
     ensure_model(url)
     env = airflow_env.build_env(url)
     log_dir = config.state_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log"
+    log_path = log_dir / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     _airflow(["db", "migrate"], env, log_path)
-    logical = windows.floor_hour(datetime.now(timezone.utc))
+    logical = windows.floor_hour(datetime.now(UTC))
     conf = {"feeds_file": str(settings.feeds_file)}
     _airflow(["dags", "test", "finsent_hourly", logical.isoformat(), "--conf", json.dumps(conf)], env, log_path)
     backfill_stats(url)
@@ -68,8 +73,11 @@ def backfill_stats(url: str) -> None:
         alerts = detect_window(conn, model, (end - timedelta(hours=48), end), config.alert_thresholds())
     finally:
         conn.close()
-    print(f"  hourly stats: {rows} rows over the snapshots' hours; alerts opened in their last 48 h: "
-          f"{len(alerts['opened'])}", file=sys.stderr)
+    print(
+        f"  hourly stats: {rows} rows over the snapshots' hours; alerts opened in their last 48 h: "
+        f"{len(alerts['opened'])}",
+        file=sys.stderr,
+    )
 
 
 DEMO_TRAIN = {"method": "heads", "limit_per_task": 1500}
@@ -93,12 +101,14 @@ def ensure_model(url: str) -> None:
     t0 = time.monotonic()
     print("  no active model: training the fast-path classifier (frozen SmolLM2 + heads) ...", file=sys.stderr)
     out = train_and_register(TrainArguments(**DEMO_TRAIN))
-    print(f"  trained {out['version']} in {time.monotonic() - t0:.0f}s; held-out sentiment macro-F1 "
-          f"{out['held_out']['sentiment']['macro_f1']:.3f}, topic accuracy {out['held_out']['topic']['accuracy']:.3f}",
-          file=sys.stderr)
+    print(
+        f"  trained {out['version']} in {time.monotonic() - t0:.0f}s; held-out sentiment macro-F1 "
+        f"{out['held_out']['sentiment']['macro_f1']:.3f}, topic accuracy {out['held_out']['topic']['accuracy']:.3f}",
+        file=sys.stderr,
+    )
 
 
-def summary(url: str, log_path=None) -> dict:  # noqa: ANN001
+def summary(url: str, log_path=None) -> dict:
     with db.transaction(url) as conn, conn.cursor() as cur:
         cur.execute(
             """
@@ -108,8 +118,10 @@ def summary(url: str, log_path=None) -> dict:  # noqa: ANN001
             """
         )
         feeds = [{"feed": n, "status": s, "stories": c, "error": e} for n, s, c, e in cur.fetchall()]
-        cur.execute("SELECT run_key, window_start, window_end, items_seen, items_new, duplicates, feeds_failed "
-                    "FROM ingest_runs ORDER BY id DESC LIMIT 1")
+        cur.execute(
+            "SELECT run_key, window_start, window_end, items_seen, items_new, duplicates, feeds_failed "
+            "FROM ingest_runs ORDER BY id DESC LIMIT 1"
+        )
         last = cur.fetchone()
         cur.execute("SELECT count(*), min(published_at), max(published_at) FROM articles")
         total, first, newest = cur.fetchone()
@@ -117,19 +129,29 @@ def summary(url: str, log_path=None) -> dict:  # noqa: ANN001
         model = cur.fetchone()
         scored = {}
         if model:
-            cur.execute("SELECT sentiment, count(*) FROM scores WHERE model_version = %s GROUP BY 1 ORDER BY 1", (model[0],))
+            cur.execute(
+                "SELECT sentiment, count(*) FROM scores WHERE model_version = %s GROUP BY 1 ORDER BY 1", (model[0],)
+            )
             scored["sentiment"] = dict(cur.fetchall())
-            cur.execute("SELECT topic, count(*) FROM scores WHERE model_version = %s GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
-                        (model[0],))
+            cur.execute(
+                "SELECT topic, count(*) FROM scores WHERE model_version = %s GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+                (model[0],),
+            )
             scored["top_topics"] = dict(cur.fetchall())
-            cur.execute("SELECT a.title, s.p_negative FROM scores s JOIN articles a ON a.id = s.article_id "
-                        "WHERE s.model_version = %s ORDER BY s.p_negative DESC LIMIT 3", (model[0],))
+            cur.execute(
+                "SELECT a.title, s.p_negative FROM scores s JOIN articles a ON a.id = s.article_id "
+                "WHERE s.model_version = %s ORDER BY s.p_negative DESC LIMIT 3",
+                (model[0],),
+            )
             scored["most_negative"] = [{"title": t, "p_negative": round(p, 3)} for t, p in cur.fetchall()]
     return {
         "stories_stored": total,
         "published_range": [first, newest],
-        "last_run": dict(zip(["run_id", "window_start", "window_end", "items_seen", "new", "duplicates", "feeds_failed"], last))
-        if last else None,
+        "last_run": dict(
+            zip(["run_id", "window_start", "window_end", "items_seen", "new", "duplicates", "feeds_failed"], last)
+        )
+        if last
+        else None,
         "model": {"version": model[0], "method": model[1], "held_out": model[2]} if model else None,
         "scores": scored,
         "feeds": feeds,

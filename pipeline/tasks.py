@@ -3,11 +3,13 @@
 Keeping them here (not in dags/) lets the DAG files stay pure wiring and lets
 tests call the same code without Airflow.
 """
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Any, Mapping, NoReturn
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 from pipeline import config, db, windows
 
@@ -24,16 +26,15 @@ def _skip(reason: str) -> NoReturn:
 def plan(logical_date: datetime, params: Mapping[str, Any] | None) -> dict:
     """The window a run covers, as ISO strings (XCom-friendly)."""
     start, end = windows.run_window(logical_date, params)
-    log.info("run covers [%s, %s): %d hour(s)", start.isoformat(), end.isoformat(),
-             len(windows.hours((start, end))))
+    log.info("run covers [%s, %s): %d hour(s)", start.isoformat(), end.isoformat(), len(windows.hours((start, end))))
     return {"start": start.isoformat(), "end": end.isoformat()}
 
 
 def is_live(window_end: datetime, now: datetime | None = None) -> bool:
     """A run whose window ended within FINSENT_ALERT_LIVE_WITHIN_H (2 h) is live; older ones are backfills."""
-    from datetime import timedelta, timezone
+    from datetime import timedelta
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return window_end >= now - timedelta(hours=config.load().alerts.live_within_h)
 
 
@@ -54,8 +55,13 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
     span = (windows.to_utc(window["start"]), windows.to_utc(window["end"]))
     out: dict = {"live": None, "archive": None}
     if is_live(span[1]) or params.get("ingest_live"):
-        summary = run_ingest(params.get("feeds_file") or settings.feeds_file, database_url=url, run_key=run_key,
-                             window=span, settings=settings)
+        summary = run_ingest(
+            params.get("feeds_file") or settings.feeds_file,
+            database_url=url,
+            run_key=run_key,
+            window=span,
+            settings=settings,
+        )
         failed = [f["name"] for f in summary["feeds"] if f["status"] == "error"]
         out["live"] = {"run_id": summary["run_id"], **summary["totals"], "failed_feeds": failed}
     else:
@@ -66,17 +72,19 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
     return out
 
 
-def failure_notifier():  # noqa: ANN201
+def failure_notifier():
     """DAG failure callback: email the data team through the smtp provider's notifier."""
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
     alerts = config.load().alerts
     return SmtpNotifier(
-        to=list(alerts.data_team), from_email=alerts.from_email, smtp_conn_id=alerts.smtp_conn_id,
+        to=list(alerts.data_team),
+        from_email=alerts.from_email,
+        smtp_conn_id=alerts.smtp_conn_id,
         subject="[finsent] DAG {{ dag.dag_id }} failed: run {{ run_id }}",
         html_content="<p>DAG <b>{{ dag.dag_id }}</b>, run {{ run_id }}, failed.</p>"
-                     "<p>Failed task: {{ ti.task_id if ti else 'n/a' }}. See the Airflow logs; "
-                     "`python -m pipeline status` shows feed health and backlog.</p>",
+        "<p>Failed task: {{ ti.task_id if ti else 'n/a' }}. See the Airflow logs; "
+        "`python -m pipeline status` shows feed health and backlog.</p>",
     )
 
 
@@ -140,7 +148,7 @@ def register_and_promote(model_dir: str, force: bool = False) -> dict:
             return {"promoted": False, "version": version, "reason": str(exc)}
 
 
-def _active_model_or_skip(conn) -> str:  # noqa: ANN001
+def _active_model_or_skip(conn) -> str:
     from pipeline.classify import registry
 
     model = registry.active(conn)
@@ -167,8 +175,13 @@ def detect(window: Mapping[str, str]) -> dict:
         result = detect_window(conn, model, (start, end), config.alert_thresholds())
     finally:
         conn.close()
-    log.info("stats rows %d; alerts opened %s updated %s resolved %s", rows, result["opened"], result["updated"],
-             result["resolved"])
+    log.info(
+        "stats rows %d; alerts opened %s updated %s resolved %s",
+        rows,
+        result["opened"],
+        result["updated"],
+        result["resolved"],
+    )
     return {"model_version": model, "stats_rows": rows, **result}
 
 
@@ -178,15 +191,22 @@ def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: dat
 
     settings = config.load().alerts
     start, end = windows.to_utc(window["start"]), windows.to_utc(window["end"])
-    span = window_for_notify(start, end, is_live(end, now), settings.notify_lookback_h,
-                             bool((params or {}).get("notify")))
+    span = window_for_notify(
+        start, end, is_live(end, now), settings.notify_lookback_h, bool((params or {}).get("notify"))
+    )
     if span is None:
-        log.info("backfill window [%s, %s): alerts recorded, no email (conf {\"notify\": true} sends)", start, end)
+        log.info('backfill window [%s, %s): alerts recorded, no email (conf {"notify": true} sends)', start, end)
         return {"sent": [], "skipped": "backfill"}
     conn = db.connect()
     try:
-        return notify_pending(conn, span[0], span[1], smtp_conn_id=settings.smtp_conn_id,
-                              from_email=settings.from_email, recipients_file=settings.recipients_file,
-                              dashboard_url=settings.dashboard_url)
+        return notify_pending(
+            conn,
+            span[0],
+            span[1],
+            smtp_conn_id=settings.smtp_conn_id,
+            from_email=settings.from_email,
+            recipients_file=settings.recipients_file,
+            dashboard_url=settings.dashboard_url,
+        )
     finally:
         conn.close()

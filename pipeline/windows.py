@@ -5,10 +5,12 @@ computed here: a run at logical date T covers the hour that ended at T
 floored to the hour, i.e. [floor(T) - 1h, floor(T)). A run's conf may name an
 explicit range with ``start``/``end`` (ISO 8601; naive means UTC) for backfills.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 HOUR = timedelta(hours=1)
 
@@ -17,8 +19,8 @@ def to_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def floor_hour(value: datetime) -> datetime:

@@ -1,4 +1,5 @@
 """Shared fixtures: a real PostgreSQL server and a real HTTP feed server."""
+
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from datetime import UTC
 from pathlib import Path
 
 import psycopg2
@@ -98,8 +100,9 @@ def airflow_env(pg_server_url, tmp_path_factory) -> dict:
 
     home = tmp_path_factory.mktemp("airflow")
     env = af.build_env(pg_server_url, home=home)
-    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return env
 
@@ -127,9 +130,17 @@ def tiny_base(smollm2_dir, tmp_path_factory):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-gpt")
     LlamaForCausalLM(cfg).save_pretrained(out)
@@ -146,31 +157,52 @@ def tiny_models(tiny_base, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     heads = train(TrainArguments(base_model=str(tiny_base), method="heads", limit_per_task=120, output_root=str(root)))
     evaluate(heads)
-    ft = train(TrainArguments(base_model=str(tiny_base), method="finetune", train_layers=0, limit_per_task=96,
-                              epochs=1, batch_size=16, eval_steps=4, learning_rate=1e-3, output_root=str(root)))
+    ft = train(
+        TrainArguments(
+            base_model=str(tiny_base),
+            method="finetune",
+            train_layers=0,
+            limit_per_task=96,
+            epochs=1,
+            batch_size=16,
+            eval_steps=4,
+            learning_rate=1e-3,
+            output_root=str(root),
+        )
+    )
     evaluate(ft)
     return heads, ft
 
 
 def seed_articles(url: str, titles: list[str]) -> list[int]:
     """Insert stories directly (one feed) and return their ids."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from pipeline.ingest import normalize
 
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("INSERT INTO feeds (name, url) VALUES ('seed', 'file:seed') ON CONFLICT (name) DO UPDATE SET name = 'seed' RETURNING id")
+            cur.execute(
+                "INSERT INTO feeds (name, url) VALUES ('seed', 'file:seed') ON CONFLICT (name) DO UPDATE SET name = 'seed' RETURNING id"
+            )
             feed_id = cur.fetchone()[0]
             ids = []
-            for i, title in enumerate(titles):
+            for _i, title in enumerate(titles):
                 cur.execute(
                     "INSERT INTO articles (feed_id, guid, url, canonical_url, title, summary, published_at, fetched_at,"
                     " content_hash, title_hash) VALUES (%s, %s, %s, %s, %s, '', %s, %s, %s, %s) RETURNING id",
-                    (feed_id, f"seed-{uuid.uuid4().hex}", None, None, title, datetime(2026, 8, 10, 12, tzinfo=timezone.utc),
-                     datetime(2026, 8, 10, 12, 5, tzinfo=timezone.utc), normalize.content_hash(title, ""),
-                     normalize.title_hash(title)),
+                    (
+                        feed_id,
+                        f"seed-{uuid.uuid4().hex}",
+                        None,
+                        None,
+                        title,
+                        datetime(2026, 8, 10, 12, tzinfo=UTC),
+                        datetime(2026, 8, 10, 12, 5, tzinfo=UTC),
+                        normalize.content_hash(title, ""),
+                        normalize.title_hash(title),
+                    ),
                 )
                 ids.append(cur.fetchone()[0])
         conn.commit()

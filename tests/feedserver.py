@@ -6,6 +6,7 @@ Last-Modified, Content-Type), answers conditional GETs with 304, serves
 ``.gz``/``.z`` fixtures with their Content-Encoding, and has a few hostile
 endpoints under ``/-/`` (500, slow, trickle, oversized, generated feeds).
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -31,13 +32,15 @@ def fixture_headers(body: bytes) -> list[tuple[str, str]]:
 
 def synthetic_feed(feed: int, items: int, stamp: str = "Mon, 10 Aug 2026 12:00:00 GMT") -> bytes:
     """An RSS 2.0 document with ``items`` distinct stories (for benchmarks)."""
-    parts = [f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Feed {feed}</title>'
-             f"<link>https://example.com/{feed}</link><description>synthetic</description>"]
+    parts = [
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Feed {feed}</title>'
+        f"<link>https://example.com/{feed}</link><description>synthetic</description>"
+    ]
     for i in range(items):
         parts.append(
             f"<item><title>Company {feed}-{i} shares move after quarterly results {i * 7919 % 1000}</title>"
             f"<link>https://example.com/{feed}/story/{i}?utm_source=rss</link>"
-            f"<guid isPermaLink=\"false\">feed{feed}-item{i}</guid>"
+            f'<guid isPermaLink="false">feed{feed}-item{i}</guid>'
             f"<description>&lt;p&gt;Story {i} of feed {feed}: revenue &amp;amp; margins.&lt;/p&gt;</description>"
             f"<pubDate>{stamp}</pubDate></item>"
         )
@@ -59,7 +62,7 @@ class FeedServer:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 with server.lock:
                     server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 try:
@@ -72,7 +75,7 @@ class FeedServer:
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FeedServer":
+    def __enter__(self) -> FeedServer:
         self.thread.start()
         return self
 
@@ -103,8 +106,14 @@ class FeedServer:
             elif name.lower() == "location":  # fixture URLs assume their tree is served at /
                 rel = path.lstrip("/")
                 tree = rel[: rel.index("tests/")] if "tests/" in rel else ""
-                out.append((name, value.replace("http://localhost:8097/tests/", f"{self.base}/{tree}tests/")
-                                        .replace("http://localhost:8097/", f"{self.base}/")))
+                out.append(
+                    (
+                        name,
+                        value.replace("http://localhost:8097/tests/", f"{self.base}/{tree}tests/").replace(
+                            "http://localhost:8097/", f"{self.base}/"
+                        ),
+                    )
+                )
             else:
                 out.append((name, value))
         names = {n.lower() for n, _ in out}
@@ -146,7 +155,7 @@ class FeedServer:
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             for i in range(len(body)):
-                h.wfile.write(body[i:i + 1])
+                h.wfile.write(body[i : i + 1])
                 h.wfile.flush()
                 time.sleep(float(q.get("interval", "0.05")))
             return None

@@ -1,4 +1,5 @@
 """Alerts end to end on a real PostgreSQL and a real SMTP server (aiosmtpd on 127.0.0.1)."""
+
 import email
 import json
 from datetime import timedelta
@@ -6,11 +7,9 @@ from email import policy
 
 import pytest
 from conftest import free_port, query
+from seeding import HOSTILE, H, seed, week_of_normal, window
 
 from pipeline import tasks
-
-from seeding import H, HOSTILE, seed, week_of_normal, window
-
 
 
 class SMTPServer:
@@ -22,7 +21,7 @@ class SMTPServer:
         outer = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            async def handle_DATA(self, server, session, envelope):
                 outer.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
                 outer.rcpts.append(list(envelope.rcpt_tos))
                 return "250 Message accepted"
@@ -40,15 +39,30 @@ class SMTPServer:
 @pytest.fixture()
 def smtp_port(monkeypatch):
     port = free_port()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "alerts@example.com",
-                  "timeout": 5, "retry_limit": 1}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_ALERTS",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {
+                    "disable_tls": True,
+                    "disable_ssl": True,
+                    "from_email": "alerts@example.com",
+                    "timeout": 5,
+                    "retry_limit": 1,
+                },
+            }
+        ),
+    )
     return port
 
 
 def alerts(url: str) -> list[tuple]:
-    return query(url, "SELECT topic, status, severity, hours_surging, notified_at IS NOT NULL FROM alerts ORDER BY topic")
+    return query(
+        url, "SELECT topic, status, severity, hours_surging, notified_at IS NOT NULL FROM alerts ORDER BY topic"
+    )
 
 
 def test_surge_opens_one_alert_per_topic_updates_it_and_resolves_it(db_url):
@@ -56,16 +70,22 @@ def test_surge_opens_one_alert_per_topic_updates_it_and_resolves_it(db_url):
     first = tasks.detect(window(H))
     assert len(first["opened"]) == 2
     assert alerts(db_url) == [("Energy | Oil", "open", "critical", 1, False), ("overall", "open", "critical", 1, False)]
-    stats = query(db_url, "SELECT stories, negatives, round(neg_share::numeric, 2)::float FROM hourly_stats "
-                  "WHERE hour = %s AND dimension = 'topic' AND key = 'Energy | Oil'", (H,))
+    stats = query(
+        db_url,
+        "SELECT stories, negatives, round(neg_share::numeric, 2)::float FROM hourly_stats "
+        "WHERE hour = %s AND dimension = 'topic' AND key = 'Energy | Oil'",
+        (H,),
+    )
     assert stats == [(50, 30, 0.60)]
     top = query(db_url, "SELECT top_stories FROM alerts WHERE topic = 'Energy | Oil'")[0][0]
     assert len(top) == 5 and top[0]["title"] == HOSTILE and top[0]["url"].startswith("https://news.example/")
 
-    again = tasks.detect(window(H))   # re-running the hour changes nothing
+    again = tasks.detect(window(H))  # re-running the hour changes nothing
     assert again["opened"] == [] and alerts(db_url) == alerts(db_url)
     assert query(db_url, "SELECT count(*) FROM alerts")[0][0] == 2
-    assert query(db_url, "SELECT count(*) FROM hourly_stats WHERE hour = %s", (H,))[0][0] == 4  # overall, 2 topics, 1 source
+    assert (
+        query(db_url, "SELECT count(*) FROM hourly_stats WHERE hour = %s", (H,))[0][0] == 4
+    )  # overall, 2 topics, 1 source
 
     seed(db_url, [(H + timedelta(hours=1), "Energy | Oil", 50, 28), (H + timedelta(hours=1), "Earnings", 50, 10)])
     second = tasks.detect(window(H + timedelta(hours=1)))
@@ -74,7 +94,10 @@ def test_surge_opens_one_alert_per_topic_updates_it_and_resolves_it(db_url):
 
     # the first calm hour keeps the alert open (hysteresis), the second resolves it
     for hours in (2, 3):
-        seed(db_url, [(H + timedelta(hours=hours), "Energy | Oil", 50, 10), (H + timedelta(hours=hours), "Earnings", 50, 10)])
+        seed(
+            db_url,
+            [(H + timedelta(hours=hours), "Energy | Oil", 50, 10), (H + timedelta(hours=hours), "Earnings", 50, 10)],
+        )
     assert tasks.detect(window(H + timedelta(hours=2)))["resolved"] == []
     third = tasks.detect(window(H + timedelta(hours=3)))
     assert len(third["resolved"]) == 2
@@ -111,7 +134,7 @@ def test_email_arrives_with_content_once_and_survives_an_smtp_outage(db_url, smt
         html_part = msg.get_body(("html",)).get_content()
         assert "Negative stories: 30 of 50 (60.0%)" in text and "Baseline share: 20.0%" in text
         assert "http://localhost:8501/?page=Alerts&alert=" in text
-        assert HOSTILE in text                               # plain text shows it literally
+        assert HOSTILE in text  # plain text shows it literally
         assert "<script>" not in html_part and "&lt;script&gt;" in html_part
         assert 'href="javascript' not in html_part and 'href="https://news.example/' in html_part
 
@@ -119,7 +142,10 @@ def test_email_arrives_with_content_once_and_survives_an_smtp_outage(db_url, smt
         assert tasks.notify(window(H), {}, now=live_now)["sent"] == []
         assert tasks.notify(window(H + timedelta(hours=1)), {}, now=live_now + timedelta(hours=1))["sent"] == []
         assert len(smtp.messages) == 2
-    assert query(db_url, "SELECT count(*) FROM alerts WHERE notified_at IS NOT NULL AND last_notify_error IS NULL")[0][0] == 2
+    assert (
+        query(db_url, "SELECT count(*) FROM alerts WHERE notified_at IS NOT NULL AND last_notify_error IS NULL")[0][0]
+        == 2
+    )
 
 
 def test_backfill_records_alerts_but_emails_only_when_asked(db_url, smtp_port):

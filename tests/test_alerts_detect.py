@@ -1,4 +1,5 @@
 """The surge detector is a pure function: check its statistical behaviour directly."""
+
 import pytest
 
 from pipeline.alerts.detect import Thresholds, baseline_share, judge, judge_recent, transition
@@ -39,7 +40,7 @@ def test_longer_pools_prove_a_slow_surge_and_stop_at_a_gap():
     assert judge_recent(hour, before, BASE, 0.2, Thresholds(pool_hours=2)).severity is None
     v = judge_recent(hour, before, BASE, 0.2, Thresholds(pool_hours=4))
     assert v.severity == "warning" and v.p_value < TH.warning_p
-    assert v.observed_share == pytest.approx(6 / 15)   # the hour's own share is what is reported
+    assert v.observed_share == pytest.approx(6 / 15)  # the hour's own share is what is reported
     # an hour with no stories ends the pool: older hours across the gap are not added
     assert judge_recent(hour, [(15, 6), (0, 0), (15, 6)], BASE, 0.2, Thresholds(pool_hours=4)).severity is None
     # the current hour back at baseline: the long pool alone raises nothing
@@ -78,7 +79,7 @@ def test_invalid_counts_are_rejected():
         (False, 50, 20, "open"),
         (True, 50, 20, "update"),
         (True, 50, 10, "resolve"),
-        (True, 50, 14, "update"),   # 28% vs 20%: still elevated, keep the alert open
+        (True, 50, 14, "update"),  # 28% vs 20%: still elevated, keep the alert open
         (False, 50, 10, "none"),
     ],
 )

@@ -1,4 +1,5 @@
 """Classifier: base model loading, training (both recipes), evaluation, registry, inference, scoring."""
+
 import json
 import os
 import re
@@ -29,7 +30,7 @@ def test_real_smollm2_loads_from_the_package_and_answers(smollm2_dir):
     ids = tok("The capital of France is", return_tensors="pt")
     with torch.inference_mode():
         out = lm.generate(**ids, max_new_tokens=4, do_sample=False)
-    assert "Paris" in tok.decode(out[0][ids["input_ids"].shape[1]:])
+    assert "Paris" in tok.decode(out[0][ids["input_ids"].shape[1] :])
     backbone = AutoModel.from_pretrained(smollm2_dir)
     from pipeline.classify.model import DualHeadClassifier
 
@@ -64,7 +65,9 @@ def test_model_directories_carry_everything_the_registry_needs(tiny_models, tiny
         assert "| tfidf_lr |" in md and "Confusion matrix (topic" in md
         rows = [line for line in md.splitlines() if line.startswith("|")]
         assert "| Fed \\| Central Banks |" in md  # a "|" inside a topic name must not split its row
-        assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), [r for r in rows if len(re.split(r"(?<!\\)\|", r)) != 7]
+        assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), [
+            r for r in rows if len(re.split(r"(?<!\\)\|", r)) != 7
+        ]
         assert meta["metrics"]["sentiment"]["macro_f1"] == s["macro_f1"]
 
 
@@ -82,8 +85,19 @@ def test_warm_start_continues_from_a_trained_model(tiny_models, tmp_path):
 
     parent_dir = tiny_models[1]
     parent, parent_meta = DualHeadClassifier.load(parent_dir)
-    child_dir = train(TrainArguments(init_model=str(parent_dir), method="finetune", train_layers=0, limit_per_task=32,
-                                     epochs=1, batch_size=16, eval_steps=2, learning_rate=1e-3, output_root=str(tmp_path)))
+    child_dir = train(
+        TrainArguments(
+            init_model=str(parent_dir),
+            method="finetune",
+            train_layers=0,
+            limit_per_task=32,
+            epochs=1,
+            batch_size=16,
+            eval_steps=2,
+            learning_rate=1e-3,
+            output_root=str(tmp_path),
+        )
+    )
     child, meta = DualHeadClassifier.load(child_dir)
     assert meta["parent_version"] == parent_meta["version"] and meta["base_model"] == parent_meta["base_model"]
     assert meta["training"]["init_model"] == str(parent_dir)
@@ -109,13 +123,40 @@ def test_predictions_are_probabilities_with_named_labels(tiny_models):
 
 def test_predict_cli_adds_the_columns(tiny_models, tmp_path):
     src = tmp_path / "in.csv"
-    pd.DataFrame({"id": [1, 2, 3], "text": ["Oil jumps 5% on OPEC cut", "Bank fined $2bn", None]}).to_csv(src, index=False)
+    pd.DataFrame({"id": [1, 2, 3], "text": ["Oil jumps 5% on OPEC cut", "Bank fined $2bn", None]}).to_csv(
+        src, index=False
+    )
     out = tmp_path / "out.csv"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--model", str(tiny_models[0]), "--input", str(src),
-                           "--output", str(out)], capture_output=True, text=True, cwd=config.REPO_ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "predict",
+            "--model",
+            str(tiny_models[0]),
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=config.REPO_ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     df = pd.read_csv(out)
-    assert list(df.columns) == ["id", "text", "sentiment", "p_negative", "p_neutral", "p_positive", "topic", "topic_confidence"]
+    assert list(df.columns) == [
+        "id",
+        "text",
+        "sentiment",
+        "p_negative",
+        "p_neutral",
+        "p_positive",
+        "topic",
+        "topic_confidence",
+    ]
     assert len(df) == 3 and df["sentiment"].isin(SENTIMENTS).all()
 
 
@@ -124,7 +165,9 @@ def test_promotion_gate_and_single_active_model(db_url, tiny_models):
     conn = db.connect(db_url)
     try:
         v_heads, v_ft = registry.register(conn, heads), registry.register(conn, ft)
-        scores = {v: registry.held_out_score(registry.read_meta(d)["metrics"]) for v, d in ((v_heads, heads), (v_ft, ft))}
+        scores = {
+            v: registry.held_out_score(registry.read_meta(d)["metrics"]) for v, d in ((v_heads, heads), (v_ft, ft))
+        }
         better, worse = sorted(scores, key=scores.get, reverse=True)
         assert registry.promote(conn, better)["promoted"]
         with pytest.raises(registry.PromotionRefused, match="below the active"):
@@ -153,15 +196,19 @@ def test_classify_is_a_work_queue(db_url, tiny_models):
     second = score_pending(db_url)
     assert (second["scored"], second["remaining"]) == (30, 0)
     assert score_pending(db_url)["scored"] == 0
-    rows = query(db_url, "SELECT count(*), count(DISTINCT article_id), min(model_version), max(model_version) FROM scores")
+    rows = query(
+        db_url, "SELECT count(*), count(DISTINCT article_id), min(model_version), max(model_version) FROM scores"
+    )
     assert rows == [(50, 50, version, version)]
 
     # two workers at once never score a story twice
     more = seed_articles(db_url, [f"Regulator probes lender {i}" for i in range(60)])
     clf = Classifier.load(tiny_models[0], device="cpu")
     results = []
-    workers = [threading.Thread(target=lambda: results.append(score_pending(db_url, chunk_size=10, classifier=clf)))
-               for _ in range(2)]
+    workers = [
+        threading.Thread(target=lambda: results.append(score_pending(db_url, chunk_size=10, classifier=clf)))
+        for _ in range(2)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -173,14 +220,38 @@ def test_classify_is_a_work_queue(db_url, tiny_models):
 
 def test_train_cli_trains_evaluates_registers_and_promotes(db_url, tiny_base, tmp_path):
     env = {**os.environ, "DATABASE_URL": db_url}
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "train", "--base-model", str(tiny_base), "--method", "heads",
-                           "--limit_per_task", "60", "--output_root", str(tmp_path)],
-                          capture_output=True, text=True, cwd=config.REPO_ROOT, env=env, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "train",
+            "--base-model",
+            str(tiny_base),
+            "--method",
+            "heads",
+            "--limit_per_task",
+            "60",
+            "--output_root",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=config.REPO_ROOT,
+        env=env,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["promotion"]["promoted"] is True and out["promotion"]["previous"] is None
     assert 0 <= out["held_out"]["sentiment"]["macro_f1"] <= 1
     assert query(db_url, "SELECT version, is_active, method FROM models") == [(out["version"], True, "heads")]
-    listed = subprocess.run([sys.executable, "-m", "pipeline", "models", "list"], capture_output=True, text=True,
-                            cwd=config.REPO_ROOT, env=env, timeout=300)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "models", "list"],
+        capture_output=True,
+        text=True,
+        cwd=config.REPO_ROOT,
+        env=env,
+        timeout=300,
+    )
     assert json.loads(listed.stdout)[0]["active"] is True

@@ -1,4 +1,5 @@
 """The operator CLI as users run it: a subprocess, JSON on stdout, logs on stderr."""
+
 import json
 import subprocess
 import sys
@@ -9,8 +10,14 @@ from pipeline import config
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-                          cwd=config.REPO_ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        cwd=config.REPO_ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_migrate_is_idempotent_and_ingest_prints_a_json_summary(db_url, feed_server, tmp_path):

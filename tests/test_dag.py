@@ -1,6 +1,7 @@
 """The hourly DAG on real Airflow 3 against a real PostgreSQL."""
+
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from conftest import query, run_py
 
@@ -13,7 +14,7 @@ def test_dagbag_imports_cleanly_with_expected_shape(airflow_env):
     code = f"""
 import json
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder={str(config.REPO_ROOT / 'dags')!r})
+bag = DagBag(dag_folder={str(config.REPO_ROOT / "dags")!r})
 dag = bag.get_dag("finsent_hourly")
 print(json.dumps({{
     "dags": sorted(bag.dag_ids),
@@ -65,9 +66,11 @@ print(json.dumps({{"state": str(run.state), "run_id": run.run_id}}))
 def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_server, tmp_path, tiny_models):
     names = ["cnbc_finance_2026-08-14.xml", "bbc_business_2026-08-14.xml", "coindesk_2026-08-11.xml"]
     registry = tmp_path / "feeds.yaml"
-    registry.write_text("feeds:\n" + "".join(
-        f"  - {{name: {n.split('_2')[0]}, url: '{feed_server.url('real/' + n)}'}}\n" for n in names
-    ) + f"  - {{name: broken, url: '{feed_server.url('-/status/500')}'}}\n")
+    registry.write_text(
+        "feeds:\n"
+        + "".join(f"  - {{name: {n.split('_2')[0]}, url: '{feed_server.url('real/' + n)}'}}\n" for n in names)
+        + f"  - {{name: broken, url: '{feed_server.url('-/status/500')}'}}\n"
+    )
     env = {**airflow_env, "DATABASE_URL": db_url}
     conf = {"feeds_file": str(registry), "ingest_live": True}  # a past hour: fetch the feeds anyway
 
@@ -88,16 +91,21 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
     second = dag_test(env, "2026-08-14T09:00:00+00:00", conf)
     assert second["state"] == "success"
     assert query(db_url, "SELECT count(*) FROM articles")[0][0] == 105
-    assert query(db_url, "SELECT count(*), count(DISTINCT article_id), min(model_version) FROM scores") == [(105, 105, version)]
-    runs = query(db_url, "SELECT run_key, window_start, window_end, items_new, feeds_failed FROM ingest_runs ORDER BY id")
-    utc = timezone.utc
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id), min(model_version) FROM scores") == [
+        (105, 105, version)
+    ]
+    runs = query(
+        db_url, "SELECT run_key, window_start, window_end, items_new, feeds_failed FROM ingest_runs ORDER BY id"
+    )
+    utc = UTC
     assert [r[1:] for r in runs] == [
         (datetime(2026, 8, 14, 8, tzinfo=utc), datetime(2026, 8, 14, 9, tzinfo=utc), 105, 1),
         (datetime(2026, 8, 14, 8, tzinfo=utc), datetime(2026, 8, 14, 9, tzinfo=utc), 0, 1),
     ]
     assert [r[0] for r in runs] == [first["run_id"], second["run_id"]]
     assert query(db_url, "SELECT last_status, last_error FROM feeds WHERE name = 'broken'") == [
-        ("error", "HTTP 500 Internal Server Error")]
+        ("error", "HTTP 500 Internal Server Error")
+    ]
 
 
 def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airflow_env, db_url, tmp_path, tiny_models):
@@ -120,12 +128,16 @@ def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airfl
     conf = {"start": "2026-08-13T00:00:00Z", "end": "2026-08-14T00:00:00Z", "archive_dir": str(archive)}
     for _ in range(2):
         assert dag_test(env, "2026-11-01T00:00:00+00:00", conf)["state"] == "success"
-    in_day = query(db_url, "SELECT count(*) FROM articles WHERE published_at >= '2026-08-13' AND published_at < '2026-08-14'")[0][0]
+    in_day = query(
+        db_url, "SELECT count(*) FROM articles WHERE published_at >= '2026-08-13' AND published_at < '2026-08-14'"
+    )[0][0]
     assert in_day > 0
     assert query(db_url, "SELECT count(*) FROM articles")[0][0] == in_day  # only the window's stories
     assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(in_day, in_day)]
     assert query(db_url, "SELECT sum(stories) FROM hourly_stats WHERE dimension = 'overall'")[0][0] == in_day
-    runs = query(db_url, "SELECT summary->'totals'->>'new', summary->'totals'->>'feeds_failed' FROM ingest_runs ORDER BY id")
+    runs = query(
+        db_url, "SELECT summary->'totals'->>'new', summary->'totals'->>'feeds_failed' FROM ingest_runs ORDER BY id"
+    )
     assert runs == [(str(in_day), "1"), ("0", "1")]
     # the live feed registry was not fetched, and the archive feed has no live state
     assert query(db_url, "SELECT name, last_status FROM feeds") == [("cnbc-finance", None)]

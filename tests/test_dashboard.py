@@ -1,4 +1,5 @@
 """The Streamlit dashboard on a seeded real PostgreSQL: AppTest for every page, and a real browser."""
+
 import os
 import shutil
 import subprocess
@@ -9,20 +10,22 @@ import psycopg2
 import pytest
 import streamlit as st
 from conftest import free_port, query
-from seeding import H, HOSTILE, seed, week_of_normal, window
+from seeding import HOSTILE, H, seed, week_of_normal, window
 from streamlit.testing.v1 import AppTest
 
 from pipeline import config, tasks
 
 APP = str(config.REPO_ROOT / "dashboard" / "app.py")
-TOTAL = 7 * 24 * 100 + 100                 # stories seeded
-NEGATIVE = 7 * 24 * 20 + 30 + 10           # negatives seeded
+TOTAL = 7 * 24 * 100 + 100  # stories seeded
+NEGATIVE = 7 * 24 * 20 + 30 + 10  # negatives seeded
 
 
 @pytest.fixture()
 def dash_db(db_url):
     seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
-    tasks.detect({"start": (H - (H - H.replace(day=1))).isoformat(), "end": window(H)["end"]})  # stats for the month, alerts
+    tasks.detect(
+        {"start": (H - (H - H.replace(day=1))).isoformat(), "end": window(H)["end"]}
+    )  # stats for the month, alerts
     st.cache_data.clear()
     st.cache_resource.clear()  # the connection pool points at this test's database
     return db_url
@@ -66,8 +69,9 @@ def test_alerts_list_drill_down_and_acknowledge(dash_db):
     at.text_input[0].set_value("ana.lyst")
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
-    assert query(dash_db, "SELECT status, acknowledged_by, acknowledged_at IS NOT NULL FROM alerts WHERE id = %s",
-                 (energy_id,)) == [("acknowledged", "ana.lyst", True)]
+    assert query(
+        dash_db, "SELECT status, acknowledged_by, acknowledged_at IS NOT NULL FROM alerts WHERE id = %s", (energy_id,)
+    ) == [("acknowledged", "ana.lyst", True)]
 
 
 def test_headlines_search_and_filters(dash_db):
@@ -106,17 +110,34 @@ def test_no_unsafe_html_and_the_role_is_read_only(dash_db):
     pool.closeall()
 
 
-
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make test installs it as root)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian chromium not installed (make test installs it as root)"
+)
 def test_real_browser_renders_every_page(dash_db, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": dash_db}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
-                               "--server.address", "127.0.0.1", "--server.port", str(port),
-                               "--browser.gatherUsageStats", "false"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            APP,
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         import urllib.request
 
@@ -127,15 +148,30 @@ def test_real_browser_renders_every_page(dash_db, tmp_path):
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-quic"])
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("dialog", lambda d: errors.append(f"dialog opened: {d.message}"))  # a script in a title would do this
-            for name, marker in [("Overview", "Negative share per hour"), ("Alerts", "Drill down into alert"),
-                                 ("Headlines", "Search titles"), ("Pipeline health", "Model in use")]:
+            page.on(
+                "dialog", lambda d: errors.append(f"dialog opened: {d.message}")
+            )  # a script in a title would do this
+            for name, marker in [
+                ("Overview", "Negative share per hour"),
+                ("Alerts", "Drill down into alert"),
+                ("Headlines", "Search titles"),
+                ("Pipeline health", "Model in use"),
+            ]:
                 page.goto(f"http://127.0.0.1:{port}/?page={name.replace(' ', '%20')}")
                 page.get_by_text(marker).first.wait_for(timeout=30000)
                 page.wait_for_timeout(800)

@@ -1,16 +1,24 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pipeline.ingest import normalize
 from pipeline.ingest.dedupe import dedupe
 from pipeline.ingest.model import Story
 
-T0 = datetime(2026, 8, 10, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 8, 10, 12, tzinfo=UTC)
 DAY = timedelta(hours=24)
 
 
 def story(title, guid=None, url=None, when=T0):
-    return Story(guid, url, normalize.canonical_url(url), title, "", when,
-                 normalize.content_hash(title, ""), normalize.title_hash(title))
+    return Story(
+        guid,
+        url,
+        normalize.canonical_url(url),
+        title,
+        "",
+        when,
+        normalize.content_hash(title, ""),
+        normalize.title_hash(title),
+    )
 
 
 def test_same_guid_or_canonical_url_is_one_story():

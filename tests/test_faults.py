@@ -1,11 +1,12 @@
 """Faults: a killed classify worker, a PostgreSQL restart mid-run, the same hour twice at once."""
+
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
@@ -30,9 +31,13 @@ def test_classify_worker_killed_mid_batch_leaves_the_rest_for_the_next_run(db_ur
     total = 12000
     seed_articles(db_url, [f"Lender {i} cuts guidance as defaults rise" for i in range(total)])
     promote(db_url, tiny_models[0])
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "classify", "--chunk-size", "100", "--batch-size", "50"],
-                            cwd=config.REPO_ROOT, env={**os.environ, "DATABASE_URL": db_url},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "classify", "--chunk-size", "100", "--batch-size", "50"],
+        cwd=config.REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": db_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -55,7 +60,9 @@ def _postmaster_pid(datadir: Path) -> int:
     return int((datadir / "postmaster.pid").read_text().splitlines()[0])
 
 
-@pytest.mark.skipif(os.environ.get("FINSENT_TEST_DATABASE_URL") is not None, reason="needs the embedded server to restart")
+@pytest.mark.skipif(
+    os.environ.get("FINSENT_TEST_DATABASE_URL") is not None, reason="needs the embedded server to restart"
+)
 def test_postgres_restart_mid_run_then_retry_loses_and_duplicates_nothing(db_url, pg_server_url, feed_server):
     datadir = Path(psycopg2.extensions.parse_dsn(pg_server_url)["host"])
     names = ["cnbc_finance_2026-08-14.xml", "coindesk_2026-08-11.xml", "bbc_business_2026-08-14.xml"]
@@ -87,18 +94,30 @@ def test_postgres_restart_mid_run_then_retry_loses_and_duplicates_nothing(db_url
     expected = 30 + 25 + 50 + 40
     assert query(db_url, "SELECT count(*), count(DISTINCT canonical_url) FROM articles") == [(expected, expected)]
     # validators were saved only with their stories: no feed is stuck as "not modified" with items missing
-    per_feed = dict(query(db_url, "SELECT f.name, count(a.id) FROM feeds f LEFT JOIN articles a ON a.feed_id = f.id GROUP BY f.name"))
+    per_feed = dict(
+        query(
+            db_url, "SELECT f.name, count(a.id) FROM feeds f LEFT JOIN articles a ON a.feed_id = f.id GROUP BY f.name"
+        )
+    )
     assert per_feed == {names[0]: 30, names[1]: 25, names[2]: 50, "late": 40}
 
 
 def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(db_url, feed_server, tmp_path, tiny_models):
     registry_file = tmp_path / "feeds.yaml"
-    registry_file.write_text("feeds:\n" + "".join(
-        f"  - {{name: {n}, url: '{feed_server.url('real/' + n)}'}}\n"
-        for n in ["cnbc_finance_2026-08-14.xml", "googlenews_reuters_2026-08-11.xml", "yahoo_finance_news_2026-08-14.xml"]))
+    registry_file.write_text(
+        "feeds:\n"
+        + "".join(
+            f"  - {{name: {n}, url: '{feed_server.url('real/' + n)}'}}\n"
+            for n in [
+                "cnbc_finance_2026-08-14.xml",
+                "googlenews_reuters_2026-08-11.xml",
+                "yahoo_finance_news_2026-08-14.xml",
+            ]
+        )
+    )
     feed_server.conditional = False
     promote(db_url, tiny_models[0])
-    start, end = windows.run_window(datetime.now(timezone.utc))
+    start, end = windows.run_window(datetime.now(UTC))
     window = {"start": start.isoformat(), "end": end.isoformat()}
     barrier = threading.Barrier(2)
     results, errors = [], []
@@ -106,7 +125,11 @@ def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(db_url, feed_
     def run():
         try:
             barrier.wait()
-            out = {"ingest": tasks.ingest(window, {"feeds_file": str(registry_file)}, run_key=threading.current_thread().name)}
+            out = {
+                "ingest": tasks.ingest(
+                    window, {"feeds_file": str(registry_file)}, run_key=threading.current_thread().name
+                )
+            }
             out["classify"] = tasks.classify()
             out["detect"] = tasks.detect(window)
             results.append(out)

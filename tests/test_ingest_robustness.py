@@ -1,4 +1,5 @@
 """Ill-formed, oddly encoded, redirected, compressed and hostile feeds never stop a run."""
+
 import re
 
 import pytest
@@ -9,9 +10,7 @@ from pipeline.ingest.model import FeedSpec
 from pipeline.ingest.run import ingest
 
 FIXTURE_FILES = sorted(
-    p.relative_to(FEEDS).as_posix()
-    for p in FIXTURES.rglob("*")
-    if p.is_file() and p.suffix in (".xml", ".gz", ".z")
+    p.relative_to(FEEDS).as_posix() for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".xml", ".gz", ".z")
 )
 
 
@@ -37,7 +36,7 @@ def test_every_fixture_is_recorded_and_the_run_completes(db_url, fixture_run):
     assert summary["totals"]["feeds_ok"] > 0 and summary["totals"]["new"] > 0
     rows = query(db_url, "SELECT name, last_status, last_error, last_warning FROM feeds")
     assert len(rows) == len(FIXTURE_FILES)
-    for name, status, error, warning in rows:
+    for name, status, error, _warning in rows:
         assert status in ("ok", "not_modified", "error"), name
         assert (status == "error") == bool(error), (name, status, error)
         assert feeds[name]["status"] == status
@@ -91,7 +90,11 @@ def test_conditional_get_answers_not_modified_on_second_run(db_url, feed_server,
 
 def test_encodings_are_decoded_and_markup_is_neutralised(db_url, fixture_run):
     def summary_of(rel):
-        rows = query(db_url, "SELECT a.title, a.summary FROM articles a JOIN feeds f ON f.id = a.feed_id WHERE f.name = %s", (rel,))
+        rows = query(
+            db_url,
+            "SELECT a.title, a.summary FROM articles a JOIN feeds f ON f.id = a.feed_id WHERE f.name = %s",
+            (rel,),
+        )
         return rows[0]
 
     assert summary_of("feedparser-fixtures/tests/encoding/euc-kr-item.xml")[1] == "\ub144"
@@ -128,6 +131,13 @@ def test_server_errors_timeouts_and_oversized_bodies_do_not_stop_the_run(db_url,
     assert feeds["big-declared"]["error"].startswith("body too large: Content-Length")
     assert feeds["not-a-feed"]["status"] == "error"
     assert feeds["refused"]["error"].startswith("ConnectionError")
-    assert summary["totals"] == {"feeds": 8, "feeds_ok": 1, "feeds_failed": 7, "items_seen": 30, "new": 30, "duplicates": 0}
+    assert summary["totals"] == {
+        "feeds": 8,
+        "feeds_ok": 1,
+        "feeds_failed": 7,
+        "items_seen": 30,
+        "new": 30,
+        "duplicates": 0,
+    }
     failures = query(db_url, "SELECT name, consecutive_failures FROM feeds WHERE last_status = 'error' ORDER BY name")
     assert len(failures) == 7 and all(n == 1 for _, n in failures)

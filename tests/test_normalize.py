@@ -1,5 +1,6 @@
 """Pure normalisation: text, URLs, guids and dates."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import pytest
 
@@ -30,8 +31,10 @@ def test_clean_text_truncates_with_ellipsis():
 @pytest.mark.parametrize(
     "url, expected",
     [
-        ("https://www.bbc.co.uk/news/articles/ckg6x3n5erpo?at_medium=RSS&at_campaign=rss",
-         "https://www.bbc.co.uk/news/articles/ckg6x3n5erpo"),
+        (
+            "https://www.bbc.co.uk/news/articles/ckg6x3n5erpo?at_medium=RSS&at_campaign=rss",
+            "https://www.bbc.co.uk/news/articles/ckg6x3n5erpo",
+        ),
         ("HTTPS://Example.COM:443/a/b?utm_source=x&id=7&utm_medium=rss#frag", "https://example.com/a/b?id=7"),
         ("http://example.com:8080/x?b=2&a=1", "http://example.com:8080/x?a=1&b=2"),
         ("https://www.investors.com/news/x/?src=A00220&yptr=yahoo", "https://www.investors.com/news/x/?src=A00220"),
@@ -54,7 +57,7 @@ def test_trusted_guid():
     assert n.trusted_guid("   ", shared_in_document=False) is None
 
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ def test_bundled_registries_load():
 
 def test_relative_file_urls_resolve_against_the_registry(tmp_path):
     (tmp_path / "x.xml").write_text("<rss/>")
-    specs = registry.load(write(tmp_path, "feeds:\n  - {name: x, url: 'file:x.xml', timezone: Europe/Paris, dedupe_titles: false}\n"))
+    specs = registry.load(
+        write(tmp_path, "feeds:\n  - {name: x, url: 'file:x.xml', timezone: Europe/Paris, dedupe_titles: false}\n")
+    )
     assert specs[0].url == (tmp_path / "x.xml").as_uri()
     assert specs[0].timezone == "Europe/Paris" and specs[0].dedupe_titles is False
 

@@ -1,10 +1,10 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from pipeline import windows
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_run_covers_the_hour_before_its_logical_date():
@@ -25,5 +25,7 @@ def test_conf_range_overrides_and_is_validated():
 
 
 def test_other_zones_convert_to_utc():
-    w = windows.run_window(datetime(2026, 1, 1, tzinfo=UTC), {"start": "2026-08-01T02:00+02:00", "end": "2026-08-01T03:00+02:00"})
+    w = windows.run_window(
+        datetime(2026, 1, 1, tzinfo=UTC), {"start": "2026-08-01T02:00+02:00", "end": "2026-08-01T03:00+02:00"}
+    )
     assert w[0] == datetime(2026, 8, 1, 0, tzinfo=UTC)

@@ -1,4 +1,5 @@
 """Hourly aggregates per topic, per source and overall, recomputed idempotently in SQL."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -37,8 +38,10 @@ def recompute(conn: connection, model_version: str, start: datetime, end: dateti
     """
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('finsent.aggregate'), hashtext(%s))", (model_version,))
-        cur.execute("DELETE FROM hourly_stats WHERE model_version = %s AND hour >= %s AND hour < %s",
-                    (model_version, start, end))
+        cur.execute(
+            "DELETE FROM hourly_stats WHERE model_version = %s AND hour >= %s AND hour < %s",
+            (model_version, start, end),
+        )
         cur.execute(_RECOMPUTE, {"model": model_version, "start": start, "end": end})
         written = cur.rowcount
     conn.commit()
@@ -48,7 +51,9 @@ def recompute(conn: connection, model_version: str, start: datetime, end: dateti
 def recompute_history(conn: connection, model_version: str) -> tuple[int, tuple[datetime, datetime] | None]:
     """Rebuild the stats of every hour that holds a story; returns (rows, hour span or None)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles")
+        cur.execute(
+            "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles"
+        )
         lo, hi = cur.fetchone()
     conn.commit()
     if lo is None:

@@ -35,6 +35,7 @@ x baseline, else ``warning`` when p < ``warning_p`` and share >=
 ``min_ratio`` x baseline. A live alert is resolved once the share is back
 under ``resolve_ratio`` x baseline in the hour and in the two-hour pool.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,14 +48,14 @@ from scipy.stats import binom
 @dataclass(frozen=True)
 class Thresholds:
     baseline_days: int = 7
-    min_stories: int = 8          # stories in the judged span before it can alert
-    min_negatives: int = 4        # negatives in the judged span before it can alert
-    warning_p: float = 1e-3       # x 168 hours x 4 correlated looks: ~0.2 false alerts per topic-week (bench)
+    min_stories: int = 8  # stories in the judged span before it can alert
+    min_negatives: int = 4  # negatives in the judged span before it can alert
+    warning_p: float = 1e-3  # x 168 hours x 4 correlated looks: ~0.2 false alerts per topic-week (bench)
     critical_p: float = 1e-5
-    pool_hours: int = 4           # also judge the hour pooled with up to 3 hours before it (1 = off)
-    min_ratio: float = 1.5        # observed share / baseline share for a warning
-    critical_ratio: float = 2.0   # ... for critical
-    resolve_ratio: float = 1.25   # back under this ratio = resolved
+    pool_hours: int = 4  # also judge the hour pooled with up to 3 hours before it (1 = off)
+    min_ratio: float = 1.5  # observed share / baseline share for a warning
+    critical_ratio: float = 2.0  # ... for critical
+    resolve_ratio: float = 1.25  # back under this ratio = resolved
     prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
 
     @property
@@ -65,13 +66,13 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Verdict:
-    severity: str | None          # None, 'warning' or 'critical'
+    severity: str | None  # None, 'warning' or 'critical'
     observed_share: float
     baseline_share: float
     p_value: float
-    score: float                  # z-score of k against n * p0
+    score: float  # z-score of k against n * p0
     ratio: float
-    elevated: bool                # share above resolve_ratio x baseline
+    elevated: bool  # share above resolve_ratio x baseline
 
 
 def baseline_share(base_negatives: int, base_stories: int, prior_share: float, prior_strength: float) -> float:
@@ -80,8 +81,14 @@ def baseline_share(base_negatives: int, base_stories: int, prior_share: float, p
     return (base_negatives + prior_strength * prior_share) / (base_stories + prior_strength)
 
 
-def judge(stories: int, negatives: int, base_stories: int, base_negatives: int, prior_share: float,
-          th: Thresholds = Thresholds()) -> Verdict:
+def judge(
+    stories: int,
+    negatives: int,
+    base_stories: int,
+    base_negatives: int,
+    prior_share: float,
+    th: Thresholds = Thresholds(),
+) -> Verdict:
     """Verdict for one hour of one topic against its baseline."""
     if negatives < 0 or negatives > stories:
         raise ValueError(f"negatives ({negatives}) must be within 0..stories ({stories})")
@@ -100,8 +107,13 @@ def judge(stories: int, negatives: int, base_stories: int, base_negatives: int, 
     return Verdict(severity, share, p0, p_value, score, ratio, elevated=stories > 0 and ratio >= th.resolve_ratio)
 
 
-def judge_recent(hour: tuple[int, int], previous: Sequence[tuple[int, int]], base: tuple[int, int],
-                 prior_share: float, th: Thresholds = Thresholds()) -> Verdict:
+def judge_recent(
+    hour: tuple[int, int],
+    previous: Sequence[tuple[int, int]],
+    base: tuple[int, int],
+    prior_share: float,
+    th: Thresholds = Thresholds(),
+) -> Verdict:
     """Judge an hour alone and pooled with the hours before it; the stronger verdict wins.
 
     ``hour`` and ``base`` are (stories, negatives); ``previous`` holds the
@@ -126,13 +138,20 @@ def judge_recent(hour: tuple[int, int], previous: Sequence[tuple[int, int]], bas
         # never revive one whose current hour is back to normal.
         if single.elevated and rank[pooled.severity] > rank[best.severity]:
             best = pooled
-    return Verdict(best.severity, single.observed_share, best.baseline_share, best.p_value, best.score, best.ratio,
-                   elevated=elevated)
+    return Verdict(
+        best.severity,
+        single.observed_share,
+        best.baseline_share,
+        best.p_value,
+        best.score,
+        best.ratio,
+        elevated=elevated,
+    )
 
 
 @dataclass(frozen=True)
 class Transition:
-    action: str                   # 'open', 'update', 'resolve' or 'none'
+    action: str  # 'open', 'update', 'resolve' or 'none'
     severity: str | None
 
 

@@ -6,6 +6,7 @@ transaction right after the SMTP server accepts the message. A failed send
 records the error, leaves ``notified_at`` empty (the alert is retried by the
 task's retries and by later runs) and never marks the alert as sent.
 """
+
 from __future__ import annotations
 
 import html
@@ -44,27 +45,37 @@ def render(alert: dict, dashboard_url: str) -> tuple[str, str, str]:
     subject = f"[finsent] {sev} negative-news surge: {topic} ({obs:.0f}% negative vs {base:.0f}% baseline)"
     link = f"{dashboard_url.rstrip('/')}/?{urlencode({'page': 'Alerts', 'alert': alert['id']})}"
     facts = [
-        ("Topic", topic), ("Severity", sev), ("Hour", window),
+        ("Topic", topic),
+        ("Severity", sev),
+        ("Hour", window),
         ("Surging since", f"{alert['started_at']:%Y-%m-%d %H:%M} UTC ({alert['hours_surging']} h)"),
         ("Negative stories", f"{alert['observed_negatives']} of {alert['observed_stories']} ({obs:.1f}%)"),
         ("Baseline share", f"{base:.1f}% over {alert['baseline_stories']} stories, previous 7 days"),
-        ("p-value (binomial)", f"{alert['p_value']:.2g}"), ("z-score", f"{alert['score']:.1f}"),
+        ("p-value (binomial)", f"{alert['p_value']:.2g}"),
+        ("z-score", f"{alert['score']:.1f}"),
         ("Model", alert["model_version"]),
     ]
     stories = alert.get("top_stories") or []
     text = [subject, ""] + [f"{k}: {v}" for k, v in facts] + ["", "Top negative stories:"]
-    text += [f"- {s['title']} ({s['source']}, p_negative {s['p_negative']:.2f}) {s.get('url') or ''}".rstrip() for s in stories]
+    text += [
+        f"- {s['title']} ({s['source']}, p_negative {s['p_negative']:.2f}) {s.get('url') or ''}".rstrip()
+        for s in stories
+    ]
     text += ["", f"Dashboard: {link}"]
     rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
     items = []
     for s in stories:
         title = html.escape(s["title"])
         url = _safe_link(s.get("url"))
-        title_html = f"<a href=\"{html.escape(url, quote=True)}\">{title}</a>" if url else title
-        items.append(f"<li>{title_html} <small>({html.escape(s['source'])}, p_negative {s['p_negative']:.2f})</small></li>")
-    body = (f"<html><body><h2>{html.escape(subject)}</h2><table>{rows}</table>"
-            f"<h3>Top negative stories</h3><ol>{''.join(items) or '<li>none stored</li>'}</ol>"
-            f"<p><a href=\"{html.escape(link, quote=True)}\">Open the alert in the dashboard</a></p></body></html>")
+        title_html = f'<a href="{html.escape(url, quote=True)}">{title}</a>' if url else title
+        items.append(
+            f"<li>{title_html} <small>({html.escape(s['source'])}, p_negative {s['p_negative']:.2f})</small></li>"
+        )
+    body = (
+        f"<html><body><h2>{html.escape(subject)}</h2><table>{rows}</table>"
+        f"<h3>Top negative stories</h3><ol>{''.join(items) or '<li>none stored</li>'}</ol>"
+        f'<p><a href="{html.escape(link, quote=True)}">Open the alert in the dashboard</a></p></body></html>'
+    )
     return subject, "\n".join(text) + "\n", body
 
 
@@ -103,9 +114,24 @@ def send(msg: EmailMessage, smtp_conn_id: str) -> None:
         client.send_message(msg)
 
 
-_COLUMNS = ["id", "topic", "model_version", "started_at", "last_hour", "window_end", "observed_stories",
-            "observed_negatives", "observed_share", "baseline_share", "baseline_stories", "p_value", "score",
-            "severity", "hours_surging", "top_stories"]
+_COLUMNS = [
+    "id",
+    "topic",
+    "model_version",
+    "started_at",
+    "last_hour",
+    "window_end",
+    "observed_stories",
+    "observed_negatives",
+    "observed_share",
+    "baseline_share",
+    "baseline_stories",
+    "p_value",
+    "score",
+    "severity",
+    "hours_surging",
+    "top_stories",
+]
 
 
 _NEXT_UNSENT = (
@@ -114,8 +140,16 @@ _NEXT_UNSENT = (
 )
 
 
-def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_conn_id: str, from_email: str,
-                   recipients_file: Path, dashboard_url: str) -> dict:
+def notify_pending(
+    conn: connection,
+    since: datetime,
+    until: datetime,
+    *,
+    smtp_conn_id: str,
+    from_email: str,
+    recipients_file: Path,
+    dashboard_url: str,
+) -> dict:
     """Email every open, unsent alert whose latest hour ended in (since, until]."""
     sent, failed = [], []
     skip: list[int] = []
@@ -133,15 +167,20 @@ def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_c
                     raise NotifyError(f"no recipients for topic {alert['topic']!r} in {recipients_file}")
                 send(build_message(alert, to, from_email, dashboard_url), smtp_conn_id)
             except Exception as exc:  # SMTP outage, refused recipients, bad connection
-                cur.execute("UPDATE alerts SET notify_attempts = notify_attempts + 1, last_notify_error = %s "
-                            "WHERE id = %s", (f"{type(exc).__name__}: {exc}"[:500], alert["id"]))
+                cur.execute(
+                    "UPDATE alerts SET notify_attempts = notify_attempts + 1, last_notify_error = %s WHERE id = %s",
+                    (f"{type(exc).__name__}: {exc}"[:500], alert["id"]),
+                )
                 conn.commit()
                 failed.append(alert["id"])
                 skip.append(alert["id"])
                 log.error("alert %d not sent: %s", alert["id"], exc)
                 continue
-            cur.execute("UPDATE alerts SET notified_at = now(), notify_attempts = notify_attempts + 1, "
-                        "last_notify_error = NULL WHERE id = %s", (alert["id"],))
+            cur.execute(
+                "UPDATE alerts SET notified_at = now(), notify_attempts = notify_attempts + 1, "
+                "last_notify_error = NULL WHERE id = %s",
+                (alert["id"],),
+            )
             conn.commit()
             sent.append(alert["id"])
             log.info("alert %d (%s, %s) emailed to %s", alert["id"], alert["topic"], alert["severity"], ", ".join(to))
@@ -150,8 +189,9 @@ def notify_pending(conn: connection, since: datetime, until: datetime, *, smtp_c
     return {"sent": sent}
 
 
-def window_for_notify(window_start: datetime, window_end: datetime, live: bool, lookback_h: float,
-                      force: bool) -> tuple[datetime, datetime] | None:
+def window_for_notify(
+    window_start: datetime, window_end: datetime, live: bool, lookback_h: float, force: bool
+) -> tuple[datetime, datetime] | None:
     """Which alerts a run may email (pure): a live run also retries recent unsent ones;
     a backfill sends nothing unless forced, and then only its own window's."""
     if live:

@@ -1,4 +1,5 @@
 """Apply surge detection to stored hourly stats and keep the ``alerts`` table current."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ OVERALL = "overall"
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 
 
-def _stats(cur, model: str, key_dim: tuple[str, str], start: datetime, end: datetime) -> tuple[int, int]:  # noqa: ANN001
+def _stats(cur, model: str, key_dim: tuple[str, str], start: datetime, end: datetime) -> tuple[int, int]:
     cur.execute(
         "SELECT coalesce(sum(stories), 0), coalesce(sum(negatives), 0) FROM hourly_stats "
         "WHERE model_version = %s AND dimension = %s AND key = %s AND hour >= %s AND hour < %s",
@@ -25,7 +26,9 @@ def _stats(cur, model: str, key_dim: tuple[str, str], start: datetime, end: date
     return int(n), int(k)
 
 
-def _per_hour(cur, model: str, key_dim: tuple[str, str], start: datetime, end: datetime) -> dict[datetime, tuple[int, int]]:  # noqa: ANN001
+def _per_hour(
+    cur, model: str, key_dim: tuple[str, str], start: datetime, end: datetime
+) -> dict[datetime, tuple[int, int]]:
     """(stories, negatives) by hour in [start, end): the judged hour and those pooled with it, in one query."""
     cur.execute(
         "SELECT hour, stories, negatives FROM hourly_stats "
@@ -35,7 +38,7 @@ def _per_hour(cur, model: str, key_dim: tuple[str, str], start: datetime, end: d
     return {h: (int(n), int(k)) for h, n, k in cur.fetchall()}
 
 
-def _top_stories(cur, model: str, topic: str, hour: datetime, limit: int = 5) -> list[dict]:  # noqa: ANN001
+def _top_stories(cur, model: str, topic: str, hour: datetime, limit: int = 5) -> list[dict]:
     cur.execute(
         """
         SELECT a.id, a.title, a.url, f.name, s.p_negative
@@ -48,8 +51,10 @@ def _top_stories(cur, model: str, topic: str, hour: datetime, limit: int = 5) ->
         """,
         {"m": model, "h": hour, "t": topic, "n": limit},
     )
-    return [{"article_id": i, "title": t, "url": u, "source": src, "p_negative": round(float(p), 4)}
-            for i, t, u, src, p in cur.fetchall()]
+    return [
+        {"article_id": i, "title": t, "url": u, "source": src, "p_negative": round(float(p), 4)}
+        for i, t, u, src, p in cur.fetchall()
+    ]
 
 
 def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) -> dict[str, list[int]]:
@@ -61,8 +66,9 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('finsent.detect'), hashtext(%s))", (model,))
         prior_n, prior_k = _stats(cur, model, ("overall", "all"), base_start, base_end)
         prior_share = prior_k / prior_n if prior_n else 0.2
-        cur.execute("SELECT key FROM hourly_stats WHERE model_version = %s AND dimension = 'topic' AND hour = %s",
-                    (model, hour))
+        cur.execute(
+            "SELECT key FROM hourly_stats WHERE model_version = %s AND dimension = 'topic' AND hour = %s", (model, hour)
+        )
         topics = {r[0] for r in cur.fetchall()}
         cur.execute("SELECT topic FROM alerts WHERE model_version = %s AND status <> 'resolved'", (model,))
         topics |= {r[0] for r in cur.fetchall()}
@@ -73,15 +79,29 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
             prev = [recent.get(hour - i * windows.HOUR, (0, 0)) for i in range(1, th.hours_before + 1)]
             bn, bk = _stats(cur, model, key, base_start, base_end)
             verdict = judge_recent((n, k), prev, (bn, bk), prior_share, th)
-            cur.execute("SELECT id, started_at, last_hour FROM alerts WHERE topic = %s AND model_version = %s "
-                        "AND status <> 'resolved' FOR UPDATE", (topic, model))
+            cur.execute(
+                "SELECT id, started_at, last_hour FROM alerts WHERE topic = %s AND model_version = %s "
+                "AND status <> 'resolved' FOR UPDATE",
+                (topic, model),
+            )
             live = cur.fetchone()
             if live and hour < live[1]:
                 continue  # a re-run of an hour before this surge began: leave the later alert alone
             step = transition(live is not None, verdict)
-            fields = {"topic": topic, "model": model, "hour": hour, "end": hour + windows.HOUR, "n": n, "k": k,
-                      "share": verdict.observed_share, "base": verdict.baseline_share, "bn": bn,
-                      "p": verdict.p_value, "score": verdict.score, "sev": step.severity}
+            fields = {
+                "topic": topic,
+                "model": model,
+                "hour": hour,
+                "end": hour + windows.HOUR,
+                "n": n,
+                "k": k,
+                "share": verdict.observed_share,
+                "base": verdict.baseline_share,
+                "bn": bn,
+                "p": verdict.p_value,
+                "score": verdict.score,
+                "sev": step.severity,
+            }
             if step.action == "open":
                 fields["top"] = Json(_top_stories(cur, model, topic, hour))
                 cur.execute(
@@ -99,9 +119,17 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
                 row = cur.fetchone()
                 if row:
                     out["opened"].append(row[0])
-                    log.warning("surge alert opened: %s %s at %s: %d/%d negative (%.0f%% vs %.0f%% baseline, p=%.2g)",
-                                step.severity, topic, hour.isoformat(), k, n, 100 * verdict.observed_share,
-                                100 * verdict.baseline_share, verdict.p_value)
+                    log.warning(
+                        "surge alert opened: %s %s at %s: %d/%d negative (%.0f%% vs %.0f%% baseline, p=%.2g)",
+                        step.severity,
+                        topic,
+                        hour.isoformat(),
+                        k,
+                        n,
+                        100 * verdict.observed_share,
+                        100 * verdict.baseline_share,
+                        verdict.p_value,
+                    )
             elif step.action == "update" and step.severity:
                 fields["top"] = Json(_top_stories(cur, model, topic, hour))
                 fields["id"] = live[0]
@@ -129,10 +157,14 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
                 )
                 out["updated"].append(live[0])
             elif step.action == "resolve" and hour > live[2]:
-                cur.execute("UPDATE alerts SET status = 'resolved', resolved_at = %s, updated_at = now() WHERE id = %s",
-                            (hour, live[0]))
+                cur.execute(
+                    "UPDATE alerts SET status = 'resolved', resolved_at = %s, updated_at = now() WHERE id = %s",
+                    (hour, live[0]),
+                )
                 out["resolved"].append(live[0])
-                log.info("surge alert %d resolved: %s back to %.0f%% negative", live[0], topic, 100 * verdict.observed_share)
+                log.info(
+                    "surge alert %d resolved: %s back to %.0f%% negative", live[0], topic, 100 * verdict.observed_share
+                )
     conn.commit()
     return out
 

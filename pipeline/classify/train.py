@@ -13,6 +13,7 @@ Two recipes, recorded in the model's metadata as ``method``:
 The held-out ``*_valid.csv`` sets are never used here; evaluation
 (``pipeline.classify.evaluate``) reports on them afterwards.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,13 @@ log = logging.getLogger(__name__)
 class TrainArguments:
     """Everything that shapes a model; stored verbatim in its metadata."""
 
-    base_model: str = field(default="smollm2", metadata={"help": "smollm2 (packaged GGUF), a local folder, or a cached hub id"})
-    init_model: str | None = field(default=None, metadata={
-        "help": "warm start: continue from this trained finsent model directory (backbone and heads)"})
+    base_model: str = field(
+        default="smollm2", metadata={"help": "smollm2 (packaged GGUF), a local folder, or a cached hub id"}
+    )
+    init_model: str | None = field(
+        default=None,
+        metadata={"help": "warm start: continue from this trained finsent model directory (backbone and heads)"},
+    )
     method: str = field(default="heads", metadata={"help": "heads (fast, frozen backbone) or finetune"})
     train_layers: int = field(default=6, metadata={"help": "finetune: top transformer blocks to update (0 = all)"})
     lora_r: int = field(default=0, metadata={"help": "finetune: LoRA rank on attention/MLP projections (0 = off)"})
@@ -69,10 +74,10 @@ def set_seed(seed: int) -> None:
 
 
 def new_version(method: str) -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{method}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{method}"
 
 
-def load_backbone(args: TrainArguments):  # noqa: ANN201
+def load_backbone(args: TrainArguments):
     from transformers import AutoModel, AutoTokenizer
 
     src, desc = base_model.resolve(args.base_model)
@@ -84,7 +89,7 @@ def load_backbone(args: TrainArguments):  # noqa: ANN201
     return backbone, tok, desc
 
 
-def load_parent(model_dir: Path):  # noqa: ANN201
+def load_parent(model_dir: Path):
     """A trained model to continue from: CPU training runs in stages of what a session allows."""
     from transformers import AutoTokenizer
 
@@ -106,8 +111,15 @@ def class_weights(labels: list[str], names: list[str]) -> torch.Tensor:
 
 # -- fast path ---------------------------------------------------------------------------
 @torch.inference_mode()
-def extract_features(model: DualHeadClassifier, tok, texts: list[str], max_length: int,  # noqa: ANN001
-                     device: torch.device, batch_size: int = 64, label: str = "") -> np.ndarray:
+def extract_features(
+    model: DualHeadClassifier,
+    tok,
+    texts: list[str],
+    max_length: int,
+    device: torch.device,
+    batch_size: int = 64,
+    label: str = "",
+) -> np.ndarray:
     enc = tok(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
     feats = np.zeros((len(texts), model.backbone.config.hidden_size), dtype=np.float32)
     use_bf16 = device.type == "cuda" or cpu_bf16_ok()
@@ -117,12 +129,21 @@ def extract_features(model: DualHeadClassifier, tok, texts: list[str], max_lengt
             feats[idx] = model.features(ids.to(device), mask.to(device)).cpu().numpy()
         done += len(idx)
         if b % 25 == 0:
-            log.info("features %s: %d/%d (%.0f texts/s)", label, done, len(texts), done / max(time.monotonic() - t0, 1e-9))
+            log.info(
+                "features %s: %d/%d (%.0f texts/s)", label, done, len(texts), done / max(time.monotonic() - t0, 1e-9)
+            )
     return feats
 
 
-def fit_head(head: torch.nn.Linear, x_tr: np.ndarray, y_tr: list[str], x_va: np.ndarray, y_va: list[str],
-             names: list[str], metric: str) -> dict:
+def fit_head(
+    head: torch.nn.Linear,
+    x_tr: np.ndarray,
+    y_tr: list[str],
+    x_va: np.ndarray,
+    y_va: list[str],
+    names: list[str],
+    metric: str,
+) -> dict:
     """Logistic regression on frozen features; C picked on validation; folded into ``head``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
@@ -157,8 +178,9 @@ def fit_head(head: torch.nn.Linear, x_tr: np.ndarray, y_tr: list[str], x_va: np.
     return {"C": c, f"val_{metric}": float(score)}
 
 
-def train_heads(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args: TrainArguments,  # noqa: ANN001
-                device: torch.device) -> dict:
+def train_heads(
+    model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args: TrainArguments, device: torch.device
+) -> dict:
     model.to(device).eval()
     feats = {}
     for name, task in (("sentiment", sent), ("topic", topic)):
@@ -167,11 +189,25 @@ def train_heads(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData,
             extract_features(model, tok, task.val["text"].tolist(), args.max_length, device, label=f"{name}/val"),
         )
     log.info("fitting sentiment head")
-    s = fit_head(model.sentiment_head, *feats["sentiment"][:1], sent.train["label"].tolist(), feats["sentiment"][1],
-                 sent.val["label"].tolist(), SENTIMENTS, "macro_f1")
+    s = fit_head(
+        model.sentiment_head,
+        *feats["sentiment"][:1],
+        sent.train["label"].tolist(),
+        feats["sentiment"][1],
+        sent.val["label"].tolist(),
+        SENTIMENTS,
+        "macro_f1",
+    )
     log.info("fitting topic head")
-    t = fit_head(model.topic_head, *feats["topic"][:1], topic.train["label"].tolist(), feats["topic"][1],
-                 topic.val["label"].tolist(), TOPICS, "accuracy")
+    t = fit_head(
+        model.topic_head,
+        *feats["topic"][:1],
+        topic.train["label"].tolist(),
+        feats["topic"][1],
+        topic.val["label"].tolist(),
+        TOPICS,
+        "accuracy",
+    )
     return {"sentiment": s, "topic": t}
 
 
@@ -187,7 +223,7 @@ class _Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-def encode(tok, sent_df, topic_df, max_length: int) -> _Rows:  # noqa: ANN001
+def encode(tok, sent_df, topic_df, max_length: int) -> _Rows:
     rows = []
     for task_id, df, names in ((0, sent_df, SENTIMENTS), (1, topic_df, TOPICS)):
         enc = tok(df["text"].tolist(), truncation=True, max_length=max_length, add_special_tokens=False)
@@ -196,15 +232,20 @@ def encode(tok, sent_df, topic_df, max_length: int) -> _Rows:  # noqa: ANN001
     return _Rows(rows)
 
 
-def make_collator(pad_id: int):  # noqa: ANN201
+def make_collator(pad_id: int):
     def collate(batch: list[dict]) -> dict:
         ids, mask = pad_batch([r["input_ids"] for r in batch], pad_id)  # to the longest in this batch only
-        return {"input_ids": ids, "attention_mask": mask,
-                "task": torch.tensor([r["task"] for r in batch]), "labels": torch.tensor([r["labels"] for r in batch])}
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "task": torch.tensor([r["task"] for r in batch]),
+            "labels": torch.tensor([r["labels"] for r in batch]),
+        }
+
     return collate
 
 
-def compute_metrics(eval_pred) -> dict:  # noqa: ANN001
+def compute_metrics(eval_pred) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
     (s_logits, t_logits), (labels, task) = eval_pred.predictions, eval_pred.label_ids
@@ -219,15 +260,19 @@ def freeze_for(model: DualHeadClassifier, args: TrainArguments) -> DualHeadClass
     if args.lora_r:
         from peft import LoraConfig, get_peft_model
 
-        cfg = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05,
-                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        cfg = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=2 * args.lora_r,
+            lora_dropout=0.05,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        )
         model.backbone = get_peft_model(backbone, cfg)
         return model
     layers = backbone.layers
     keep = len(layers) if args.train_layers <= 0 else min(args.train_layers, len(layers))
     for p in backbone.parameters():
         p.requires_grad = False
-    for layer in layers[len(layers) - keep:]:
+    for layer in layers[len(layers) - keep :]:
         for p in layer.parameters():
             p.requires_grad = True
     for p in backbone.norm.parameters():
@@ -245,7 +290,7 @@ class TimeBudget(TrainerCallback):
         self.minutes = minutes
         self.deadline = time.monotonic() + minutes * 60
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+    def on_step_end(self, args, state, control, **kwargs):
         if time.monotonic() > self.deadline:
             log.info("time budget of %.0f min spent at step %d: stopping", self.minutes, state.global_step)
             control.should_training_stop = True
@@ -254,8 +299,15 @@ class TimeBudget(TrainerCallback):
         return control
 
 
-def finetune(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args: TrainArguments,  # noqa: ANN001
-             device: torch.device, work_dir: Path) -> dict:
+def finetune(
+    model: DualHeadClassifier,
+    tok,
+    sent: TaskData,
+    topic: TaskData,
+    args: TrainArguments,
+    device: torch.device,
+    work_dir: Path,
+) -> dict:
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, get_linear_schedule_with_warmup
 
     model = freeze_for(model, args)
@@ -269,36 +321,70 @@ def finetune(model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, ar
     bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_bf16_ok())
     steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
     total = max(1, int(steps_per_epoch * args.epochs))
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("sentiment_head", "topic_head"))]
-    body_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("sentiment_head", "topic_head"))]
-    optim = torch.optim.AdamW([
-        {"params": body_params, "lr": args.learning_rate, "weight_decay": 0.01},
-        {"params": head_params, "lr": args.head_learning_rate, "weight_decay": 0.0},
-    ])
+    head_params = [
+        p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("sentiment_head", "topic_head"))
+    ]
+    body_params = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("sentiment_head", "topic_head"))
+    ]
+    optim = torch.optim.AdamW(
+        [
+            {"params": body_params, "lr": args.learning_rate, "weight_decay": 0.01},
+            {"params": head_params, "lr": args.head_learning_rate, "weight_decay": 0.0},
+        ]
+    )
     sched = get_linear_schedule_with_warmup(optim, int(0.06 * total), total)
     targs = TrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=64, eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps",
-        save_steps=args.eval_steps, save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="score",
-        greater_is_better=True, label_names=["labels", "task"], remove_unused_columns=False, bf16=bf16,
-        use_cpu=not on_cuda, logging_steps=25, report_to=[], seed=args.seed, data_seed=args.seed,
-        train_sampling_strategy="group_by_length", dataloader_num_workers=0, save_only_model=True,
+        output_dir=str(work_dir),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        eval_strategy="steps",
+        eval_steps=args.eval_steps,
+        save_strategy="steps",
+        save_steps=args.eval_steps,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="score",
+        greater_is_better=True,
+        label_names=["labels", "task"],
+        remove_unused_columns=False,
+        bf16=bf16,
+        use_cpu=not on_cuda,
+        logging_steps=25,
+        report_to=[],
+        seed=args.seed,
+        data_seed=args.seed,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0,
+        save_only_model=True,
         disable_tqdm=False,
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=args.patience)]
     if args.max_minutes:
         callbacks.append(TimeBudget(args.max_minutes))
-    trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,
-                      data_collator=make_collator(tok.pad_token_id), compute_metrics=compute_metrics,
-                      optimizers=(optim, sched), callbacks=callbacks)
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=make_collator(tok.pad_token_id),
+        compute_metrics=compute_metrics,
+        optimizers=(optim, sched),
+        callbacks=callbacks,
+    )
     t0 = time.monotonic()
     trainer.train()
     best = trainer.evaluate()
     if args.lora_r:
         model.backbone = model.backbone.merge_and_unload()
-    return {"val": {k: float(v) for k, v in best.items() if isinstance(v, (int, float))},
-            "steps": trainer.state.global_step, "train_minutes": (time.monotonic() - t0) / 60, "bf16": bf16,
-            "trainable_params": sum(p.numel() for p in body_params + head_params)}
+    return {
+        "val": {k: float(v) for k, v in best.items() if isinstance(v, (int, float))},
+        "steps": trainer.state.global_step,
+        "train_minutes": (time.monotonic() - t0) / 60,
+        "bf16": bf16,
+        "trainable_params": sum(p.numel() for p in body_params + head_params),
+    }
 
 
 def train(args: TrainArguments) -> Path:
@@ -308,8 +394,13 @@ def train(args: TrainArguments) -> Path:
     t0 = time.monotonic()
     sent = load_task("sentiment", args.val_fraction, args.seed, args.limit_per_task)
     topic = load_task("topic", args.val_fraction, args.seed, args.limit_per_task)
-    log.info("data: sentiment %d train / %d val; topic %d train / %d val", len(sent.train), len(sent.val),
-             len(topic.train), len(topic.val))
+    log.info(
+        "data: sentiment %d train / %d val; topic %d train / %d val",
+        len(sent.train),
+        len(sent.val),
+        len(topic.train),
+        len(topic.val),
+    )
     if args.init_model:
         model, parent, tok = load_parent(Path(args.init_model))
         backbone, base_desc = model.backbone, parent["base_model"]
@@ -334,10 +425,14 @@ def train(args: TrainArguments) -> Path:
         "max_length": args.max_length,
         "training": asdict(args),
         "training_details": details,
-        "training_data": {"sha256": data_hash(), "sentiment_train_rows": len(sent.train), "topic_train_rows": len(topic.train),
-                          "validation": f"{args.val_fraction:.0%} stratified split of each *_train.csv (seed {args.seed})"},
+        "training_data": {
+            "sha256": data_hash(),
+            "sentiment_train_rows": len(sent.train),
+            "topic_train_rows": len(topic.train),
+            "validation": f"{args.val_fraction:.0%} stratified split of each *_train.csv (seed {args.seed})",
+        },
         "device": str(device),
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
         "train_seconds": round(time.monotonic() - t0, 1),
     }
     model.cpu().save(out_dir, meta, tok)

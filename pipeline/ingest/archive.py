@@ -8,11 +8,12 @@ inside the window are stored (undated ones cannot be placed and are
 skipped); the usual keys make a replay idempotent, and the live feed's
 status, ETag and Last-Modified are left untouched.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import config, db
@@ -38,50 +39,91 @@ def archive_files(folder: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def ingest_archive(folder: str | Path, window: tuple[datetime, datetime], *, database_url: str | None = None,
-                   run_key: str | None = None, settings: config.Settings | None = None) -> dict:
+def ingest_archive(
+    folder: str | Path,
+    window: tuple[datetime, datetime],
+    *,
+    database_url: str | None = None,
+    run_key: str | None = None,
+    settings: config.Settings | None = None,
+) -> dict:
     settings = settings or config.load()
     start, end = window
     url = database_url or db.database_url(settings)
     title_window = timedelta(hours=settings.ingest.title_window_h)
     t0 = time.monotonic()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     files_out = []
     conn = db.connect(url)
     try:
         for name, path in archive_files(Path(folder)):
             body = path.read_bytes()[: settings.ingest.max_bytes + 1]
-            fetched = FetchResult(status="ok", body=body, headers={"content-type": "application/xml"},
-                                  final_url=path.as_uri())
+            fetched = FetchResult(
+                status="ok", body=body, headers={"content-type": "application/xml"}, final_url=path.as_uri()
+            )
             if len(body) > settings.ingest.max_bytes:
-                files_out.append({"name": name, "file": str(path), "status": "error", "error": "file too large",
-                                  "items_seen": 0, "new": 0, "duplicates": 0})
+                files_out.append(
+                    {
+                        "name": name,
+                        "file": str(path),
+                        "status": "error",
+                        "error": "file too large",
+                        "items_seen": 0,
+                        "new": 0,
+                        "duplicates": 0,
+                    }
+                )
                 continue
             parsed = parse(body, fetched.headers, path.as_uri(), settings.ingest.default_timezone)
             if parsed.error:
-                files_out.append({"name": name, "file": str(path), "status": "error", "error": parsed.error,
-                                  "items_seen": 0, "new": 0, "duplicates": 0})
+                files_out.append(
+                    {
+                        "name": name,
+                        "file": str(path),
+                        "status": "error",
+                        "error": parsed.error,
+                        "items_seen": 0,
+                        "new": 0,
+                        "duplicates": 0,
+                    }
+                )
                 log.warning("archive %s: %s", path, parsed.error)
                 continue
             in_window = [s for s in parsed.stories if s.published_at and start <= s.published_at < end]
             spec = FeedSpec(name=name, url=path.as_uri())
-            outcome = FeedOutcome(spec=spec, fetch=fetched, parsed=parsed, fetched_at=datetime.now(timezone.utc))
+            outcome = FeedOutcome(spec=spec, fetch=fetched, parsed=parsed, fetched_at=datetime.now(UTC))
             kept, _ = dedupe(in_window, outcome.fetched_at, title_window, spec.dedupe_titles)
-            new = store.store_outcome(conn, store.feed_id_for(conn, name), outcome, title_window, kept,
-                                      record_fetch=False)
-            files_out.append({"name": name, "file": str(path), "status": "ok", "error": None,
-                              "items_seen": len(in_window), "new": new, "duplicates": len(in_window) - new,
-                              "outside_window": len(parsed.stories) - len(in_window)})
+            new = store.store_outcome(
+                conn, store.feed_id_for(conn, name), outcome, title_window, kept, record_fetch=False
+            )
+            files_out.append(
+                {
+                    "name": name,
+                    "file": str(path),
+                    "status": "ok",
+                    "error": None,
+                    "items_seen": len(in_window),
+                    "new": new,
+                    "duplicates": len(in_window) - new,
+                    "outside_window": len(parsed.stories) - len(in_window),
+                }
+            )
             log.info("archive %s -> %s: %d in window, %d new", path.name, name, len(in_window), new)
         summary = {
-            "started_at": started.isoformat(), "elapsed_s": round(time.monotonic() - t0, 3), "archive": str(folder),
-            "totals": {"feeds": len(files_out), "feeds_ok": sum(f["status"] == "ok" for f in files_out),
-                       "feeds_failed": sum(f["status"] == "error" for f in files_out),
-                       "items_seen": sum(f["items_seen"] for f in files_out), "new": sum(f["new"] for f in files_out),
-                       "duplicates": sum(f["duplicates"] for f in files_out)},
+            "started_at": started.isoformat(),
+            "elapsed_s": round(time.monotonic() - t0, 3),
+            "archive": str(folder),
+            "totals": {
+                "feeds": len(files_out),
+                "feeds_ok": sum(f["status"] == "ok" for f in files_out),
+                "feeds_failed": sum(f["status"] == "error" for f in files_out),
+                "items_seen": sum(f["items_seen"] for f in files_out),
+                "new": sum(f["new"] for f in files_out),
+                "duplicates": sum(f["duplicates"] for f in files_out),
+            },
             "feeds": files_out,
         }
-        summary["run_id"] = store.record_run(conn, summary, run_key, window, started, datetime.now(timezone.utc))
+        summary["run_id"] = store.record_run(conn, summary, run_key, window, started, datetime.now(UTC))
     finally:
         conn.close()
     return summary

@@ -1,8 +1,9 @@
 """Pure de-duplication of stories within one batch (the database handles runs)."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from pipeline.ingest.model import Story
 

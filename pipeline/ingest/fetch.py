@@ -1,4 +1,5 @@
 """HTTP (and local file) download of one feed, with limits and conditional GET."""
+
 from __future__ import annotations
 
 import socket
@@ -42,8 +43,9 @@ def fetch(
     http = session or requests
     result = FetchResult(status="error", final_url=url)
     try:
-        with http.get(url, headers=headers, timeout=(min(10.0, timeout_s), timeout_s),
-                      stream=True, allow_redirects=True) as resp:
+        with http.get(
+            url, headers=headers, timeout=(min(10.0, timeout_s), timeout_s), stream=True, allow_redirects=True
+        ) as resp:
             result.http_status = resp.status_code
             result.final_url = resp.url
             result.redirects = [f"{h.status_code} {h.url}" for h in resp.history]

@@ -1,4 +1,5 @@
 """Plain records passed between the ingestion steps."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,8 +12,8 @@ class FeedSpec:
 
     name: str
     url: str
-    timezone: str | None = None      # zone for dates without one; None = global default
-    dedupe_titles: bool = True       # off for feeds whose distinct items share titles (SEC)
+    timezone: str | None = None  # zone for dates without one; None = global default
+    dedupe_titles: bool = True  # off for feeds whose distinct items share titles (SEC)
     enabled: bool = True
     timeout_s: float | None = None
     max_bytes: int | None = None
@@ -33,7 +34,7 @@ class Story:
 
 @dataclass
 class FetchResult:
-    status: str                      # ok | not_modified | error
+    status: str  # ok | not_modified | error
     http_status: int | None = None
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
@@ -46,7 +47,7 @@ class FetchResult:
 @dataclass
 class ParseResult:
     stories: list[Story]
-    skipped: int = 0                 # items with neither title nor link
+    skipped: int = 0  # items with neither title nor link
     warning: str | None = None
     error: str | None = None
 

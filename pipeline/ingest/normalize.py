@@ -1,4 +1,5 @@
 """Pure text, URL and date normalisation for feed items (no I/O)."""
+
 from __future__ import annotations
 
 import email.utils
@@ -7,7 +8,7 @@ import html
 import re
 import time
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -22,9 +23,25 @@ _SKIP_TAGS = {"script", "style", "noscript", "template"}
 # Query parameters that identify a campaign or a click, never the story.
 TRACKING_PREFIXES = ("utm_", "at_", "mc_", "_hs", "pk_", "mtm_")
 TRACKING_PARAMS = {
-    "fbclid", "gclid", "dclid", "msclkid", "yclid", "igshid", "ocid", "cmpid",
-    "ncid", "guccounter", "guce_referrer", "guce_referrer_sig", "yptr",
-    "mkt_tok", "spm", "rss", "feedtype", "cmp", "ref_src",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "msclkid",
+    "yclid",
+    "igshid",
+    "ocid",
+    "cmpid",
+    "ncid",
+    "guccounter",
+    "guce_referrer",
+    "guce_referrer_sig",
+    "yptr",
+    "mkt_tok",
+    "spm",
+    "rss",
+    "feedtype",
+    "cmp",
+    "ref_src",
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -35,7 +52,7 @@ class _TextExtractor(HTMLParser):
         self.parts: list[str] = []
         self._skip = 0
 
-    def handle_starttag(self, tag: str, attrs) -> None:  # noqa: ANN001
+    def handle_starttag(self, tag: str, attrs) -> None:
         if tag in _SKIP_TAGS:
             self._skip += 1
         elif tag in _BLOCK_TAGS:
@@ -168,10 +185,10 @@ def parse_date(
         if dt is not None:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=tz)
-            return dt.astimezone(timezone.utc)
+            return dt.astimezone(UTC)
     if parsed_utc is not None:
         try:
-            return datetime(*parsed_utc[:6], tzinfo=timezone.utc)
+            return datetime(*parsed_utc[:6], tzinfo=UTC)
         except (TypeError, ValueError):
             return None
     return None

@@ -1,4 +1,5 @@
 """Feed bytes -> normalised Story records (feedparser does the XML)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,8 +13,9 @@ MAX_SUMMARY_CHARS = 4000
 MAX_TITLE_CHARS = 1000
 
 
-def parse(body: bytes, headers: dict[str, str] | None = None, base_url: str | None = None,
-          default_tz: str = "UTC") -> ParseResult:
+def parse(
+    body: bytes, headers: dict[str, str] | None = None, base_url: str | None = None, default_tz: str = "UTC"
+) -> ParseResult:
     """Parse one feed document.
 
     A document feedparser flags as ill-formed ("bozo") still yields its items
@@ -49,7 +51,7 @@ def parse(body: bytes, headers: dict[str, str] | None = None, base_url: str | No
     return ParseResult(stories, skipped=skipped, warning=warning)
 
 
-def _story(entry, guid_counts: Counter, default_tz: str) -> Story | None:  # noqa: ANN001
+def _story(entry, guid_counts: Counter, default_tz: str) -> Story | None:
     link = (entry.get("link") or "").strip() or None
     summary = normalize.clean_text(entry.get("summary") or _first_content(entry), MAX_SUMMARY_CHARS)
     title = normalize.clean_text(entry.get("title"), MAX_TITLE_CHARS)
@@ -73,6 +75,6 @@ def _story(entry, guid_counts: Counter, default_tz: str) -> Story | None:  # noq
     )
 
 
-def _first_content(entry) -> str:  # noqa: ANN001
+def _first_content(entry) -> str:
     content = entry.get("content") or []
     return content[0].get("value", "") if content else ""

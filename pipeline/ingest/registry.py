@@ -1,4 +1,5 @@
 """Feed registry: a YAML file with a top-level ``feeds:`` list."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +62,7 @@ def _resolve(url: str, base: Path) -> str:
     if scheme in ("http", "https"):
         return url
     if scheme == "file":
-        rel = url[len("file:"):]
+        rel = url[len("file:") :]
         if rel.startswith("//"):
             return url
         target = Path(rel)

@@ -1,10 +1,11 @@
 """One ingestion pass: fetch all feeds concurrently, store each as it arrives."""
+
 from __future__ import annotations
 
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import config, db
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def fetch_and_parse(spec: FeedSpec, validators: dict, settings: config.IngestSettings) -> FeedOutcome:
     """Network and CPU work for one feed; touches no database."""
-    fetched_at = datetime.now(timezone.utc)
+    fetched_at = datetime.now(UTC)
     result = fetch(
         spec.url,
         etag=validators.get("etag"),
@@ -30,8 +31,9 @@ def fetch_and_parse(spec: FeedSpec, validators: dict, settings: config.IngestSet
     )
     parsed = None
     if result.status == "ok":
-        parsed = parse(result.body, result.headers, result.final_url,
-                       default_tz=spec.timezone or settings.default_timezone)
+        parsed = parse(
+            result.body, result.headers, result.final_url, default_tz=spec.timezone or settings.default_timezone
+        )
         result.body = b""  # release memory early
     return FeedOutcome(spec=spec, fetch=result, parsed=parsed, fetched_at=fetched_at)
 
@@ -55,7 +57,7 @@ def ingest(
         specs = registry.load(feeds_file or settings.feeds_file)
     specs = [s for s in specs if s.enabled]
     url = database_url or db.database_url(settings)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.monotonic()
     window_td = timedelta(hours=settings.ingest.title_window_h)
     feeds_out: list[dict] = []
@@ -66,27 +68,30 @@ def ingest(
             max_workers=max(1, min(settings.ingest.concurrency, len(specs) or 1)),
             thread_name_prefix="fetch",
         ) as pool:
-            futures = {
-                pool.submit(fetch_and_parse, spec, known[spec.name], settings.ingest): spec
-                for spec in specs
-            }
+            futures = {pool.submit(fetch_and_parse, spec, known[spec.name], settings.ingest): spec for spec in specs}
             for future in as_completed(futures):
                 outcome = future.result()
                 feeds_out.append(_store_one(conn, known[outcome.spec.name]["id"], outcome, window_td))
         feeds_out.sort(key=lambda f: f["name"])
         summary = _summary(feeds_out, started, time.monotonic() - t0)
-        summary["run_id"] = store.record_run(conn, summary, run_key, window, started,
-                                             datetime.now(timezone.utc))
+        summary["run_id"] = store.record_run(conn, summary, run_key, window, started, datetime.now(UTC))
     finally:
         conn.close()
     t = summary["totals"]
-    log.info("ingest done: %d feeds ok, %d failed, %d items seen, %d new, %d duplicates in %.1fs (%.0f items/s)",
-             t["feeds_ok"], t["feeds_failed"], t["items_seen"], t["new"], t["duplicates"],
-             summary["elapsed_s"], t["items_seen"] / max(summary["elapsed_s"], 1e-9))
+    log.info(
+        "ingest done: %d feeds ok, %d failed, %d items seen, %d new, %d duplicates in %.1fs (%.0f items/s)",
+        t["feeds_ok"],
+        t["feeds_failed"],
+        t["items_seen"],
+        t["new"],
+        t["duplicates"],
+        summary["elapsed_s"],
+        t["items_seen"] / max(summary["elapsed_s"], 1e-9),
+    )
     return summary
 
 
-def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -> dict:  # noqa: ANN001
+def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -> dict:
     fetch_res, parsed = outcome.fetch, outcome.parsed
     error = outcome.error
     kept, dropped = [], 0
@@ -112,8 +117,15 @@ def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -
     if error:
         log.warning("feed %s: %s", outcome.spec.name, error)
     else:
-        log.info("feed %s: %s, %d items, %d new, %d duplicates%s", outcome.spec.name, status, seen,
-                 new, seen - new, f" (warning: {entry['warning']})" if entry["warning"] else "")
+        log.info(
+            "feed %s: %s, %d items, %d new, %d duplicates%s",
+            outcome.spec.name,
+            status,
+            seen,
+            new,
+            seen - new,
+            f" (warning: {entry['warning']})" if entry["warning"] else "",
+        )
     return entry
 
 

@@ -1,4 +1,5 @@
 """Writes feeds and stories to PostgreSQL; every write is idempotent."""
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,14 @@ def sync_feeds(conn: connection, specs: list[FeedSpec]) -> dict[str, dict]:
     return rows
 
 
-def store_outcome(conn: connection, feed_id: int, outcome: FeedOutcome, title_window: timedelta,
-                  stories: list, record_fetch: bool = True) -> int:
+def store_outcome(
+    conn: connection,
+    feed_id: int,
+    outcome: FeedOutcome,
+    title_window: timedelta,
+    stories: list,
+    record_fetch: bool = True,
+) -> int:
     """Record the fetch on the feed row and insert new stories, in one transaction.
 
     Validators (ETag, Last-Modified) are saved together with the stories, so a
@@ -79,16 +86,29 @@ def store_outcome(conn: connection, feed_id: int, outcome: FeedOutcome, title_wi
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_STORE_LOCK,))
             if stories:
                 rows = [
-                    (s.guid, s.url, s.canonical_url, s.title, s.summary, s.published_at,
-                     outcome.fetched_at, s.content_hash, s.title_hash)
+                    (
+                        s.guid,
+                        s.url,
+                        s.canonical_url,
+                        s.title,
+                        s.summary,
+                        s.published_at,
+                        outcome.fetched_at,
+                        s.content_hash,
+                        s.title_hash,
+                    )
                     for s in stories
                 ]
                 cur.execute(_CREATE_INCOMING)
                 execute_values(cur, "INSERT INTO incoming VALUES %s", rows, page_size=500)
-                cur.execute(_INSERT_ARTICLES, {
-                    "feed_id": feed_id, "by_title": outcome.spec.dedupe_titles,
-                    "window_s": title_window.total_seconds(),
-                })
+                cur.execute(
+                    _INSERT_ARTICLES,
+                    {
+                        "feed_id": feed_id,
+                        "by_title": outcome.spec.dedupe_titles,
+                        "window_s": title_window.total_seconds(),
+                    },
+                )
                 new_ids = cur.fetchall()
             if record_fetch:  # archive replays leave the live feed's state alone
                 _record_fetch(cur, feed_id, outcome)
@@ -99,7 +119,7 @@ def store_outcome(conn: connection, feed_id: int, outcome: FeedOutcome, title_wi
     return len(new_ids)
 
 
-def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:  # noqa: ANN001
+def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:
     fetch, parsed = outcome.fetch, outcome.parsed
     error = outcome.error
     if error:
@@ -125,10 +145,15 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:  # noqa: ANN
         WHERE id = %(id)s
         """,
         {
-            "at": outcome.fetched_at, "status": status, "http": fetch.http_status,
-            "warning": parsed.warning if parsed else None, "final": fetch.final_url,
-            "etag": fetch.headers.get("etag"), "lm": fetch.headers.get("last-modified"),
-            "items": len(parsed.stories) if parsed else 0, "id": feed_id,
+            "at": outcome.fetched_at,
+            "status": status,
+            "http": fetch.http_status,
+            "warning": parsed.warning if parsed else None,
+            "final": fetch.final_url,
+            "etag": fetch.headers.get("etag"),
+            "lm": fetch.headers.get("last-modified"),
+            "items": len(parsed.stories) if parsed else 0,
+            "id": feed_id,
         },
     )
 
@@ -136,16 +161,23 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:  # noqa: ANN
 def feed_id_for(conn: connection, name: str) -> int:
     """Id of a feed by name, registering it (as an archive-only feed) if unknown."""
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO feeds (name, url) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, f"archive:{name}"))
+        cur.execute(
+            "INSERT INTO feeds (name, url) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, f"archive:{name}")
+        )
         cur.execute("SELECT id FROM feeds WHERE name = %s", (name,))
         fid = cur.fetchone()[0]
     conn.commit()
     return fid
 
 
-def record_run(conn: connection, summary: dict, run_key: str | None,
-               window: tuple[datetime, datetime] | None, started_at: datetime,
-               finished_at: datetime) -> int:
+def record_run(
+    conn: connection,
+    summary: dict,
+    run_key: str | None,
+    window: tuple[datetime, datetime] | None,
+    started_at: datetime,
+    finished_at: datetime,
+) -> int:
     totals = summary["totals"]
     with conn.cursor() as cur:
         cur.execute(
@@ -154,9 +186,19 @@ def record_run(conn: connection, summary: dict, run_key: str | None,
                                      feeds_ok, feeds_failed, items_seen, items_new, duplicates, summary)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
             """,
-            (run_key, window[0] if window else None, window[1] if window else None, started_at,
-             finished_at, totals["feeds_ok"], totals["feeds_failed"], totals["items_seen"],
-             totals["new"], totals["duplicates"], Json(summary, dumps=lambda o: json.dumps(o, default=str))),
+            (
+                run_key,
+                window[0] if window else None,
+                window[1] if window else None,
+                started_at,
+                finished_at,
+                totals["feeds_ok"],
+                totals["feeds_failed"],
+                totals["items_seen"],
+                totals["new"],
+                totals["duplicates"],
+                Json(summary, dumps=lambda o: json.dumps(o, default=str)),
+            ),
         )
         run_id = cur.fetchone()[0]
     conn.commit()
