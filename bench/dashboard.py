@@ -2,7 +2,7 @@
 hourly stats and alerts into a fresh database, then times each page with Streamlit's AppTest,
 cold (empty caches) and warm (within the cache TTL). Target: every page under 2 s.
 
-    .state/venv/bin/python bench/dashboard.py [--stories 1000000] [--keep]
+    .state/venv/bin/python -m bench.dashboard [--stories 1000000] [--keep]
 
 Headlines are real ones (Twitter Financial News topic set) so text search works on real words.
 The baseline printed beside it is the naive approach the dashboard avoids: loading the stories
@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 from psycopg2 import sql
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from pipeline import db
+from pipeline.classify.data import TOPIC_DIR
+from pipeline.classify.labels import TOPICS
 
-from pipeline import db  # noqa: E402
-from pipeline.classify.data import TOPIC_DIR  # noqa: E402
-from pipeline.classify.labels import TOPICS  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = "bench-model"
 PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]

@@ -6,29 +6,26 @@ feedparser alone on the same bytes (the parsing floor) and the same pass
 with concurrency 1 (what the thread pool buys). A second pass over the same
 feeds measures the re-run (all duplicates) cost.
 
-    .state/venv/bin/python bench/ingest.py --feeds 20 --items 100 [--latency 0.3]
+    .state/venv/bin/python -m bench.ingest --feeds 20 --items 100 [--latency 0.3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import feedparser
+
+from pipeline import config, db
+from pipeline.ingest.model import FeedSpec
+from pipeline.ingest.run import ingest
+from tests.feedserver import FeedServer, synthetic_feed
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import feedparser  # noqa: E402
-from feedserver import FeedServer, synthetic_feed  # noqa: E402
-
-from pipeline import config, db  # noqa: E402
-from pipeline.ingest.model import FeedSpec  # noqa: E402
-from pipeline.ingest.run import ingest  # noqa: E402
 
 
 def fresh_db(server_url: str) -> str:

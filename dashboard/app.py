@@ -10,15 +10,11 @@ Queries live in ``dashboard/queries.py``; results are cached for a minute.
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import queries as q
 from pipeline.classify.labels import SENTIMENTS

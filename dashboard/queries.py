@@ -104,11 +104,11 @@ def hourly(pool, model: str, start: datetime, end: datetime, topics_: list[str],
         pool,
         """
         WITH s AS (
-            SELECT date_trunc('hour', coalesce(a.published_at, a.fetched_at)) AS hour, sc.topic,
+            SELECT date_trunc('hour', a.story_time) AS hour, sc.topic,
                    (sc.sentiment = 'negative')::int AS neg, sc.p_positive - sc.p_negative AS sent
             FROM scores sc JOIN articles a ON a.id = sc.article_id JOIN feeds f ON f.id = a.feed_id
             WHERE sc.model_version = %(m)s AND f.name = ANY(%(src)s)
-              AND coalesce(a.published_at, a.fetched_at) >= %(s)s AND coalesce(a.published_at, a.fetched_at) < %(e)s
+              AND a.story_time >= %(s)s AND a.story_time < %(e)s
         )
         SELECT hour, 'overall' AS series, count(*) AS stories, sum(neg) AS negatives, avg(neg) AS neg_share,
                avg(sent) AS mean_sentiment FROM s GROUP BY hour
@@ -167,15 +167,15 @@ def alert_stories(pool, alert_id: int) -> pd.DataFrame:
     return frame(
         pool,
         """
-        SELECT coalesce(a.published_at, a.fetched_at) AS published, f.name AS source, a.title, a.url,
+        SELECT a.story_time AS published, f.name AS source, a.title, a.url,
                sc.topic, sc.sentiment, round(sc.p_negative::numeric, 3) AS p_negative
         FROM alerts al
         JOIN scores sc ON sc.model_version = al.model_version AND (al.topic = 'overall' OR sc.topic = al.topic)
         JOIN articles a ON a.id = sc.article_id
         JOIN feeds f ON f.id = a.feed_id
         WHERE al.id = %s AND sc.sentiment = 'negative'
-          AND coalesce(a.published_at, a.fetched_at) >= al.started_at
-          AND coalesce(a.published_at, a.fetched_at) < al.window_end
+          AND a.story_time >= al.started_at
+          AND a.story_time < al.window_end
         ORDER BY sc.p_negative DESC, a.id LIMIT 200
         """,
         (alert_id,),
@@ -199,7 +199,7 @@ def headlines(
     return frame(
         pool,
         """
-        SELECT coalesce(a.published_at, a.fetched_at) AS published, f.name AS source, a.title, a.url,
+        SELECT a.story_time AS published, f.name AS source, a.title, a.url,
                sc.topic, sc.sentiment, round(sc.p_negative::numeric, 3) AS p_negative,
                round(sc.p_neutral::numeric, 3) AS p_neutral, round(sc.p_positive::numeric, 3) AS p_positive
         FROM scores sc JOIN articles a ON a.id = sc.article_id JOIN feeds f ON f.id = a.feed_id
@@ -208,7 +208,7 @@ def headlines(
           AND (cardinality(%(sent)s::text[]) = 0 OR sc.sentiment = ANY(%(sent)s))
           AND (cardinality(%(t)s::text[]) = 0 OR sc.topic = ANY(%(t)s))
           AND (cardinality(%(src)s::text[]) = 0 OR f.name = ANY(%(src)s))
-        ORDER BY coalesce(a.published_at, a.fetched_at) DESC, a.id DESC
+        ORDER BY a.story_time DESC, a.id DESC
         LIMIT %(n)s
         """,
         {"m": model, "q": search.strip(), "sent": sentiments, "t": topics_, "src": sources_, "n": limit},

@@ -41,33 +41,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if summary["totals"]["feeds_ok"] or not summary["totals"]["feeds"] else 1
 
 
-def train_and_register(train_args, evaluate: bool = True, promote: bool = True, force: bool = False) -> dict:
-    """Train, evaluate on the held-out sets, register, and promote through the gate."""
-    from pipeline.classify import registry
-    from pipeline.classify.evaluate import evaluate as run_eval
-    from pipeline.classify.train import train
-
-    model_dir = train(train_args)
-    out: dict = {"model_dir": str(model_dir)}
-    if evaluate:
-        out["held_out"] = run_eval(model_dir)["summary"]
-    url = db.database_url()
-    db.migrate(url)
-    with db.transaction(url) as conn:
-        out["version"] = registry.register(conn, model_dir)
-        if promote:
-            try:
-                out["promotion"] = registry.promote(conn, out["version"], force=force)
-            except registry.PromotionRefused as exc:
-                out["promotion"] = {"promoted": False, "reason": str(exc)}
-    return out
-
-
 def cmd_train(argv: Sequence[str]) -> int:
     from dataclasses import dataclass
 
     from transformers import HfArgumentParser
 
+    from pipeline.classify.lifecycle import train_and_register
     from pipeline.classify.train import TrainArguments
 
     @dataclass
@@ -159,27 +138,22 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from pipeline import windows
-    from pipeline.alerts import aggregate
-    from pipeline.classify import registry
+    from pipeline.alerts.refresh import refresh
+    from pipeline.classify.registry import NoActiveModel
 
     url = db.database_url()
     db.migrate(url)
+    start, end = windows.floor_hour(windows.to_utc(args.start)), windows.floor_hour(windows.to_utc(args.end))
     conn = db.connect(url)
     try:
-        model = args.model or (registry.active(conn) or {}).get("version")
-        if not model:
-            print("error: no active model (pass --model VERSION)", file=sys.stderr)
-            return 2
-        start, end = windows.floor_hour(windows.to_utc(args.start)), windows.floor_hour(windows.to_utc(args.end))
-        rows = aggregate.recompute(conn, model, start, end)
-        out: dict = {"model_version": model, "start": start, "end": end, "stats_rows": rows}
-        if args.detect:
-            from pipeline.alerts.run import detect_window
-
-            out.update(detect_window(conn, model, (start, end), config.alert_thresholds()))
+        out = refresh(conn, (start, end), model=args.model, judge=args.detect)
+    except NoActiveModel:
+        print("error: no active model (pass --model VERSION)", file=sys.stderr)
+        return 2
     finally:
         conn.close()
-    _print_json(out)
+    del out["span"]
+    _print_json({**out, "start": start, "end": end})
     return 0
 
 

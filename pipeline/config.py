@@ -8,7 +8,7 @@ that make the embedded demo work on a fresh machine.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +59,29 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
-def alert_thresholds():
-    """Surge thresholds (pipeline.alerts.detect.Thresholds) with FINSENT_ALERT_* overrides."""
-    from dataclasses import fields
+@dataclass(frozen=True)
+class Thresholds:
+    """Surge-detector thresholds (used by ``pipeline.alerts.detect``); ``FINSENT_ALERT_<NAME>`` overrides each."""
 
-    from pipeline.alerts.detect import Thresholds
+    baseline_days: int = 7
+    min_stories: int = 8  # stories in the judged span before it can alert
+    min_negatives: int = 4  # negatives in the judged span before it can alert
+    warning_p: float = 1e-3  # x 168 hours x 4 correlated looks: ~0.2 false alerts per topic-week (bench)
+    critical_p: float = 1e-5
+    pool_hours: int = 4  # also judge the hour pooled with up to 3 hours before it (1 = off)
+    min_ratio: float = 1.5  # observed share / baseline share for a warning
+    critical_ratio: float = 2.0  # ... for critical
+    resolve_ratio: float = 1.25  # back under this ratio = resolved
+    prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
 
+    @property
+    def hours_before(self) -> int:
+        """Hours before the judged one that its pooled looks may use; the baseline leaves them out."""
+        return max(1, self.pool_hours - 1)
+
+
+def alert_thresholds() -> Thresholds:
+    """Surge thresholds with ``FINSENT_ALERT_*`` overrides."""
     kwargs = {}
     for f in fields(Thresholds):
         raw = os.environ.get(f"FINSENT_ALERT_{f.name.upper()}")

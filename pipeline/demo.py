@@ -59,23 +59,16 @@ def run() -> dict:
 def backfill_stats(url: str) -> None:
     """The bundled snapshots are from the past, outside the live run's hour: aggregate the
     hours they cover, and judge the last two days of them for surges (no email)."""
-    from datetime import timedelta
-
-    from pipeline.alerts import aggregate
-    from pipeline.alerts.run import detect_window
-    from pipeline.classify import registry
+    from pipeline.alerts.refresh import refresh
 
     conn = db.connect(url)
     try:
-        model = registry.active(conn)["version"]
-        rows, span = aggregate.recompute_history(conn, model)
-        end = span[1]
-        alerts = detect_window(conn, model, (end - timedelta(hours=48), end), config.alert_thresholds())
+        out = refresh(conn, None, judge_last_h=48)
     finally:
         conn.close()
     print(
-        f"  hourly stats: {rows} rows over the snapshots' hours; alerts opened in their last 48 h: "
-        f"{len(alerts['opened'])}",
+        f"  hourly stats: {out['stats_rows']} rows over the snapshots' hours; alerts opened in their last 48 h: "
+        f"{len(out.get('opened', []))}",
         file=sys.stderr,
     )
 
@@ -95,8 +88,8 @@ def ensure_model(url: str) -> None:
     if current:
         print(f"  active model: {current['version']} ({current['method']})", file=sys.stderr)
         return
+    from pipeline.classify.lifecycle import train_and_register
     from pipeline.classify.train import TrainArguments
-    from pipeline.cli import train_and_register
 
     t0 = time.monotonic()
     print("  no active model: training the fast-path classifier (frozen SmolLM2 + heads) ...", file=sys.stderr)

@@ -90,8 +90,9 @@ def failure_notifier():
 
 def rescore(chunk_size: int = 1024) -> dict:
     """Score the whole history with the active model (after a promotion), then rebuild its stats."""
-    from pipeline.alerts import aggregate
-    from pipeline.classify.score import NoActiveModel, score_pending
+    from pipeline.alerts.refresh import refresh
+    from pipeline.classify.registry import NoActiveModel
+    from pipeline.classify.score import score_pending
 
     url = db.database_url()
     db.migrate(url)
@@ -101,7 +102,7 @@ def rescore(chunk_size: int = 1024) -> dict:
         _skip(str(exc))
     conn = db.connect(url)
     try:
-        rows, _ = aggregate.recompute_history(conn, scored["model_version"])
+        rows = refresh(conn, None, model=scored["model_version"], judge=False)["stats_rows"]
     finally:
         conn.close()
     return {**scored, "stats_rows": rows}
@@ -109,7 +110,8 @@ def rescore(chunk_size: int = 1024) -> dict:
 
 def classify(max_articles: int | None = None) -> dict:
     """Score stories the active model has not scored; skipped (not failed) when no model exists."""
-    from pipeline.classify.score import NoActiveModel, score_pending
+    from pipeline.classify.registry import NoActiveModel
+    from pipeline.classify.score import score_pending
 
     url = db.database_url()
     db.migrate(url)
@@ -135,26 +137,9 @@ def evaluate_model(model_dir: str) -> dict:
 
 
 def register_and_promote(model_dir: str, force: bool = False) -> dict:
-    from pipeline.classify import registry
+    from pipeline.classify.lifecycle import register_and_promote as run
 
-    url = db.database_url()
-    db.migrate(url)
-    with db.transaction(url) as conn:
-        version = registry.register(conn, model_dir)
-        try:
-            return registry.promote(conn, version, force=force)
-        except registry.PromotionRefused as exc:
-            log.warning("not promoted: %s", exc)
-            return {"promoted": False, "version": version, "reason": str(exc)}
-
-
-def _active_model_or_skip(conn) -> str:
-    from pipeline.classify import registry
-
-    model = registry.active(conn)
-    if model is None:
-        _skip("no active model: nothing to aggregate")
-    return model["version"]
+    return run(model_dir, force=force)["promotion"]
 
 
 AGGREGATE_LOOKBACK_H = 24  # late stories: hours before the window whose stats are rebuilt too
@@ -162,27 +147,19 @@ AGGREGATE_LOOKBACK_H = 24  # late stories: hours before the window whose stats a
 
 def detect(window: Mapping[str, str]) -> dict:
     """Rebuild hourly stats for the window (and the day before it), then judge each hour."""
-    from datetime import timedelta
+    from pipeline.alerts.refresh import refresh
+    from pipeline.classify.registry import NoActiveModel
 
-    from pipeline.alerts import aggregate
-    from pipeline.alerts.run import detect_window
-
-    start, end = windows.to_utc(window["start"]), windows.to_utc(window["end"])
+    span = (windows.to_utc(window["start"]), windows.to_utc(window["end"]))
     conn = db.connect()
     try:
-        model = _active_model_or_skip(conn)
-        rows = aggregate.recompute(conn, model, start - timedelta(hours=AGGREGATE_LOOKBACK_H), end)
-        result = detect_window(conn, model, (start, end), config.alert_thresholds())
+        out = refresh(conn, span, lookback_h=AGGREGATE_LOOKBACK_H)
+    except NoActiveModel:
+        _skip("no active model: nothing to aggregate")
     finally:
         conn.close()
-    log.info(
-        "stats rows %d; alerts opened %s updated %s resolved %s",
-        rows,
-        result["opened"],
-        result["updated"],
-        result["resolved"],
-    )
-    return {"model_version": model, "stats_rows": rows, **result}
+    del out["span"]
+    return out
 
 
 def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: datetime | None = None) -> dict:

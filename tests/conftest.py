@@ -8,7 +8,6 @@ import shutil
 import sys
 import tempfile
 import uuid
-from datetime import UTC
 from pathlib import Path
 
 import psycopg2
@@ -16,14 +15,8 @@ import pytest
 from psycopg2 import sql
 
 from pipeline import db
+from tests.helpers import FEEDS
 
-TESTS = Path(__file__).resolve().parent
-DATA = TESTS / "data"
-FEEDS = DATA / "feeds"
-REAL = FEEDS / "real"
-FIXTURES = FEEDS / "feedparser-fixtures"
-
-sys.path.insert(0, str(TESTS))
 # pgserver logs from an atexit hook after pytest has closed its streams: keep it to warnings.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 # Airflow is imported in-process by a few tests (the smtp hook): keep its home out of ~.
@@ -67,28 +60,10 @@ def db_url(pg_server_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture()
 def feed_server():
-    from feedserver import FeedServer
+    from tests.feedserver import FeedServer
 
     with FeedServer(FEEDS) as server:
         yield server
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -105,13 +80,6 @@ def airflow_env(pg_server_url, tmp_path_factory) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return env
-
-
-def run_py(code: str, env: dict, timeout: int = 600):
-    """Run Python in a fresh interpreter (Airflow reads its config at import)."""
-    import subprocess
-
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -172,40 +140,3 @@ def tiny_models(tiny_base, tmp_path_factory):
     )
     evaluate(ft)
     return heads, ft
-
-
-def seed_articles(url: str, titles: list[str]) -> list[int]:
-    """Insert stories directly (one feed) and return their ids."""
-    from datetime import datetime
-
-    from pipeline.ingest import normalize
-
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO feeds (name, url) VALUES ('seed', 'file:seed') ON CONFLICT (name) DO UPDATE SET name = 'seed' RETURNING id"
-            )
-            feed_id = cur.fetchone()[0]
-            ids = []
-            for _i, title in enumerate(titles):
-                cur.execute(
-                    "INSERT INTO articles (feed_id, guid, url, canonical_url, title, summary, published_at, fetched_at,"
-                    " content_hash, title_hash) VALUES (%s, %s, %s, %s, %s, '', %s, %s, %s, %s) RETURNING id",
-                    (
-                        feed_id,
-                        f"seed-{uuid.uuid4().hex}",
-                        None,
-                        None,
-                        title,
-                        datetime(2026, 8, 10, 12, tzinfo=UTC),
-                        datetime(2026, 8, 10, 12, 5, tzinfo=UTC),
-                        normalize.content_hash(title, ""),
-                        normalize.title_hash(title),
-                    ),
-                )
-                ids.append(cur.fetchone()[0])
-        conn.commit()
-        return ids
-    finally:
-        conn.close()

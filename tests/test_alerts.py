@@ -6,10 +6,10 @@ from datetime import timedelta
 from email import policy
 
 import pytest
-from conftest import free_port, query
-from seeding import HOSTILE, H, seed, week_of_normal, window
 
 from pipeline import tasks
+from tests.helpers import free_port, query
+from tests.seeding import HOSTILE, H, seed, week_of_normal, window
 
 
 class SMTPServer:
@@ -57,6 +57,21 @@ def smtp_port(monkeypatch):
         ),
     )
     return port
+
+
+def test_smtp_hook_still_exposes_its_client(smtp_port):
+    """Alerts reach into SmtpHook._smtp_client (pipeline.alerts.notify.smtp_client); a provider change must fail here."""
+    import smtplib
+
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    from pipeline.alerts.notify import smtp_client
+
+    with SMTPServer(smtp_port), SmtpHook(smtp_conn_id="smtp_alerts") as hook:
+        assert hasattr(hook, "_smtp_client"), "the smtp provider renamed SmtpHook._smtp_client"
+        client = smtp_client(hook)
+        assert isinstance(client, smtplib.SMTP)
+        assert client.noop()[0] == 250
 
 
 def alerts(url: str) -> list[tuple]:

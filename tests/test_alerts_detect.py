@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipeline.alerts.detect import Thresholds, baseline_share, judge, judge_recent, transition
+from pipeline.alerts.detect import baseline_share, judge, judge_recent, transition
+from pipeline.config import Thresholds
 
 TH = Thresholds()
 BASE = (7 * 24 * 50, 7 * 24 * 10)  # a week at 50 stories/h, 20% negative

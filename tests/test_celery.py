@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import free_port, query
 
 from pipeline import db, windows
 from pipeline.classify import registry
+from tests.helpers import free_port, query
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,14 +10,13 @@ import threading
 import pandas as pd
 import pytest
 import torch
-from conftest import query, seed_articles
 
 from pipeline import config, db
-from pipeline.classify import registry
+from pipeline.classify import modeldir, registry
 from pipeline.classify.labels import SENTIMENTS, TOPICS
-from pipeline.classify.model import META_FILE
 from pipeline.classify.predict import Classifier
 from pipeline.classify.score import NoActiveModel, score_pending
+from tests.helpers import query, seed_articles
 
 
 def test_real_smollm2_loads_from_the_package_and_answers(smollm2_dir):
@@ -43,7 +42,7 @@ def test_real_smollm2_loads_from_the_package_and_answers(smollm2_dir):
 
 def test_model_directories_carry_everything_the_registry_needs(tiny_models, tiny_base):
     for model_dir, method in zip(tiny_models, ("heads", "finetune")):
-        meta = json.loads((model_dir / META_FILE).read_text())
+        meta = modeldir.read_meta(model_dir)
         assert meta["method"] == method
         assert meta["labels"] == {"sentiment": SENTIMENTS, "topic": TOPICS}
         assert meta["base_model"] == str(tiny_base)
@@ -72,7 +71,7 @@ def test_model_directories_carry_everything_the_registry_needs(tiny_models, tiny
 
 
 def test_finetune_learns_beyond_its_initialisation(tiny_models):
-    meta = json.loads((tiny_models[1] / META_FILE).read_text())
+    meta = modeldir.read_meta(tiny_models[1])
     details = meta["training_details"]
     assert details["steps"] >= 10 and details["trainable_params"] > 1_000_000
     assert "eval_score" in details["val"]
@@ -80,11 +79,10 @@ def test_finetune_learns_beyond_its_initialisation(tiny_models):
 
 def test_warm_start_continues_from_a_trained_model(tiny_models, tmp_path):
     """CPU fine-tuning runs in stages: a new version starts from the parent's backbone and heads."""
-    from pipeline.classify.model import DualHeadClassifier
     from pipeline.classify.train import TrainArguments, train
 
     parent_dir = tiny_models[1]
-    parent, parent_meta = DualHeadClassifier.load(parent_dir)
+    parent, parent_meta = modeldir.load(parent_dir)
     child_dir = train(
         TrainArguments(
             init_model=str(parent_dir),
@@ -98,7 +96,7 @@ def test_warm_start_continues_from_a_trained_model(tiny_models, tmp_path):
             output_root=str(tmp_path),
         )
     )
-    child, meta = DualHeadClassifier.load(child_dir)
+    child, meta = modeldir.load(child_dir)
     assert meta["parent_version"] == parent_meta["version"] and meta["base_model"] == parent_meta["base_model"]
     assert meta["training"]["init_model"] == str(parent_dir)
     # the child starts from the parent's weights, not from the base model: same shapes, nearby values, not equal
@@ -166,7 +164,7 @@ def test_promotion_gate_and_single_active_model(db_url, tiny_models):
     try:
         v_heads, v_ft = registry.register(conn, heads), registry.register(conn, ft)
         scores = {
-            v: registry.held_out_score(registry.read_meta(d)["metrics"]) for v, d in ((v_heads, heads), (v_ft, ft))
+            v: registry.held_out_score(modeldir.read_meta(d)["metrics"]) for v, d in ((v_heads, heads), (v_ft, ft))
         }
         better, worse = sorted(scores, key=scores.get, reverse=True)
         assert registry.promote(conn, better)["promoted"]

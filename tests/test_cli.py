@@ -4,9 +4,8 @@ import json
 import subprocess
 import sys
 
-from conftest import query
-
 from pipeline import config
+from tests.helpers import query
 
 
 def cli(*args, env=None):

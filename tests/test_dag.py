@@ -3,9 +3,8 @@
 import json
 from datetime import UTC, datetime
 
-from conftest import query, run_py
-
 from pipeline import config
+from tests.helpers import query, run_py
 
 DAG_FILE = config.REPO_ROOT / "dags" / "finsent_hourly.py"
 
@@ -111,10 +110,9 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
 def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airflow_env, db_url, tmp_path, tiny_models):
     import shutil
 
-    from conftest import REAL
-
     from pipeline import db
     from pipeline.classify import registry
+    from tests.helpers import REAL
 
     archive = tmp_path / "archive"
     (archive / "cnbc-finance").mkdir(parents=True)

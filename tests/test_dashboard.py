@@ -9,11 +9,11 @@ import time
 import psycopg2
 import pytest
 import streamlit as st
-from conftest import free_port, query
-from seeding import HOSTILE, H, seed, week_of_normal, window
 from streamlit.testing.v1 import AppTest
 
 from pipeline import config, tasks
+from tests.helpers import free_port, query
+from tests.seeding import HOSTILE, H, seed, week_of_normal, window
 
 APP = str(config.REPO_ROOT / "dashboard" / "app.py")
 TOTAL = 7 * 24 * 100 + 100  # stories seeded

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import query, seed_articles
 
 from pipeline import config, db, tasks, windows
 from pipeline.classify import registry
 from pipeline.ingest.model import FeedSpec
 from pipeline.ingest.run import ingest
+from tests.helpers import query, seed_articles
 
 
 def promote(url, model_dir):

@@ -3,10 +3,10 @@
 from datetime import UTC, datetime
 
 import pytest
-from conftest import REAL, query
 
 from pipeline.ingest.model import FeedSpec
 from pipeline.ingest.run import ingest
+from tests.helpers import REAL, query
 
 # items in the file -> distinct stories, with the reason where they differ
 EXPECTED = {

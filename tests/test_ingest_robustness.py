@@ -3,11 +3,11 @@
 import re
 
 import pytest
-from conftest import FEEDS, FIXTURES, query
 
 from pipeline import config
 from pipeline.ingest.model import FeedSpec
 from pipeline.ingest.run import ingest
+from tests.helpers import FEEDS, FIXTURES, query
 
 FIXTURE_FILES = sorted(
     p.relative_to(FEEDS).as_posix() for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".xml", ".gz", ".z")

@@ -10,7 +10,7 @@ from pipeline import windows
 
 _RECOMPUTE = """
 WITH s AS (
-    SELECT date_trunc('hour', coalesce(a.published_at, a.fetched_at)) AS hour,
+    SELECT date_trunc('hour', a.story_time) AS hour,
            f.name AS source, sc.topic,
            (sc.sentiment = 'negative')::int AS neg,
            sc.p_positive - sc.p_negative AS sent
@@ -18,8 +18,8 @@ WITH s AS (
     JOIN articles a ON a.id = sc.article_id
     JOIN feeds f ON f.id = a.feed_id
     WHERE sc.model_version = %(model)s
-      AND coalesce(a.published_at, a.fetched_at) >= %(start)s
-      AND coalesce(a.published_at, a.fetched_at) < %(end)s
+      AND a.story_time >= %(start)s
+      AND a.story_time < %(end)s
 )
 INSERT INTO hourly_stats (hour, dimension, key, model_version, stories, negatives, neg_share, mean_sentiment)
 SELECT hour, 'overall', 'all', %(model)s, count(*), sum(neg), avg(neg), avg(sent) FROM s GROUP BY hour
@@ -51,9 +51,7 @@ def recompute(conn: connection, model_version: str, start: datetime, end: dateti
 def recompute_history(conn: connection, model_version: str) -> tuple[int, tuple[datetime, datetime] | None]:
     """Rebuild the stats of every hour that holds a story; returns (rows, hour span or None)."""
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT min(coalesce(published_at, fetched_at)), max(coalesce(published_at, fetched_at)) FROM articles"
-        )
+        cur.execute("SELECT min(story_time), max(story_time) FROM articles")
         lo, hi = cur.fetchone()
     conn.commit()
     if lo is None:

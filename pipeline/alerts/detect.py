@@ -26,7 +26,7 @@ views work the other way: a live alert is resolved only when the hour and
 the two-hour pool are both back near the baseline (hysteresis), so a thin
 hour mid-surge does not close and reopen it, yet an ended surge closes within
 two calm hours. The baseline excludes all pooled hours.
-``bench/alerts.py --sweep`` shows how ``pool_hours`` = 4 and ``warning_p`` =
+``python -m bench.alerts --sweep`` shows how ``pool_hours`` = 4 and ``warning_p`` =
 0.001 were chosen: against 2 hours at 0.002 they raise recall at every volume
 and cut false alerts, for about 0.15 h more mean delay.
 
@@ -44,24 +44,7 @@ from dataclasses import dataclass
 
 from scipy.stats import binom
 
-
-@dataclass(frozen=True)
-class Thresholds:
-    baseline_days: int = 7
-    min_stories: int = 8  # stories in the judged span before it can alert
-    min_negatives: int = 4  # negatives in the judged span before it can alert
-    warning_p: float = 1e-3  # x 168 hours x 4 correlated looks: ~0.2 false alerts per topic-week (bench)
-    critical_p: float = 1e-5
-    pool_hours: int = 4  # also judge the hour pooled with up to 3 hours before it (1 = off)
-    min_ratio: float = 1.5  # observed share / baseline share for a warning
-    critical_ratio: float = 2.0  # ... for critical
-    resolve_ratio: float = 1.25  # back under this ratio = resolved
-    prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
-
-    @property
-    def hours_before(self) -> int:
-        """Hours before the judged one that its pooled looks may use; the baseline leaves them out."""
-        return max(1, self.pool_hours - 1)
+from pipeline.config import Thresholds
 
 
 @dataclass(frozen=True)

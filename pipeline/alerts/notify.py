@@ -103,15 +103,34 @@ def build_message(alert: dict, to: list[str], from_email: str, dashboard_url: st
     return msg
 
 
+_MISSING = object()
+
+
+def smtp_client(hook):  # an open SmtpHook -> its smtplib.SMTP client
+    """The one place that reaches into the provider's private ``SmtpHook._smtp_client``.
+
+    The hook's public ``send_email_smtp`` builds its own message and cannot send
+    the multipart (text + HTML, fixed Message-ID) message alerts need. If a
+    provider release renames the attribute, this fails loudly (and so does
+    ``tests/test_alerts.py::test_smtp_hook_still_exposes_its_client``).
+    """
+    client = getattr(hook, "_smtp_client", _MISSING)
+    if client is _MISSING:
+        raise NotifyError(
+            "apache-airflow-providers-smtp no longer exposes SmtpHook._smtp_client: "
+            "update pipeline.alerts.notify.smtp_client for this provider version"
+        )
+    if client is None:
+        raise NotifyError(f"SMTP connection {hook.smtp_conn_id!r} did not open")
+    return client
+
+
 def send(msg: EmailMessage, smtp_conn_id: str) -> None:
     """Send through the smtp provider's hook (connection, TLS/SSL, auth and retries from the Airflow connection)."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     with SmtpHook(smtp_conn_id=smtp_conn_id) as hook:
-        client = getattr(hook, "_smtp_client", None)  # the hook's own send_email_smtp cannot add a text part
-        if client is None:
-            raise NotifyError(f"SMTP connection {smtp_conn_id!r} did not open")
-        client.send_message(msg)
+        smtp_client(hook).send_message(msg)
 
 
 _COLUMNS = [

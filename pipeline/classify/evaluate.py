@@ -10,14 +10,13 @@ metadata for the registry.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
+from pipeline.classify import modeldir
 from pipeline.classify.data import load_task
 from pipeline.classify.labels import SENTIMENTS, TOPICS
-from pipeline.classify.model import META_FILE
 from pipeline.classify.predict import Classifier
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ def vader_labels(texts: list[str]) -> list[str]:
 
 def evaluate(model_dir: str | Path, batch_size: int = 64, baselines: bool = True, device: str | None = None) -> dict:
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / META_FILE).read_text())
+    meta = modeldir.read_meta(model_dir)
     tr = meta["training"]
     sent = load_task("sentiment", tr["val_fraction"], tr["seed"], tr.get("limit_per_task"))
     topic = load_task("topic", tr["val_fraction"], tr["seed"], tr.get("limit_per_task"))
@@ -131,10 +130,9 @@ def evaluate(model_dir: str | Path, batch_size: int = 64, baselines: bool = True
         "topic": {k: report["systems"]["model"]["topic"][k] for k in ("macro_f1", "accuracy", "weighted_f1", "n")},
     }
     report["summary"] = summary
-    (model_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (model_dir / "report.md").write_text(markdown(report))
+    modeldir.write_report(model_dir, report, markdown(report))
     meta["metrics"] = summary
-    (model_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    modeldir.write_meta(model_dir, meta)
     log.info(
         "held-out: sentiment macro-F1 %.4f acc %.4f; topic acc %.4f macro-F1 %.4f",
         summary["sentiment"]["macro_f1"],

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-
-META_FILE = "finsent_model.json"
-HEADS_FILE = "heads.safetensors"
 
 
 class DualHeadClassifier(nn.Module):
@@ -65,34 +58,6 @@ class DualHeadClassifier(nn.Module):
             out["loss"] = loss / max(1, labels.shape[0])
         return out
 
-    # -- persistence ----------------------------------------------------------------
-    def save(self, out_dir: Path, meta: dict, tokenizer) -> None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(out_dir / "backbone", safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / "tokenizer")
-        heads = {
-            f"sentiment_head.{k}": v.detach().cpu().contiguous() for k, v in self.sentiment_head.state_dict().items()
-        }
-        heads.update(
-            {f"topic_head.{k}": v.detach().cpu().contiguous() for k, v in self.topic_head.state_dict().items()}
-        )
-        save_file(heads, str(out_dir / HEADS_FILE))
-        (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-
-    @classmethod
-    def load(cls, model_dir: Path, torch_dtype: torch.dtype | None = None) -> tuple[DualHeadClassifier, dict]:
-        from transformers import AutoModel
-
-        model_dir = Path(model_dir)
-        meta = json.loads((model_dir / META_FILE).read_text())
-        backbone = AutoModel.from_pretrained(model_dir / "backbone", dtype=torch_dtype or torch.float32)
-        model = cls(backbone, len(meta["labels"]["sentiment"]), len(meta["labels"]["topic"]))
-        heads = load_file(str(model_dir / HEADS_FILE))
-        model.sentiment_head.load_state_dict(
-            {k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("sentiment_head.")}
-        )
-        model.topic_head.load_state_dict(
-            {k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("topic_head.")}
-        )
-        return model.eval(), meta
+    def heads(self) -> list[tuple[str, nn.Linear]]:
+        """The two heads by attribute name (the keys under which they are saved)."""
+        return [("sentiment_head", self.sentiment_head), ("topic_head", self.topic_head)]

@@ -11,44 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.classify import modeldir
 from pipeline.classify.model import DualHeadClassifier
+from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches, pick_device
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def cpu_bf16_ok() -> bool:
-    """bf16 autocast pays on CPUs with native bf16 (avx512_bf16 / AMX); measured 2-3x here."""
-    try:
-        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists to the longest one: (input_ids, attention_mask). Empty -> one pad token."""
-    width = max(1, max(len(q) for q in seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, seq in enumerate(seqs):
-        seq = list(seq) or [pad_id]
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, : len(seq)] = 1
-    return ids, mask
-
-
-def length_sorted_batches(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int):
-    """Yield (row indices, input_ids, attention_mask) with similar lengths together: less padding."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        yield (idx, *pad_batch([ids[i] for i in idx], pad_id))
 
 
 @dataclass
@@ -89,20 +56,15 @@ class Classifier:
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:
         """``precision``: auto (fp16 on CUDA, bf16 autocast on capable CPUs), fp32, bf16, fp16."""
-        from transformers import AutoTokenizer
-
         dev = pick_device(device)
         if precision == "auto":
             precision = "fp16" if dev.type == "cuda" else ("bf16" if cpu_bf16_ok() else "fp32")
         weights_dtype = torch.float16 if (dev.type == "cuda" and precision == "fp16") else None
-        model, meta = DualHeadClassifier.load(Path(model_dir), torch_dtype=weights_dtype)
+        model, meta = modeldir.load(model_dir, torch_dtype=weights_dtype)
         model.to(dev)
         if weights_dtype is not None:
             model.half()
-        tok = AutoTokenizer.from_pretrained(Path(model_dir) / "tokenizer")
-        tok.padding_side = "right"
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
+        tok = modeldir.load_tokenizer(model_dir)
         autocast = torch.bfloat16 if precision == "bf16" else None
         log.info("loaded model %s on %s (%s)", meta.get("version"), dev, precision)
         return cls(model, meta, tok, dev, autocast)

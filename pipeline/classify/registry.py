@@ -6,7 +6,6 @@ topic accuracy) is below the active model's is not promoted unless forced.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,17 +13,25 @@ from pathlib import Path
 from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
-from pipeline.classify.model import META_FILE
+from pipeline.classify.modeldir import read_meta
 
 log = logging.getLogger(__name__)
 
 
+class NoActiveModel(RuntimeError):
+    """No model is active yet: nothing can be scored or aggregated."""
+
+
+def active_version(conn: connection) -> str:
+    """The active model's version, or NoActiveModel."""
+    model = active(conn)
+    if model is None:
+        raise NoActiveModel("no active model: train one with `python -m pipeline train`")
+    return model["version"]
+
+
 class PromotionRefused(RuntimeError):
     """The candidate scores below the active model on the held-out sets."""
-
-
-def read_meta(model_dir: Path) -> dict:
-    return json.loads((Path(model_dir) / META_FILE).read_text())
 
 
 def held_out_score(metrics: dict | None) -> float | None:

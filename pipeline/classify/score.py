@@ -18,12 +18,9 @@ from pipeline import db
 from pipeline.classify import registry
 from pipeline.classify.data import prepare_text
 from pipeline.classify.predict import Classifier
+from pipeline.classify.registry import NoActiveModel
 
 log = logging.getLogger(__name__)
-
-
-class NoActiveModel(RuntimeError):
-    pass
 
 
 _PENDING = """

@@ -30,10 +30,11 @@ from transformers import TrainerCallback
 
 from pipeline import config
 from pipeline.classify import base as base_model
+from pipeline.classify import modeldir
 from pipeline.classify.data import TaskData, data_hash, load_task
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
-from pipeline.classify.predict import cpu_bf16_ok, length_sorted_batches, pad_batch, pick_device
+from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches, pad_batch, pick_device, prepare_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +82,18 @@ def load_backbone(args: TrainArguments):
     from transformers import AutoModel, AutoTokenizer
 
     src, desc = base_model.resolve(args.base_model)
-    tok = AutoTokenizer.from_pretrained(src)
-    tok.padding_side = "right"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(src))
     backbone = AutoModel.from_pretrained(src, dtype=torch.float32)
     return backbone, tok, desc
 
 
 def load_parent(model_dir: Path):
     """A trained model to continue from: CPU training runs in stages of what a session allows."""
-    from transformers import AutoTokenizer
 
-    model, meta = DualHeadClassifier.load(model_dir)
+    model, meta = modeldir.load(model_dir)
     if meta["labels"] != {"sentiment": SENTIMENTS, "topic": TOPICS}:
         raise ValueError(f"{model_dir}: its label maps differ from this code's; train from the base model instead")
-    tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
-    tok.padding_side = "right"
+    tok = modeldir.load_tokenizer(model_dir)
     log.info("warm start from model %s (%s)", meta["version"], meta["method"])
     return model.train(), meta, tok
 
@@ -435,7 +431,7 @@ def train(args: TrainArguments) -> Path:
         "created_at": datetime.now(UTC).isoformat(),
         "train_seconds": round(time.monotonic() - t0, 1),
     }
-    model.cpu().save(out_dir, meta, tok)
+    modeldir.save(model.cpu(), out_dir, meta, tok)
     log.info("saved model %s to %s in %.0fs", version, out_dir, time.monotonic() - t0)
     import shutil
 

@@ -35,60 +35,22 @@ def fetch(
     start = time.monotonic()
     if urlsplit(url).scheme == "file":
         return _read_file(url, max_bytes, start)
-    headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
     http = session or requests
     result = FetchResult(status="error", final_url=url)
     try:
         with http.get(
-            url, headers=headers, timeout=(min(10.0, timeout_s), timeout_s), stream=True, allow_redirects=True
+            url,
+            headers=_request_headers(user_agent, etag, last_modified),
+            timeout=(min(10.0, timeout_s), timeout_s),
+            stream=True,
+            allow_redirects=True,
         ) as resp:
-            result.http_status = resp.status_code
-            result.final_url = resp.url
-            result.redirects = [f"{h.status_code} {h.url}" for h in resp.history]
-            result.headers = {k.lower(): v for k, v in resp.headers.items()}
-            if resp.status_code == 304:
-                result.status = "not_modified"
+            _record_response(result, resp)
+            if _status_ends_it(result, resp) or _declared_too_large(result, resp, max_bytes):
                 return _done(result, start)
-            if resp.status_code >= 300:
-                reason = resp.reason or ""
-                extra = " (redirect without Location)" if 300 <= resp.status_code < 400 else ""
-                result.error = f"HTTP {resp.status_code} {reason}{extra}".strip()
-                return _done(result, start)
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                result.error = f"body too large: Content-Length {declared} > limit {max_bytes}"
-                return _done(result, start)
-            # A read blocks until a whole chunk arrives, so a server trickling
-            # bytes would never reach a deadline check: a watchdog shuts the
-            # socket down when the time is up.
-            watchdog = threading.Timer(max(0.0, start + timeout_s - time.monotonic()), _abort, (resp,))
-            watchdog.daemon = True
-            watchdog.start()
-            try:
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in resp.iter_content(_CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        result.error = f"body too large: over limit {max_bytes} bytes"
-                        return _done(result, start)
-                    chunks.append(chunk)
-            except (requests.RequestException, OSError, ValueError):
-                if time.monotonic() - start < timeout_s:
-                    raise
-                result.error = f"timeout: download exceeded {timeout_s:g}s"
-                return _done(result, start)
-            finally:
-                watchdog.cancel()
-            if time.monotonic() - start > timeout_s:
-                result.error = f"timeout: download exceeded {timeout_s:g}s"
-                return _done(result, start)
-            result.body = b"".join(chunks)
-            result.status = "ok"
+            body = _read_body(resp, result, start, timeout_s, max_bytes)
+            if body is not None:
+                result.body, result.status = body, "ok"
     except requests.Timeout:
         result.error = f"timeout: no response within {timeout_s:g}s"
     except requests.TooManyRedirects as exc:
@@ -98,6 +60,76 @@ def fetch(
     except requests.RequestException as exc:
         result.error = f"{type(exc).__name__}: {_short(exc)}"
     return _done(result, start)
+
+
+def _request_headers(user_agent: str, etag: str | None, last_modified: str | None) -> dict[str, str]:
+    headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _record_response(result: FetchResult, resp: requests.Response) -> None:
+    result.http_status = resp.status_code
+    result.final_url = resp.url
+    result.redirects = [f"{h.status_code} {h.url}" for h in resp.history]
+    result.headers = {k.lower(): v for k, v in resp.headers.items()}
+
+
+def _status_ends_it(result: FetchResult, resp: requests.Response) -> bool:
+    """304 is success with no body; any other non-2xx status is the feed's error."""
+    if resp.status_code == 304:
+        result.status = "not_modified"
+        return True
+    if resp.status_code >= 300:
+        extra = " (redirect without Location)" if 300 <= resp.status_code < 400 else ""
+        result.error = f"HTTP {resp.status_code} {resp.reason or ''}{extra}".strip()
+        return True
+    return False
+
+
+def _declared_too_large(result: FetchResult, resp: requests.Response, max_bytes: int) -> bool:
+    declared = resp.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        result.error = f"body too large: Content-Length {declared} > limit {max_bytes}"
+        return True
+    return False
+
+
+def _read_body(
+    resp: requests.Response, result: FetchResult, start: float, timeout_s: float, max_bytes: int
+) -> bytes | None:
+    """The decoded body within the deadline and size cap, or None with ``result.error`` set.
+
+    A read blocks until a whole chunk arrives, so a server trickling bytes
+    would never reach a deadline check: a watchdog shuts the socket down when
+    the time is up.
+    """
+    watchdog = threading.Timer(max(0.0, start + timeout_s - time.monotonic()), _abort, (resp,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                result.error = f"body too large: over limit {max_bytes} bytes"
+                return None
+            chunks.append(chunk)
+    except (requests.RequestException, OSError, ValueError):
+        if time.monotonic() - start < timeout_s:
+            raise
+        result.error = f"timeout: download exceeded {timeout_s:g}s"
+        return None
+    finally:
+        watchdog.cancel()
+    if time.monotonic() - start > timeout_s:
+        result.error = f"timeout: download exceeded {timeout_s:g}s"
+        return None
+    return b"".join(chunks)
 
 
 def _abort(resp: requests.Response) -> None:

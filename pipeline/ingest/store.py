@@ -30,7 +30,7 @@ FROM incoming i
 WHERE NOT (%(by_title)s AND EXISTS (
     SELECT 1 FROM articles a
     WHERE a.title_hash = i.title_hash
-      AND abs(extract(epoch FROM coalesce(a.published_at, a.fetched_at)
+      AND abs(extract(epoch FROM a.story_time
                                  - coalesce(i.published_at, i.fetched_at))) <= %(window_s)s))
 ON CONFLICT DO NOTHING
 RETURNING id

@@ -1,0 +1,44 @@
+"""A model's way into service: train, evaluate on the held-out sets, register, promote through the gate.
+
+The CLI (``train``), the demo and the training DAG all call these, so the
+steps and the gate are written once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline import db
+from pipeline.classify import registry
+
+log = logging.getLogger(__name__)
+
+
+def register_and_promote(model_dir: str | Path, promote: bool = True, force: bool = False) -> dict:
+    """Register the model directory; promote it unless told not to. A refusal by the gate is an answer, not an error."""
+    url = db.database_url()
+    db.migrate(url)
+    with db.transaction(url) as conn:
+        version = registry.register(conn, Path(model_dir))
+        out: dict = {"version": version}
+        if promote:
+            try:
+                out["promotion"] = registry.promote(conn, version, force=force)
+            except registry.PromotionRefused as exc:
+                log.warning("not promoted: %s", exc)
+                out["promotion"] = {"promoted": False, "version": version, "reason": str(exc)}
+    return out
+
+
+def train_and_register(train_args, evaluate: bool = True, promote: bool = True, force: bool = False) -> dict:
+    """Train (``TrainArguments``), evaluate on the held-out sets, register, and promote through the gate."""
+    from pipeline.classify.evaluate import evaluate as run_eval
+    from pipeline.classify.train import train
+
+    model_dir = train(train_args)
+    out: dict = {"model_dir": str(model_dir)}
+    if evaluate:
+        out["held_out"] = run_eval(model_dir)["summary"]
+    out.update(register_and_promote(model_dir, promote=promote, force=force))
+    return out

@@ -1,0 +1,78 @@
+"""Helpers shared by the test modules: data paths, a free port, a one-shot query, direct inserts."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import UTC
+from pathlib import Path
+
+import psycopg2
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"
+FEEDS = DATA / "feeds"
+REAL = FEEDS / "real"
+FIXTURES = FEEDS / "feedparser-fixtures"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def run_py(code: str, env: dict, timeout: int = 600):
+    """Run Python in a fresh interpreter (Airflow reads its config at import)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def seed_articles(url: str, titles: list[str]) -> list[int]:
+    """Insert stories directly (one feed) and return their ids."""
+    from datetime import datetime
+
+    from pipeline.ingest import normalize
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO feeds (name, url) VALUES ('seed', 'file:seed') ON CONFLICT (name) DO UPDATE SET name = 'seed' RETURNING id"
+            )
+            feed_id = cur.fetchone()[0]
+            ids = []
+            for _i, title in enumerate(titles):
+                cur.execute(
+                    "INSERT INTO articles (feed_id, guid, url, canonical_url, title, summary, published_at, fetched_at,"
+                    " content_hash, title_hash) VALUES (%s, %s, %s, %s, %s, '', %s, %s, %s, %s) RETURNING id",
+                    (
+                        feed_id,
+                        f"seed-{uuid.uuid4().hex}",
+                        None,
+                        None,
+                        title,
+                        datetime(2026, 8, 10, 12, tzinfo=UTC),
+                        datetime(2026, 8, 10, 12, 5, tzinfo=UTC),
+                        normalize.content_hash(title, ""),
+                        normalize.title_hash(title),
+                    ),
+                )
+                ids.append(cur.fetchone()[0])
+        conn.commit()
+        return ids
+    finally:
+        conn.close()
