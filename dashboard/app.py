@@ -16,6 +16,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from dashboard import auth
 from dashboard import queries as q
 from pipeline.classify.labels import SENTIMENTS
 
@@ -134,16 +135,18 @@ def page_alerts(model: str) -> None:
         column_config={"url": st.column_config.LinkColumn("link", display_text="open")},
     )
     if row["status"] == "open":
-        with st.form(f"ack-{alert_id}"):
-            who = st.text_input("Acknowledged by", max_chars=80)
-            if st.form_submit_button("Acknowledge"):
-                if not who.strip():
-                    st.error("Say who acknowledges it.")
-                elif q.acknowledge(pool(), int(alert_id), who.strip()):
-                    cached.clear()
-                    st.success(f"Alert #{alert_id} acknowledged by {who.strip()}.")
-                else:
-                    st.warning("It was no longer open.")
+        who, how = auth.current_user()
+        if who is None:
+            st.caption(f"Acknowledging needs a signed-in user: {how}.")
+        else:
+            with st.form(f"ack-{alert_id}"):
+                st.text(f"Signed in as {who} ({how}). Acknowledging records that you looked; the email still goes out.")
+                if st.form_submit_button("Acknowledge"):
+                    if q.acknowledge(pool(), int(alert_id), who):
+                        cached.clear()
+                        st.success(f"Alert #{alert_id} acknowledged by {who}.")
+                    else:
+                        st.warning("It was no longer open.")
     elif row["status"] == "acknowledged":
         st.text(f"Acknowledged by {row['acknowledged_by']} at {row['acknowledged_at']:%Y-%m-%d %H:%M} UTC")
 

@@ -183,7 +183,14 @@ def alert_stories(pool, alert_id: int) -> pd.DataFrame:
 
 
 def acknowledge(pool, alert_id: int, who: str) -> bool:
-    """Mark an open alert acknowledged (who and when); False if it was not open."""
+    """Mark an open alert acknowledged (who and when); False if it was not open.
+
+    ``who`` must be an authenticated user's name (``dashboard.auth``); it is checked here too, not only in
+    the form. Acknowledging records attention only: the alert's email still goes out.
+    """
+    from dashboard.auth import check_name
+
+    who = check_name(who)
     with session(pool, write=True) as conn, conn.cursor() as cur:
         cur.execute(
             "UPDATE alerts SET status = 'acknowledged', acknowledged_by = %s, acknowledged_at = now(), updated_at = now() "
@@ -211,8 +218,16 @@ def headlines(
         ORDER BY a.story_time DESC, a.id DESC
         LIMIT %(n)s
         """,
-        {"m": model, "q": search.strip(), "sent": sentiments, "t": topics_, "src": sources_, "n": limit},
+        {"m": model, "q": search_text(search), "sent": sentiments, "t": topics_, "src": sources_, "n": limit},
     )
+
+
+def search_text(raw: str | None, limit: int = 200) -> str:
+    """Search box text PostgreSQL can take: no NUL, control characters or lone surrogates; bounded length."""
+    import unicodedata
+
+    text = "".join(c for c in (raw or "") if unicodedata.category(c)[0] != "C" or c == " ")
+    return " ".join(text.split())[:limit]
 
 
 def health(pool, model: str | None) -> dict:

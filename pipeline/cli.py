@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline import config, db, logs
 
@@ -26,17 +27,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from pipeline.ingest import registry
     from pipeline.ingest.run import ingest
 
-    try:
-        specs = registry.load(args.feeds)
-    except registry.RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     url = db.database_url()
     db.migrate(url)
-    summary = ingest(specs=specs, database_url=url, run_key=args.run_key)
+    summary = ingest(args.feeds, database_url=url, run_key=args.run_key)
     _print_json(summary)
     return 0 if summary["totals"]["feeds_ok"] or not summary["totals"]["feeds"] else 1
 
@@ -83,24 +78,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.classify.data import prepare_text
     from pipeline.classify.predict import Classifier
 
-    df = pd.read_csv(args.input)
-    if "text" not in df.columns:
-        print(f"error: {args.input} has no 'text' column (columns: {list(df.columns)})", file=sys.stderr)
-        return 2
-    clf = Classifier.load(args.model, device=args.device)
+    out_path = Path(args.output)
+    if not out_path.parent.is_dir():
+        raise InputError(f"output folder {out_path.parent} does not exist")
+    if out_path.is_dir():
+        raise InputError(f"output {out_path} is a folder, not a file")
+    df = read_input_csv(args.input, required=("text",))
+    clf = Classifier.load(args.model, device=args.device)  # strict: a damaged model fails here, before any work
     texts = [prepare_text(str(t)) if isinstance(t, str) else "" for t in df["text"]]
     preds = pd.DataFrame(clf.predict(texts, batch_size=args.batch_size, progress=True).rows(), index=df.index)
     out = pd.concat([df, preds], axis=1)
-    out.to_csv(args.output, index=False)
+    out.to_csv(out_path, index=False)
     _print_json(
         {
             "rows": len(out),
-            "output": args.output,
+            "output": str(out_path),
             "model": clf.meta["version"],
             "sentiment_counts": out["sentiment"].value_counts().to_dict(),
         }
     )
     return 0
+
+
+def read_input_csv(path: str, required: Sequence[str]):  # -> pandas.DataFrame
+    """A UTF-8 CSV with the required columns and at least one row, or InputError saying what is wrong."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(f"input {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"input {path} is a folder, not a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"input {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"input {path} is empty: expected a CSV with a header row and a {required[0]!r} column"
+        ) from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InputError(f"input {path} is not a readable CSV: {str(exc).strip().splitlines()[0]}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"input {path} has no {missing} column(s) (columns: {list(df.columns)[:20]})")
+    if df.empty:
+        raise InputError(f"input {path} has a header but no rows")
+    return df
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -244,7 +267,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":  # argument dataclasses, as in HF's run_classification.py
         logs.setup("-v" in argv)
-        return cmd_train([a for a in argv[1:] if a != "-v"])
+        rest = [a for a in argv[1:] if a != "-v"]
+        return guarded(lambda _: cmd_train(rest), None, "-v" in argv)
     args = build_parser().parse_args(argv)
     logs.setup(args.verbose)
-    return args.func(args)
+    return guarded(args.func, args, args.verbose)
+
+
+def guarded(func, args, verbose: bool = False) -> int:
+    """Run a command; any error is one line on stderr and an exit code (2: bad input), never a traceback."""
+    import psycopg2
+
+    from pipeline.classify.modeldir import ModelDirError
+    from pipeline.ingest.registry import RegistryError
+
+    try:
+        return func(args)
+    except (RegistryError, ModelDirError, InputError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except psycopg2.OperationalError as exc:
+        print(
+            f"error: database unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+class InputError(ValueError):
+    """The command's input (file, column, path) is unusable."""

@@ -23,6 +23,11 @@ def _env(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+def _list(name: str) -> tuple[str, ...]:
+    """A comma-separated setting as a tuple of non-empty items."""
+    return tuple(x.strip() for x in os.environ.get(name, "").split(",") if x.strip())
+
+
 def state_dir() -> Path:
     """Git-ignored folder for the embedded database, models and Airflow home."""
     return Path(_env("FINSENT_HOME", str(REPO_ROOT / ".state"))).resolve()
@@ -36,6 +41,9 @@ class IngestSettings:
     title_window_h: float = 24.0  # same normalised title within this window = syndicated copy
     default_timezone: str = "UTC"  # zone assumed for feed dates that carry none
     user_agent: str = USER_AGENT
+    allow_hosts: tuple[str, ...] = ()  # hosts any feed may reach even if non-public (tests, the demo)
+    file_roots: tuple[Path, ...] = (REPO_ROOT,)  # file: URLs may read under these (and the registry's folder)
+    max_future_h: float = 48.0  # item dates further ahead than this are unknown (fall back to fetch time)
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,8 @@ def load() -> Settings:
         title_window_h=float(_env("FINSENT_TITLE_DEDUPE_WINDOW_H", "24")),
         default_timezone=_env("FINSENT_DEFAULT_FEED_TZ", "UTC"),
         user_agent=_env("FINSENT_USER_AGENT", USER_AGENT),
+        allow_hosts=_list("FINSENT_FETCH_ALLOW_HOSTS"),
+        file_roots=tuple(Path(p) for p in _list("FINSENT_FETCH_FILE_ROOTS")) or (REPO_ROOT,),
     )
     alerts = AlertSettings(
         smtp_conn_id=_env("FINSENT_SMTP_CONN_ID", "smtp_alerts"),

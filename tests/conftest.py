@@ -21,6 +21,8 @@ from tests.helpers import FEEDS
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 # Airflow is imported in-process by a few tests (the smtp hook): keep its home out of ~.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="fs-airflow-home-"))
+# The test feed servers listen on 127.0.0.1, which the outbound policy refuses unless allowed.
+os.environ.setdefault("FINSENT_FETCH_ALLOW_HOSTS", "127.0.0.1")
 
 
 @pytest.fixture(scope="session")

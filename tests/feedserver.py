@@ -54,6 +54,7 @@ class FeedServer:
         self.conditional = conditional
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.lock = threading.Lock()
+        self.static: dict[str, tuple[int, list[tuple[str, str]], bytes]] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,11 +87,19 @@ class FeedServer:
     def url(self, path: str) -> str:
         return f"{self.base}/{path.lstrip('/')}"
 
+    def add(self, path: str, body: bytes, status: int = 200, headers: list[tuple[str, str]] | None = None) -> str:
+        """Serve ``body`` at ``path`` (a test's own document, e.g. hostile items or an "internal" page)."""
+        self.static["/" + path.lstrip("/")] = (status, headers or [("Content-Type", "application/rss+xml")], body)
+        return self.url(path)
+
     # -- request handling -------------------------------------------------
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
+        if path in self.static:
+            status, headers, body = self.static[path]
+            return self.send(h, status, body, headers)
         if path.startswith("/-/"):
             return self.special(h, path[3:], query)
         file = (self.root / path.lstrip("/")).resolve()
@@ -148,6 +157,19 @@ class FeedServer:
         if name == "slow":  # headers only after a delay
             time.sleep(float(q.get("seconds", "5")))
             return self.send(h, 200, synthetic_feed(0, 1), [("Content-Type", "application/rss+xml")])
+        if name == "slow-header-lines":  # the status line at once, then one header line per interval
+            h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            h.wfile.flush()
+            for i in range(int(q.get("lines", "30"))):
+                time.sleep(float(q.get("interval", "2")))
+                h.wfile.write(f"X-Slow-{i}: {i}\r\n".encode())
+                h.wfile.flush()
+            body = synthetic_feed(0, 1)
+            h.wfile.write(f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            h.close_connection = True
+            return None
+        if name == "redirect":  # /-/redirect?to=URL[&code=302]
+            return self.send(h, int(q.get("code", "302")), b"", [("Location", q.get("to", "/"))])
         if name == "trickle":  # headers at once, then one byte per interval
             body = synthetic_feed(0, 3)
             h.send_response(200)

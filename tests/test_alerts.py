@@ -190,3 +190,23 @@ def test_dag_failure_callback_emails_the_data_team(smtp_port):
     assert msg["Subject"] == "[finsent] DAG finsent_hourly failed: run scheduled__2026-08-10T14:00:00+00:00"
     assert smtp.rcpts[0] == ["data-eng@example.com"]
     assert "Failed task: n/a" in msg.get_body(("html",)).get_content()
+
+
+def test_an_acknowledged_alert_is_still_emailed(db_url, smtp_port):
+    """A click on the dashboard records who looked; it never silences the risk team's email."""
+    from dashboard import queries as q
+
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    opened = tasks.detect(window(H))["opened"]
+    pool = q.make_pool(db_url)
+    try:
+        assert all(q.acknowledge(pool, alert_id, "ana.lyst") for alert_id in opened)
+    finally:
+        pool.closeall()
+    assert {a[1] for a in alerts(db_url)} == {"acknowledged"}
+    with SMTPServer(smtp_port) as smtp:
+        result = tasks.notify(window(H), {}, now=H + timedelta(hours=1, minutes=5))
+    assert sorted(result["sent"]) == sorted(opened) and len(smtp.messages) == 2
+    assert query(
+        db_url, "SELECT count(*) FROM alerts WHERE notified_at IS NOT NULL AND acknowledged_by = 'ana.lyst'"
+    ) == [(2,)]

@@ -57,7 +57,8 @@ def test_overview_shows_the_numbers_in_sql(dash_db):
     assert metrics(at)["Stories"] == f"{TOTAL:,}"
 
 
-def test_alerts_list_drill_down_and_acknowledge(dash_db):
+def test_alerts_list_drill_down_and_acknowledge(dash_db, monkeypatch):
+    monkeypatch.setenv("FINSENT_DASHBOARD_DEV_USER", "ana.lyst")
     at = app("Alerts")
     assert not at.exception and metrics(at)["Alerts shown"] == "2"
     listed = at.dataframe[0].value
@@ -66,12 +67,34 @@ def test_alerts_list_drill_down_and_acknowledge(dash_db):
     at.selectbox[0].set_value(energy_id).run()
     stories = at.dataframe[1].value
     assert len(stories) == 30 and HOSTILE in set(stories["title"])  # shown literally, not rendered
-    at.text_input[0].set_value("ana.lyst")
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
     assert query(
         dash_db, "SELECT status, acknowledged_by, acknowledged_at IS NOT NULL FROM alerts WHERE id = %s", (energy_id,)
     ) == [("acknowledged", "ana.lyst", True)]
+
+
+def test_nobody_signed_in_cannot_acknowledge_and_names_are_checked(dash_db, monkeypatch):
+    from dashboard import queries as q
+    from dashboard.auth import BadUserName
+
+    monkeypatch.delenv("FINSENT_DASHBOARD_DEV_USER", raising=False)
+    at = app("Alerts")
+    listed = at.dataframe[0].value
+    at.selectbox[0].set_value(int(listed["id"].iloc[0])).run()
+    assert not at.exception and not [b for b in at.button if b.label == "Acknowledge"]
+    assert any("needs a signed-in user" in c.value for c in at.caption)
+    pool = q.make_pool(dash_db)
+    try:
+        for bad in ("", " ", "x" * 81, "eve\r\nBcc: all@example.com", "a\x00b", "<script>", "x" * 1_000_000):
+            with pytest.raises(BadUserName):
+                q.acknowledge(pool, int(listed["id"].iloc[0]), bad)
+        # the search box takes NUL and lone surrogates without an error
+        assert q.search_text("oil\x00 \ud800price") == "oil price"
+        q.headlines(pool, "m", "oil\x00\ud800", [], [], [])
+    finally:
+        pool.closeall()
+    assert query(dash_db, "SELECT count(*) FROM alerts WHERE status = 'acknowledged'") == [(0,)]
 
 
 def test_headlines_search_and_filters(dash_db):

@@ -154,7 +154,7 @@ _COLUMNS = [
 
 
 _NEXT_UNSENT = (
-    "SELECT " + ", ".join(_COLUMNS) + " FROM alerts WHERE status = 'open' AND notified_at IS NULL "
+    "SELECT " + ", ".join(_COLUMNS) + " FROM alerts WHERE status IN ('open', 'acknowledged') AND notified_at IS NULL "
     "AND window_end > %s AND window_end <= %s AND NOT (id = ANY(%s)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 
@@ -169,7 +169,10 @@ def notify_pending(
     recipients_file: Path,
     dashboard_url: str,
 ) -> dict:
-    """Email every open, unsent alert whose latest hour ended in (since, until]."""
+    """Email every live (open or acknowledged), unsent alert whose latest hour ended in (since, until].
+
+    An acknowledgement on the dashboard never silences the risk team's email.
+    """
     sent, failed = [], []
     skip: list[int] = []
     while True:

@@ -29,8 +29,32 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 
 
+class ModelDirError(ValueError):
+    """The folder is not a complete, loadable finsent model; the message says what is missing or wrong."""
+
+
+_META_KEYS = ("version", "method", "labels", "base_model")
+
+
 def read_meta(model_dir: str | Path) -> dict:
-    return json.loads((Path(model_dir) / META_FILE).read_text())
+    path = Path(model_dir) / META_FILE
+    if not Path(model_dir).is_dir():
+        raise ModelDirError(f"model folder {model_dir} does not exist")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelDirError(f"{model_dir} is not a finsent model: {META_FILE} is missing") from None
+    except (OSError, UnicodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{path} is unreadable: {exc}") from None
+    missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ModelDirError(f"{path} lacks {missing}")
+    labels = meta["labels"]
+    if not isinstance(labels, dict) or not all(
+        isinstance(labels.get(t), list) and labels[t] for t in ("sentiment", "topic")
+    ):
+        raise ModelDirError(f"{path}: 'labels' must hold non-empty 'sentiment' and 'topic' lists")
+    return meta
 
 
 def write_meta(model_dir: str | Path, meta: dict) -> None:
@@ -59,20 +83,57 @@ def save(model: DualHeadClassifier, out_dir: str | Path, meta: dict, tokenizer) 
 
 
 def load(model_dir: str | Path, torch_dtype: torch.dtype | None = None) -> tuple[DualHeadClassifier, dict]:
-    """The model in eval mode and its metadata."""
+    """The model in eval mode and its metadata; ModelDirError before any work if anything is missing or damaged.
+
+    Missing, unexpected or mismatched tensors are errors, never silently
+    re-initialised layers: a truncated download must not predict at random.
+    """
     from transformers import AutoModel
 
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
-    backbone = AutoModel.from_pretrained(model_dir / BACKBONE_DIR, dtype=torch_dtype or torch.float32)
+    for rel in (BACKBONE_DIR + "/config.json", HEADS_FILE, TOKENIZER_DIR):
+        if not (model_dir / rel).exists():
+            raise ModelDirError(f"{model_dir} is incomplete: {rel} is missing")
+    try:
+        backbone, info = AutoModel.from_pretrained(
+            model_dir / BACKBONE_DIR, dtype=torch_dtype or torch.float32, output_loading_info=True
+        )
+    except Exception as exc:  # safetensors and transformers raise their own types for damaged files
+        raise ModelDirError(f"{model_dir / BACKBONE_DIR}: cannot load the backbone: {_first_line(exc)}") from None
+    problems = {k: list(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        raise ModelDirError(
+            f"{model_dir / BACKBONE_DIR}: weights do not match the architecture: "
+            + "; ".join(f"{k} {v[:5]}" for k, v in problems.items() if v)
+        )
     model = DualHeadClassifier(backbone, len(meta["labels"]["sentiment"]), len(meta["labels"]["topic"]))
-    heads = load_file(str(model_dir / HEADS_FILE))
-    for name, head in model.heads():
-        head.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith(name + ".")})
+    try:
+        heads = load_file(str(model_dir / HEADS_FILE))
+        for name, head in model.heads():
+            head.load_state_dict(
+                {k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith(name + ".")}, strict=True
+            )
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise ModelDirError(f"{model_dir / HEADS_FILE}: {_first_line(exc)}") from None
+    extra = [k for k in heads if not k.startswith(("sentiment_head.", "topic_head."))]
+    if extra:
+        raise ModelDirError(f"{model_dir / HEADS_FILE}: unexpected tensors {extra[:5]}")
     return model.eval(), meta
 
 
 def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(Path(model_dir) / TOKENIZER_DIR))
+    try:
+        tok = AutoTokenizer.from_pretrained(Path(model_dir) / TOKENIZER_DIR)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelDirError(
+            f"{Path(model_dir) / TOKENIZER_DIR}: cannot load the tokenizer: {_first_line(exc)}"
+        ) from None
+    return prepare_tokenizer(tok)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -57,58 +57,14 @@ def ingest_archive(
     conn = db.connect(url)
     try:
         for name, path in archive_files(Path(folder)):
-            body = path.read_bytes()[: settings.ingest.max_bytes + 1]
-            fetched = FetchResult(
-                status="ok", body=body, headers={"content-type": "application/xml"}, final_url=path.as_uri()
-            )
-            if len(body) > settings.ingest.max_bytes:
-                files_out.append(
-                    {
-                        "name": name,
-                        "file": str(path),
-                        "status": "error",
-                        "error": "file too large",
-                        "items_seen": 0,
-                        "new": 0,
-                        "duplicates": 0,
-                    }
-                )
-                continue
-            parsed = parse(body, fetched.headers, path.as_uri(), settings.ingest.default_timezone)
-            if parsed.error:
-                files_out.append(
-                    {
-                        "name": name,
-                        "file": str(path),
-                        "status": "error",
-                        "error": parsed.error,
-                        "items_seen": 0,
-                        "new": 0,
-                        "duplicates": 0,
-                    }
-                )
-                log.warning("archive %s: %s", path, parsed.error)
-                continue
-            in_window = [s for s in parsed.stories if s.published_at and start <= s.published_at < end]
-            spec = FeedSpec(name=name, url=path.as_uri())
-            outcome = FeedOutcome(spec=spec, fetch=fetched, parsed=parsed, fetched_at=datetime.now(UTC))
-            kept, _ = dedupe(in_window, outcome.fetched_at, title_window, spec.dedupe_titles)
-            new = store.store_outcome(
-                conn, store.feed_id_for(conn, name), outcome, title_window, kept, record_fetch=False
-            )
-            files_out.append(
-                {
-                    "name": name,
-                    "file": str(path),
-                    "status": "ok",
-                    "error": None,
-                    "items_seen": len(in_window),
-                    "new": new,
-                    "duplicates": len(in_window) - new,
-                    "outside_window": len(parsed.stories) - len(in_window),
-                }
-            )
-            log.info("archive %s -> %s: %d in window, %d new", path.name, name, len(in_window), new)
+            try:
+                entry = _replay_file(conn, name, path, (start, end), title_window, settings)
+            except store.DATA_ERRORS + (OSError,) as exc:  # one bad file is recorded; the replay goes on
+                conn.rollback()
+                entry = _failed(name, path, f"{type(exc).__name__}: {str(exc).strip()[:300]}")
+            if entry["status"] == "error":
+                log.warning("archive %s: %s", path, entry["error"])
+            files_out.append(entry)
         summary = {
             "started_at": started.isoformat(),
             "elapsed_s": round(time.monotonic() - t0, 3),
@@ -127,3 +83,56 @@ def ingest_archive(
     finally:
         conn.close()
     return summary
+
+
+def _failed(name: str, path: Path, error: str) -> dict:
+    return {
+        "name": name,
+        "file": str(path),
+        "status": "error",
+        "error": error,
+        "items_seen": 0,
+        "new": 0,
+        "duplicates": 0,
+    }
+
+
+def _replay_file(
+    conn, name: str, path: Path, window: tuple[datetime, datetime], title_window: timedelta, settings: config.Settings
+) -> dict:
+    """Store one archived document's stories published inside the window."""
+    start, end = window
+    if not path.is_file():
+        return _failed(name, path, "not a regular file")
+    with path.open("rb") as fh:
+        body = fh.read(settings.ingest.max_bytes + 1)
+    if len(body) > settings.ingest.max_bytes:
+        return _failed(name, path, "file too large")
+    fetched = FetchResult(status="ok", body=body, headers={"content-type": "application/xml"}, final_url=path.as_uri())
+    fetched_at = datetime.now(UTC)
+    parsed = parse(
+        body,
+        fetched.headers,
+        path.as_uri(),
+        settings.ingest.default_timezone,
+        fetched_at=fetched_at,
+        max_future=timedelta(hours=settings.ingest.max_future_h),
+    )
+    if parsed.error:
+        return _failed(name, path, parsed.error)
+    in_window = [s for s in parsed.stories if s.published_at and start <= s.published_at < end]
+    spec = FeedSpec(name=name, url=path.as_uri())
+    outcome = FeedOutcome(spec=spec, fetch=fetched, parsed=parsed, fetched_at=fetched_at)
+    kept, _ = dedupe(in_window, outcome.fetched_at, title_window, spec.dedupe_titles)
+    new = store.store_outcome(conn, store.feed_id_for(conn, name), outcome, title_window, kept, record_fetch=False)
+    log.info("archive %s -> %s: %d in window, %d new", path.name, name, len(in_window), new)
+    return {
+        "name": name,
+        "file": str(path),
+        "status": "ok",
+        "error": None,
+        "items_seen": len(in_window),
+        "new": new,
+        "duplicates": len(in_window) - new,
+        "outside_window": len(parsed.stories) - len(in_window),
+    }

@@ -18,6 +18,8 @@ class FeedSpec:
     timeout_s: float | None = None
     max_bytes: int | None = None
     tags: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()  # hosts (and their redirects) exempt from the non-public-address refusal
+    root: str | None = None  # the registry's folder: file: URLs may read under it
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class FetchResult:
 @dataclass
 class ParseResult:
     stories: list[Story]
-    skipped: int = 0  # items with neither title nor link
+    skipped: int = 0  # items dropped: no title/link, or unreadable (see skip_reasons)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
     warning: str | None = None
     error: str | None = None
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 _WS = re.compile(r"\s+")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
 _RFC822_ZONE = re.compile(r"\d{1,2}:\d{2}(:\d{2})?\s*([+-]\d{4}|[A-Za-z]{1,5})\s*$")
+_RFC822_YEAR = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3,9}\.?\s+(\d{2,4})\b")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 _BLOCK_TAGS = {"p", "br", "div", "li", "ul", "ol", "tr", "td", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
 _SKIP_TAGS = {"script", "style", "noscript", "template"}
@@ -44,6 +45,7 @@ TRACKING_PARAMS = {
     "ref_src",
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)  # item dates before this are taken for junk
 
 
 class _TextExtractor(HTMLParser):
@@ -89,6 +91,18 @@ def clean_text(value: str | None, max_chars: int | None = None) -> str:
     if max_chars is not None and len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
     return text
+
+
+def clean_field(value: str | None) -> str:
+    """Identifier-like text (guid, link, header, error) without NUL, control characters or lone surrogates."""
+    if not value:
+        return ""
+    return "".join(ch for ch in value if unicodedata.category(ch)[0] != "C")
+
+
+def content_key(raw_guid: str, title: str, summary: str) -> str:
+    """A stable guid for an item with no trusted guid and no link: its (guid,) title and summary."""
+    return "urn:finsent:content:" + sha256(f"{raw_guid}\n{normalized_title(title)}\n{_WS.sub(' ', summary)}")[:40]
 
 
 def canonical_url(url: str | None) -> str | None:
@@ -168,27 +182,52 @@ def parse_date(
     carries no zone is read in ``default_tz`` (the feed's configured zone).
     Falls back to feedparser's own parse (already UTC) for exotic formats.
     """
-    tz = ZoneInfo(default_tz)
+    try:
+        tz = ZoneInfo(default_tz)
+    except (ValueError, KeyError, OSError):
+        tz = UTC
     if raw:
-        text = raw.strip()
-        dt: datetime | None = None
-        try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = email.utils.parsedate_tz(text)
-            if parsed is not None and parsed[0] > 1900:
-                naive = datetime(*parsed[:6])
-                if parsed[9] is None or not _RFC822_ZONE.search(text):
-                    dt = naive
-                else:
-                    dt = naive.replace(tzinfo=timezone(timedelta(seconds=parsed[9])))
+        dt = _parse_text_date(raw.strip())
+        if dt is _INVALID:
+            return None  # a date we recognise but whose fields are out of range: unknown, not a guess
         if dt is not None:
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=tz)
-            return dt.astimezone(UTC)
+            try:
+                if dt.tzinfo is None:
+                    dt = dt.replace(tzinfo=tz)
+                return dt.astimezone(UTC)
+            except (OverflowError, ValueError):
+                return None
     if parsed_utc is not None:
         try:
             return datetime(*parsed_utc[:6], tzinfo=UTC)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
     return None
+
+
+_INVALID = datetime.min.replace(tzinfo=UTC)  # sentinel: recognised as a date, but out of range
+
+
+def _parse_text_date(text: str) -> datetime | None:
+    """ISO 8601 or RFC 822; ``_INVALID`` for one out of range (zone offset past 24 h, year 0, hour 25...);
+    None for a format we do not know (feedparser's own parse is tried then)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        parsed = email.utils.parsedate_tz(text)
+    except (ValueError, OverflowError, TypeError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    written = _RFC822_YEAR.search(text)
+    if not 1900 < parsed[0] < 10000 or (written and len(written.group(1)) == 4 and int(written.group(1)) != parsed[0]):
+        return _INVALID  # email.utils reads "0000" as 2000
+    try:
+        naive = datetime(*parsed[:6])
+        if parsed[9] is None or not _RFC822_ZONE.search(text):
+            return naive
+        return naive.replace(tzinfo=timezone(timedelta(seconds=parsed[9])))
+    except (ValueError, OverflowError):
+        return _INVALID

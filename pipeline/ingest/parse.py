@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import feedparser
 
@@ -11,27 +13,39 @@ from pipeline.ingest.model import ParseResult, Story
 
 MAX_SUMMARY_CHARS = 4000
 MAX_TITLE_CHARS = 1000
+MAX_URL_CHARS = 4000
 
 
 def parse(
-    body: bytes, headers: dict[str, str] | None = None, base_url: str | None = None, default_tz: str = "UTC"
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    base_url: str | None = None,
+    default_tz: str = "UTC",
+    fetched_at: datetime | None = None,
+    max_future: timedelta = timedelta(hours=48),
 ) -> ParseResult:
-    """Parse one feed document.
+    """Parse one feed document; never raises.
 
     A document feedparser flags as ill-formed ("bozo") still yields its items
-    with a warning; one that yields no items at all is an error.
+    with a warning; one that yields no items at all is an error. One item that
+    cannot be read is skipped and counted with its reason; the rest land. Item
+    dates outside [1990, fetch time + ``max_future``] are stored as unknown
+    (the story then sorts by its fetch time), with a warning.
     """
+    now = fetched_at or datetime.now(UTC)
+    sane = (normalize.EARLIEST_DATE, now + max_future)
     response_headers = {k.lower(): v for k, v in (headers or {}).items()}
     if base_url and "content-location" not in response_headers:
         response_headers["content-location"] = base_url
+    body = defuse_char_refs(body)
     try:
         doc = feedparser.parse(body, response_headers=response_headers)
     except Exception as exc:  # feedparser is defensive, but never trust input
-        return ParseResult([], error=f"parser crashed: {type(exc).__name__}: {exc}")
+        return ParseResult([], error=normalize.clean_field(f"parser crashed: {type(exc).__name__}: {exc}")[:500])
     warning = None
     if doc.get("bozo"):
         exc = doc.get("bozo_exception")
-        warning = f"ill-formed feed: {type(exc).__name__}: {exc}"[:500]
+        warning = normalize.clean_field(f"ill-formed feed: {type(exc).__name__}: {exc}")[:500]
     entries = doc.get("entries") or []
     if not entries:
         if warning:
@@ -39,39 +53,82 @@ def parse(
         if not doc.get("version"):
             return ParseResult([], error="not a feed: no RSS/Atom document found")
         return ParseResult([])
-    guid_counts = Counter((e.get("id") or "").strip() for e in entries)
+    guid_counts = Counter(_guid(e) for e in entries)
     stories: list[Story] = []
-    skipped = 0
+    reasons: Counter = Counter()
     for entry in entries:
-        story = _story(entry, guid_counts, default_tz)
+        try:
+            story, reason = _story(entry, guid_counts, default_tz, sane)
+        except Exception as exc:  # isolation: one unreadable item never drops its feed
+            story, reason = None, f"unreadable item ({type(exc).__name__})"
         if story is None:
-            skipped += 1
+            reasons[reason] += 1
         else:
             stories.append(story)
-    return ParseResult(stories, skipped=skipped, warning=warning)
+    undated = sum(1 for e in entries if e.get("_finsent_bad_date"))
+    if undated:
+        note = f"{undated} item date(s) outside 1990..now+{max_future} stored as unknown"
+        warning = f"{warning}; {note}" if warning else note
+    skipped = {k: v for k, v in reasons.items() if v}
+    return ParseResult(stories, skipped=sum(skipped.values()), skip_reasons=skipped, warning=warning)
 
 
-def _story(entry, guid_counts: Counter, default_tz: str) -> Story | None:
-    link = (entry.get("link") or "").strip() or None
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def defuse_char_refs(body: bytes) -> bytes:
+    """Character references no text may hold (NUL, lone surrogates, beyond U+10FFFF) become U+FFFD.
+
+    feedparser raises on ``&#xD800;`` and would drop the whole feed for one item.
+    """
+
+    def fix(m: re.Match) -> bytes:
+        code = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+        return b"&#xFFFD;" if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else m.group(0)
+
+    return _CHAR_REF.sub(fix, body) if b"&#" in body else body
+
+
+def _guid(entry) -> str:
+    raw = entry.get("id")
+    return normalize.clean_field(raw).strip() if isinstance(raw, str) else ""
+
+
+def _story(entry, guid_counts: Counter, default_tz: str, sane: tuple[datetime, datetime]) -> tuple[Story | None, str]:
+    raw_link = entry.get("link")
+    link = normalize.clean_field(raw_link).strip() if isinstance(raw_link, str) else ""
+    link = link[:MAX_URL_CHARS] or None
     summary = normalize.clean_text(entry.get("summary") or _first_content(entry), MAX_SUMMARY_CHARS)
     title = normalize.clean_text(entry.get("title"), MAX_TITLE_CHARS)
     if not title:
         title = summary[:200]
     if not title:
-        return None
-    raw_guid = (entry.get("id") or "").strip()
+        return None, "no title or summary"
+    raw_guid = _guid(entry)[:MAX_URL_CHARS]
     guid = normalize.trusted_guid(raw_guid, guid_counts.get(raw_guid, 0) > 1)
+    canonical = normalize.canonical_url(link)
+    if guid is None and canonical is None:
+        # Nothing stable identifies the item: key it on its content, so a re-run (or an undated copy
+        # after the title window) finds it again, and distinct items that share a junk guid stay apart.
+        guid = normalize.content_key(raw_guid, title, summary)
     raw_date = entry.get("published") or entry.get("updated") or entry.get("created")
     parsed = entry.get("published_parsed") or entry.get("updated_parsed") or entry.get("created_parsed")
-    return Story(
-        guid=guid,
-        url=link,
-        canonical_url=normalize.canonical_url(link),
-        title=title,
-        summary=summary,
-        published_at=normalize.parse_date(raw_date, parsed, default_tz),
-        content_hash=normalize.content_hash(title, summary),
-        title_hash=normalize.title_hash(title),
+    published = normalize.parse_date(raw_date if isinstance(raw_date, str) else None, parsed, default_tz)
+    if published is not None and not sane[0] <= published <= sane[1]:
+        published = None
+        entry["_finsent_bad_date"] = True
+    return (
+        Story(
+            guid=guid,
+            url=link,
+            canonical_url=canonical,
+            title=title,
+            summary=summary,
+            published_at=published,
+            content_hash=normalize.content_hash(title, summary),
+            title_hash=normalize.title_hash(title),
+        ),
+        "",
     )
 
 

@@ -12,29 +12,42 @@ from pipeline import config, db
 from pipeline.ingest import registry, store
 from pipeline.ingest.dedupe import dedupe
 from pipeline.ingest.fetch import fetch
-from pipeline.ingest.model import FeedOutcome, FeedSpec
+from pipeline.ingest.model import FeedOutcome, FeedSpec, FetchResult
 from pipeline.ingest.parse import parse
+from pipeline.redact import redact
 
 log = logging.getLogger(__name__)
 
 
 def fetch_and_parse(spec: FeedSpec, validators: dict, settings: config.IngestSettings) -> FeedOutcome:
-    """Network and CPU work for one feed; touches no database."""
+    """Network and CPU work for one feed; touches no database and never raises (a bug is that feed's error)."""
     fetched_at = datetime.now(UTC)
-    result = fetch(
-        spec.url,
-        etag=validators.get("etag"),
-        last_modified=validators.get("last_modified"),
-        timeout_s=spec.timeout_s or settings.timeout_s,
-        max_bytes=spec.max_bytes or settings.max_bytes,
-        user_agent=settings.user_agent,
-    )
-    parsed = None
-    if result.status == "ok":
-        parsed = parse(
-            result.body, result.headers, result.final_url, default_tz=spec.timezone or settings.default_timezone
+    try:
+        result = fetch(
+            spec.url,
+            etag=validators.get("etag"),
+            last_modified=validators.get("last_modified"),
+            timeout_s=spec.timeout_s or settings.timeout_s,
+            max_bytes=spec.max_bytes or settings.max_bytes,
+            user_agent=settings.user_agent,
+            allow_hosts=settings.allow_hosts + spec.allow_hosts,
+            file_roots=settings.file_roots + ((Path(spec.root),) if spec.root else ()),
         )
-        result.body = b""  # release memory early
+        parsed = None
+        if result.status == "ok":
+            parsed = parse(
+                result.body,
+                result.headers,
+                result.final_url,
+                default_tz=spec.timezone or settings.default_timezone,
+                fetched_at=fetched_at,
+                max_future=timedelta(hours=settings.max_future_h),
+            )
+            result.body = b""  # release memory early
+    except Exception as exc:  # isolation: one feed's surprise must not stop the others
+        log.exception("feed %s: unexpected failure", spec.name)
+        result = FetchResult(status="error", final_url=spec.url, error=f"internal error: {type(exc).__name__}: {exc}")
+        parsed = None
     return FeedOutcome(spec=spec, fetch=result, parsed=parsed, fetched_at=fetched_at)
 
 
@@ -53,8 +66,10 @@ def ingest(
     Database errors propagate (the caller retries; every write is idempotent).
     """
     settings = settings or config.load()
+    invalid: list[registry.InvalidEntry] = []
     if specs is None:
-        specs = registry.load(feeds_file or settings.feeds_file)
+        reg = registry.read(feeds_file or settings.feeds_file)
+        specs, invalid = reg.specs, reg.invalid
     specs = [s for s in specs if s.enabled]
     url = database_url or db.database_url(settings)
     started = datetime.now(UTC)
@@ -64,6 +79,7 @@ def ingest(
     conn = db.connect(url)
     try:
         known = store.sync_feeds(conn, specs)
+        feeds_out += [_record_invalid(conn, entry) for entry in invalid]
         with ThreadPoolExecutor(
             max_workers=max(1, min(settings.ingest.concurrency, len(specs) or 1)),
             thread_name_prefix="fetch",
@@ -91,13 +107,39 @@ def ingest(
     return summary
 
 
+def _record_invalid(conn, entry: registry.InvalidEntry) -> dict:
+    """A registry entry that failed validation: a failed feed (on its row, if it has a usable name)."""
+    log.warning("feed registry: %s", entry.error)
+    if entry.has_name:
+        store.record_failure(conn, entry.name, f"invalid registry entry: {entry.error}")
+    return {
+        "name": entry.name,
+        "status": "error",
+        "http_status": None,
+        "items_seen": 0,
+        "new": 0,
+        "duplicates": 0,
+        "skipped": 0,
+        "error": redact(f"invalid registry entry: {entry.error}"),
+        "warning": None,
+        "final_url": None,
+        "redirects": [],
+        "elapsed_s": 0.0,
+    }
+
+
 def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -> dict:
     fetch_res, parsed = outcome.fetch, outcome.parsed
-    error = outcome.error
     kept, dropped = [], 0
-    if parsed and not error:
+    if parsed and not outcome.error:
         kept, dropped = dedupe(parsed.stories, outcome.fetched_at, window_td, outcome.spec.dedupe_titles)
-    new = store.store_outcome(conn, feed_id, outcome, window_td, kept)
+    try:
+        new = store.store_outcome(conn, feed_id, outcome, window_td, kept)
+    except store.DATA_ERRORS as exc:  # bad data in this feed: record it and go on; outages propagate
+        fetch_res.error = f"cannot store this feed's items: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        log.warning("feed %s: %s", outcome.spec.name, fetch_res.error)
+        new = store.store_outcome(conn, feed_id, outcome, window_td, [])
+    error = outcome.error
     seen = len(parsed.stories) if parsed and not error else 0
     status = "error" if error else fetch_res.status
     entry = {
@@ -108,14 +150,15 @@ def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -
         "new": new,
         "duplicates": seen - new,
         "skipped": parsed.skipped if parsed else 0,
-        "error": error,
-        "warning": parsed.warning if parsed else None,
-        "final_url": fetch_res.final_url if fetch_res.redirects else None,
-        "redirects": fetch_res.redirects,
+        "skip_reasons": parsed.skip_reasons if parsed else {},
+        "error": redact(error),
+        "warning": redact(parsed.warning) if parsed else None,
+        "final_url": redact(fetch_res.final_url) if fetch_res.redirects else None,
+        "redirects": [redact(r) for r in fetch_res.redirects],
         "elapsed_s": round(fetch_res.elapsed_s, 3),
     }
     if error:
-        log.warning("feed %s: %s", outcome.spec.name, error)
+        log.warning("feed %s: %s", outcome.spec.name, redact(error))
     else:
         log.info(
             "feed %s: %s, %d items, %d new, %d duplicates%s",

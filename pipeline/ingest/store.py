@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import psycopg2
 from psycopg2.extensions import connection
 from psycopg2.extras import Json, execute_values
 
 from pipeline.ingest.model import FeedOutcome, FeedSpec
+from pipeline.redact import redact
+
+# Errors caused by one feed's data (a value PostgreSQL or the driver refuses), as opposed to an outage
+# (OperationalError, InterfaceError), which must propagate so that Airflow retries the task.
+DATA_ERRORS = (psycopg2.DataError, ValueError)
 
 _STORE_LOCK = 0x66696E01  # serialises concurrent ingestion passes (the same hour twice)
 
@@ -55,7 +61,7 @@ def sync_feeds(conn: connection, specs: list[FeedSpec]) -> dict[str, dict]:
                     updated_at = now()
                 WHERE feeds.url IS DISTINCT FROM EXCLUDED.url
                 """,
-                (spec.name, spec.url),
+                (spec.name, redact(spec.url)),
             )
         cur.execute(
             "SELECT name, id, etag, last_modified FROM feeds WHERE name = ANY(%s)",
@@ -130,7 +136,7 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:
                    updated_at = now()
             WHERE id = %s
             """,
-            (outcome.fetched_at, fetch.http_status, error, fetch.final_url, feed_id),
+            (outcome.fetched_at, fetch.http_status, redact(error), redact(fetch.final_url), feed_id),
         )
         return
     status = fetch.status  # ok | not_modified
@@ -148,14 +154,29 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:
             "at": outcome.fetched_at,
             "status": status,
             "http": fetch.http_status,
-            "warning": parsed.warning if parsed else None,
-            "final": fetch.final_url,
+            "warning": redact(parsed.warning) if parsed else None,
+            "final": redact(fetch.final_url),
             "etag": fetch.headers.get("etag"),
             "lm": fetch.headers.get("last-modified"),
             "items": len(parsed.stories) if parsed else 0,
             "id": feed_id,
         },
     )
+
+
+def record_failure(conn: connection, name: str, error: str) -> None:
+    """A feed that could not even be tried (e.g. its registry entry is invalid): status error, failures counted."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO feeds (name, url, last_fetched_at, last_status, last_error, consecutive_failures)
+            VALUES (%(name)s, 'invalid:', now(), 'error', %(error)s, 1)
+            ON CONFLICT (name) DO UPDATE SET last_fetched_at = now(), last_status = 'error',
+                last_error = %(error)s, consecutive_failures = feeds.consecutive_failures + 1, updated_at = now()
+            """,
+            {"name": name, "error": redact(error)},
+        )
+    conn.commit()
 
 
 def feed_id_for(conn: connection, name: str) -> int:
