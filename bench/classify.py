@@ -53,18 +53,19 @@ def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str)
     )
     return {
         "device": device,
-        "precision": resolved,
+        "precision": "int8" if precision == "int8" else resolved,
         "batch_size": batch_size,
         "n": n,
         "seconds": el,
         "stories_per_s": n / el,
         "peak_mib": peak,
+        "labels": clf.predict(texts[: min(n, 2388)], batch_size=batch_size).sentiment,
     }
 
 
 def baselines(n: int) -> list[dict]:
     from pipeline.classify.data import load_task
-    from pipeline.classify.evaluate import tfidf_lr, vader_labels
+    from pipeline.classify.peers import tfidf_lr, vader_labels
 
     sent = load_task("sentiment")
     texts = (sent.test["text"].tolist() * (n // len(sent.test) + 1))[:n]
@@ -104,7 +105,13 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model directory (default: the active model)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 128])
     ap.add_argument("--n", type=int, default=1024, help="stories per measurement")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
+    ap.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "auto", "int8"],
+        help="CPU backends to compare; labels are compared with the first (the faithful reference)",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -116,18 +123,20 @@ def main() -> None:
     model_dir = args.model or active_model_dir()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    for dev in devices:
+    plan = [("cpu", p) for p in dict.fromkeys(args.precisions)] + [(d, "auto") for d in devices if d != "cpu"]
+    for dev, precision in plan:
         for bs in args.batch_sizes:
             proc = subprocess.run(
                 [
                     sys.executable,
-                    __file__,
+                    "-m",
+                    "bench.classify",
                     "--model",
                     model_dir,
                     "--n",
                     str(args.n),
                     "--precision",
-                    args.precision,
+                    precision,
                     "--worker",
                     f"{dev}:{bs}",
                 ],
@@ -143,10 +152,15 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores; torch {torch.__version__}; "
         f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
     )
-    print(f"{'system':<44} {'batch':>6} {'stories/s':>10} {'peak MiB':>9}")
+    from bench.peers import cpu_info
+
+    print(f"CPU: {json.dumps(cpu_info())}")
+    ref = rows[0]["labels"]
+    print(f"{'system':<44} {'batch':>6} {'stories/s':>10} {'peak MiB':>9} {'label agreement':>16}")
     for r in rows:
         label = f"finsent model on {r['device']} ({r['precision']})"
-        print(f"{label:<44} {r['batch_size']:>6} {r['stories_per_s']:>10.1f} {r['peak_mib']:>9.0f}")
+        agree = sum(a == b for a, b in zip(r["labels"], ref, strict=False)) / max(1, len(ref))
+        print(f"{label:<44} {r['batch_size']:>6} {r['stories_per_s']:>10.1f} {r['peak_mib']:>9.0f} {agree:>16.3f}")
     for b in base:
         print(f"{b['system']:<44} {'-':>6} {b['stories_per_s']:>10.0f} {'-':>9}")
 

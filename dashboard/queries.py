@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import psycopg2
@@ -56,8 +57,18 @@ def frame(pool: ThreadedConnectionPool, sql: str, params: Sequence | dict = ()) 
 
 
 def active_model(pool) -> dict | None:
-    df = frame(pool, "SELECT version, method, metrics, promoted_at FROM models WHERE is_active")
+    df = frame(pool, "SELECT version, method, metrics, promoted_at, path FROM models WHERE is_active")
     return None if df.empty else df.iloc[0].to_dict()
+
+
+def model_card(path: str | None) -> str | None:
+    """The active model's card (MODEL_CARD.md, written by evaluation from its own figures), if readable here."""
+    from pipeline.classify.modelcard import CARD_FILE
+
+    try:
+        return (Path(path) / CARD_FILE).read_text(encoding="utf-8")[:50_000] if path else None
+    except OSError:
+        return None
 
 
 def data_span(pool, model: str) -> tuple[datetime | None, datetime | None]:

@@ -60,23 +60,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.classify.evaluate import evaluate
 
     report = evaluate(args.model, batch_size=args.batch_size, baselines=not args.no_baselines, device=args.device)
-    table = {
-        name: {
-            task: {k: sysm[task][k] for k in ("macro_f1", "accuracy")}
-            for task in ("sentiment", "topic")
-            if task in sysm
+    table = {}
+    for name, sysm in report["systems"].items():
+        if "skipped" in sysm:
+            table[name] = sysm
+            continue
+        row = {set_name: round(m["macro_f1"], 4) for set_name, m in sysm["sets"].items()}
+        if "news_pooled" in sysm:
+            row["news_pooled"] = round(sysm["news_pooled"]["macro_f1"], 4)
+        table[name] = row
+    _print_json(
+        {
+            "version": report["version"],
+            "report": str(Path(args.model) / "report.md"),
+            "macro_f1": table,
+            "calibration": report["calibration"],
         }
-        for name, sysm in report["systems"].items()
-    }
-    _print_json({"version": report["version"], "report": str(args.model) + "/report.md", "systems": table})
+    )
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.classify.data import prepare_text
     from pipeline.classify.predict import Classifier
+    from pipeline.classify.text import prepare_text
 
     out_path = Path(args.output)
     if not out_path.parent.is_dir():
@@ -129,6 +137,8 @@ def read_input_csv(path: str, required: Sequence[str]):  # -> pandas.DataFrame
 def cmd_models(args: argparse.Namespace) -> int:
     from pipeline.classify import registry
 
+    if args.action in ("ship", "install", "reproduce"):
+        return _models_shipped(args)
     url = db.database_url()
     db.migrate(url)
     with db.transaction(url) as conn:
@@ -138,11 +148,27 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.action == "register":
             _print_json({"registered": registry.register(conn, args.target)})
             return 0
+
         try:
             _print_json(registry.promote(conn, args.target, force=args.force))
         except registry.PromotionRefused as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 3
+    return 0
+
+
+def _models_shipped(args: argparse.Namespace) -> int:
+    from pipeline.classify import lifecycle, shipped
+
+    if args.action == "ship":
+        if not args.target:
+            raise InputError("models ship needs the trained model directory")
+        out = shipped.export(args.target, args.out or shipped.SHIPPED_DIR)
+        _print_json({"shipped": str(out), **shipped.summary(out)})
+    elif args.action == "install":
+        _print_json(lifecycle.install_shipped())
+    else:
+        _print_json(lifecycle.reproduce_shipped())
     return 0
 
 
@@ -234,8 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("models", help="model registry: list, register DIR, promote VERSION [--force]")
-    p.add_argument("action", choices=["list", "register", "promote"])
+    p = sub.add_parser(
+        "models",
+        help="model registry: list, register DIR, promote VERSION [--force], ship DIR (export the compact delta), "
+        "install (the shipped model), reproduce (train the shipped recipe from scratch)",
+    )
+    p.add_argument("action", choices=["list", "register", "promote", "ship", "install", "reproduce"])
+    p.add_argument("--out", default=None, help="ship: output folder (default: data/model)")
     p.add_argument("target", nargs="?", help="model directory (register) or version (promote)")
     p.add_argument("--force", action="store_true", help="promote even if it scores below the active model")
     p.set_defaults(func=cmd_models)

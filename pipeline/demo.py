@@ -77,8 +77,8 @@ DEMO_TRAIN = {"method": "heads", "limit_per_task": 1500}
 
 
 def ensure_model(url: str) -> None:
-    """Train and promote the fast-path model when none is active (the quality path is `train --method finetune`)."""
-    from pipeline.classify import registry
+    """Install the shipped model when none is active; train the fast path only if none ships."""
+    from pipeline.classify import registry, shipped
 
     conn = db.connect(url)
     try:
@@ -88,11 +88,25 @@ def ensure_model(url: str) -> None:
     if current:
         print(f"  active model: {current['version']} ({current['method']})", file=sys.stderr)
         return
+    t0 = time.monotonic()
+    if (shipped.SHIPPED_DIR / shipped.DELTA_FILE).exists():
+        from pipeline.classify.lifecycle import install_shipped
+
+        print("  no active model: installing the shipped model (base + committed delta) ...", file=sys.stderr)
+        out = install_shipped()
+        m = shipped.summary()["metrics"] or {}
+        news = (m.get("news") or {}).get("macro_f1")
+        print(
+            f"  installed {out['version']} in {time.monotonic() - t0:.0f}s; held-out news macro-F1 "
+            f"{news if news is None else round(news, 3)}, tweets {m.get('sentiment', {}).get('macro_f1', 0):.3f}, "
+            f"topic accuracy {m.get('topic', {}).get('accuracy', 0):.3f} (committed report)",
+            file=sys.stderr,
+        )
+        return
     from pipeline.classify.lifecycle import train_and_register
     from pipeline.classify.train import TrainArguments
 
-    t0 = time.monotonic()
-    print("  no active model: training the fast-path classifier (frozen SmolLM2 + heads) ...", file=sys.stderr)
+    print("  no active model and none shipped: training the fast-path classifier ...", file=sys.stderr)
     out = train_and_register(TrainArguments(**DEMO_TRAIN))
     print(
         f"  trained {out['version']} in {time.monotonic() - t0:.0f}s; held-out sentiment macro-F1 "

@@ -23,6 +23,9 @@ logging.getLogger("pgserver").setLevel(logging.WARNING)
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="fs-airflow-home-"))
 # The test feed servers listen on 127.0.0.1, which the outbound policy refuses unless allowed.
 os.environ.setdefault("FINSENT_FETCH_ALLOW_HOSTS", "127.0.0.1")
+# MiniLM+LR embeds every training text: minutes on a CPU. The suite's evaluations score the cheaper peers;
+# bench.peers measures all four.
+os.environ.setdefault("FINSENT_EVAL_PEERS", "tfidf_lr,vader,finvader")
 
 
 @pytest.fixture(scope="session")

@@ -51,22 +51,39 @@ def test_model_directories_carry_everything_the_registry_needs(tiny_models, tiny
         assert (model_dir / "backbone" / "model.safetensors").is_file()
         assert (model_dir / "heads.safetensors").is_file() and (model_dir / "tokenizer" / "tokenizer.json").is_file()
         report = json.loads((model_dir / "report.json").read_text())
-        assert set(report["systems"]) == {"model", "tfidf_lr", "vader"}
-        s = report["systems"]["model"]["sentiment"]
-        assert s["n"] == 2388 and report["systems"]["model"]["topic"]["n"] == 4117
+        assert set(report["systems"]) == {"model", "tfidf_lr", "vader", "finvader"}
+        sets = report["systems"]["model"]["sets"]
+        assert {k: v["n"] for k, v in sets.items()} == {
+            "tfns_sentiment_valid": 2388,
+            "tfns_topic_valid": 4117,
+            "finentity": 841,
+            "wsj": 166,
+            "sentfin_test": 1590,
+        }
+        s = sets["tfns_sentiment_valid"]
         assert len(s["confusion_matrix"]["rows_true_cols_pred"]) == 3
         assert sum(map(sum, s["confusion_matrix"]["rows_true_cols_pred"])) == 2388
         assert set(s["report"]) >= set(SENTIMENTS)
+        pooled = report["systems"]["model"]["news_pooled"]
+        assert pooled["n"] == 841 + 166 + 1590
+        lo, hi = pooled["macro_f1_ci95"]
+        assert lo <= pooled["macro_f1"] <= hi and hi - lo > 0
+        for name in ("finentity", "wsj", "sentfin_test"):
+            assert sets[name]["macro_f1_ci95"][0] <= sets[name]["macro_f1"] <= sets[name]["macro_f1_ci95"][1]
         # the baselines are real: TF-IDF+LR learns far more than chance even from 96-120 rows per task
-        assert report["systems"]["tfidf_lr"]["topic"]["accuracy"] > 0.25
-        assert 0.2 < report["systems"]["vader"]["sentiment"]["macro_f1"] < 0.9
+        assert report["systems"]["tfidf_lr"]["sets"]["tfns_topic_valid"]["accuracy"] > 0.25
+        assert 0.2 < report["systems"]["vader"]["sets"]["tfns_sentiment_valid"]["macro_f1"] < 0.9
+        assert 0.2 < report["systems"]["finvader"]["news_pooled"]["macro_f1"] < 0.9
+        cal = report["calibration"]
+        assert set(cal) >= {"tfns_sentiment_valid", "news_pooled"} and cal["sentiment_temperature"] > 0
         md = (model_dir / "report.md").read_text()
-        assert "| tfidf_lr |" in md and "Confusion matrix (topic" in md
-        rows = [line for line in md.splitlines() if line.startswith("|")]
+        assert "| tfidf_lr |" in md and "## Model on `tfns_topic_valid`" in md and "ECE before" in md
         assert "| Fed \\| Central Banks |" in md  # a "|" inside a topic name must not split its row
-        assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), [
-            r for r in rows if len(re.split(r"(?<!\\)\|", r)) != 7
-        ]
+        for block in md.split("\n\n"):
+            rows = [line for line in block.splitlines() if line.startswith("|")]
+            widths = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
+            assert len(widths) <= 1, rows
+        assert meta["metrics"]["news"]["macro_f1"] == pooled["macro_f1"]
         assert meta["metrics"]["sentiment"]["macro_f1"] == s["macro_f1"]
 
 
@@ -158,23 +175,71 @@ def test_predict_cli_adds_the_columns(tiny_models, tmp_path):
     assert len(df) == 3 and df["sentiment"].isin(SENTIMENTS).all()
 
 
-def test_promotion_gate_and_single_active_model(db_url, tiny_models):
-    heads, ft = tiny_models
+def test_gate_compares_news_and_tweets_separately():
+    active = {"news": {"macro_f1": 0.80}, "sentiment": {"macro_f1": 0.83}, "topic": {"accuracy": 0.88}}
+    assert registry.gate({"news": {"macro_f1": 0.795}, "sentiment": {"macro_f1": 0.825}}, active) == []
+    worse_news = registry.gate({"news": {"macro_f1": 0.78}, "sentiment": {"macro_f1": 0.90}}, active)
+    assert len(worse_news) == 1 and "news" in worse_news[0]
+    worse_tweets = registry.gate({"news": {"macro_f1": 0.90}, "sentiment": {"macro_f1": 0.81}}, active)
+    assert len(worse_tweets) == 1 and "TFNS" in worse_tweets[0]
+    assert "no pooled news" in registry.gate({"sentiment": {"macro_f1": 0.9}}, active)[0]
+
+
+def _with_metrics(src, dst, change) -> str:
+    import shutil
+
+    shutil.copytree(src, dst)
+    meta = modeldir.read_meta(dst)
+    meta["version"] += "-" + dst.name
+    change(meta["metrics"])
+    modeldir.write_meta(dst, meta)
+    return dst
+
+
+def test_promotion_gate_refuses_a_model_that_loses_on_news(db_url, tiny_models, tmp_path):
+    heads = tiny_models[0]
+    base = modeldir.read_meta(heads)["metrics"]
+
+    def lose_news(m):
+        m["news"]["macro_f1"] = base["news"]["macro_f1"] - 0.05
+
+    def lose_topic_only(m):
+        m["topic"]["accuracy"] = base["topic"]["accuracy"] - 0.2
+
     conn = db.connect(db_url)
     try:
-        v_heads, v_ft = registry.register(conn, heads), registry.register(conn, ft)
-        scores = {
-            v: registry.held_out_score(modeldir.read_meta(d)["metrics"]) for v, d in ((v_heads, heads), (v_ft, ft))
-        }
-        better, worse = sorted(scores, key=scores.get, reverse=True)
-        assert registry.promote(conn, better)["promoted"]
-        with pytest.raises(registry.PromotionRefused, match="below the active"):
-            registry.promote(conn, worse)
-        assert registry.active(conn)["version"] == better
-        forced = registry.promote(conn, worse, force=True)
-        assert forced["promoted"] and forced["forced"] and forced["previous"] == better
+        v_active = registry.register(conn, heads)
+        assert registry.promote(conn, v_active)["promoted"]
+        v_news = registry.register(conn, _with_metrics(heads, tmp_path / "news", lose_news))
+        with pytest.raises(registry.PromotionRefused, match="news-headline sentiment macro-F1"):
+            registry.promote(conn, v_news)
+        assert registry.active(conn)["version"] == v_active
+        v_topic = registry.register(conn, _with_metrics(heads, tmp_path / "topic", lose_topic_only))
+        assert registry.promote(conn, v_topic)["promoted"]  # the gate judges news and tweet sentiment
+        forced = registry.promote(conn, v_news, force=True)
+        assert forced["promoted"] and forced["forced"] and forced["previous"] == v_topic
         assert query(db_url, "SELECT count(*) FROM models WHERE is_active")[0][0] == 1
-        assert registry.active(conn)["version"] == worse
+    finally:
+        conn.close()
+
+
+def test_gate_evaluates_an_active_model_without_news_figures(db_url, tiny_models, tmp_path):
+    heads = tiny_models[0]
+
+    def tweets_only(m):
+        del m["news"]
+
+    old = _with_metrics(heads, tmp_path / "old", tweets_only)
+    conn = db.connect(db_url)
+    try:
+        v_old = registry.register(conn, old)
+        registry.promote(conn, v_old, force=True)
+        assert "news" not in query(db_url, "SELECT metrics FROM models WHERE version = %s", (v_old,))[0][0]
+        v_new = registry.register(conn, heads)
+        registry.promote(conn, v_new)  # equal figures: promoted, after the active one was evaluated on news
+        metrics = query(db_url, "SELECT metrics FROM models WHERE version = %s", (v_old,))[0][0]
+        assert metrics["news"]["n"] == 841 + 166 + 1590
+        assert registry.active(conn)["version"] == v_new
     finally:
         conn.close()
 

@@ -44,10 +44,20 @@ def test_migrate_is_idempotent_and_ingest_prints_a_json_summary(db_url, feed_ser
 def test_bad_registry_exits_with_a_clear_message(db_url, tmp_path):
     import os
 
+    env = {**os.environ, "DATABASE_URL": db_url}
+    unusable = tmp_path / "unusable.yaml"
+    unusable.write_text("nope: []\n")
+    proc = cli("ingest", "--feeds", str(unusable), env=env)
+    assert proc.returncode == 2 and "top-level 'feeds:'" in proc.stderr and proc.stdout == ""
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # one bad entry is a failed feed of a recorded run, not a failed run
     bad = tmp_path / "bad.yaml"
     bad.write_text("feeds:\n  - {name: x}\n")
-    proc = cli("ingest", "--feeds", str(bad), env={**os.environ, "DATABASE_URL": db_url})
-    assert proc.returncode == 2 and "'url' is required" in proc.stderr and proc.stdout == ""
+    proc = cli("ingest", "--feeds", str(bad), env=env)
+    assert proc.returncode == 1 and "'url' is required" in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["run_id"] and summary["feeds"][0]["name"] == "x" and summary["feeds"][0]["status"] == "error"
+    assert query(db_url, "SELECT last_status, consecutive_failures FROM feeds WHERE name = 'x'") == [("error", 1)]
 
 
 def test_fresh_database_gets_the_schema(pg_server_url):

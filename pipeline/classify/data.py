@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from pipeline import config
-from pipeline.classify.labels import TFNS_SENTIMENT, TFNS_TOPIC
 
 DATA_DIR = config.REPO_ROOT / "data" / "labeled"
 SENT_DIR = DATA_DIR / "twitter_financial_news_sentiment"
 TOPIC_DIR = DATA_DIR / "twitter_financial_news_topic"
-
-_URL = re.compile(r"https?://\S+")
-_WS = re.compile(r"\s+")
-
-
-def prepare_text(title: str, summary: str | None = None, max_chars: int = 600) -> str:
-    """What the model reads: the title first (it survives truncation), then the summary.
-
-    Links are dropped (tweets end in t.co links, headlines carry none).
-    """
-    text = _URL.sub(" ", title or "")
-    if summary:
-        extra = _URL.sub(" ", summary)
-        if extra.strip() and extra.strip().lower() not in text.lower():
-            text = f"{text.rstrip(' .')}. {extra}"
-    return _WS.sub(" ", text).strip()[:max_chars]
-
-
-def _load(path: Path, names: dict[int, str]) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    unknown = set(df["label"].unique()) - set(names)
-    if unknown:
-        raise ValueError(f"{path}: labels {sorted(unknown)} not in the label map")
-    return pd.DataFrame({"text": df["text"].map(prepare_text), "label": df["label"].map(names)})
 
 
 @dataclass
@@ -46,6 +19,7 @@ class TaskData:
     train: pd.DataFrame  # text, label (names)
     val: pd.DataFrame  # carved from the training file, for model selection
     test: pd.DataFrame  # the held-out *_valid.csv file: reporting only
+    manifest: dict = field(default_factory=dict)  # source -> rows, sha256, licence, drops
 
 
 def split(df: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -56,21 +30,38 @@ def split(df: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFram
     return tr.reset_index(drop=True), va.reset_index(drop=True)
 
 
-def load_task(task: str, val_fraction: float = 0.1, seed: int = 42, limit: int | None = None) -> TaskData:
-    """``task`` is ``sentiment`` or ``topic``; ``limit`` subsamples training rows (stratified)."""
-    d, names, prefix = (SENT_DIR, TFNS_SENTIMENT, "sent") if task == "sentiment" else (TOPIC_DIR, TFNS_TOPIC, "topic")
-    full = _load(d / f"{prefix}_train.csv", names)
-    test = _load(d / f"{prefix}_valid.csv", names)
-    train, val = split(full, val_fraction, seed)
+def split_by_source(df: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified validation part from each source separately, so every source is represented in selection."""
+    parts = [split(g.reset_index(drop=True), val_fraction, seed) for _, g in df.groupby("source", sort=True)]
+    return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True))
+
+
+def load_task(
+    task: str, val_fraction: float = 0.1, seed: int = 42, limit: int | None = None, data: str | None = "default"
+) -> TaskData:
+    """``task`` is ``sentiment`` or ``topic``; ``data`` names training sources (``data/sources.yaml``).
+
+    Validation is carved from the training sources; ``test`` is the task's Twitter held-out file (the news
+    held-out sets are read by evaluation through :mod:`pipeline.classify.sources`). ``limit`` subsamples
+    training rows (stratified). The manifest (sources, rows, sha256) is in ``TaskData.manifest``.
+    """
+    from pipeline.classify import sources
+
+    full, manifest = sources.training_frame(sources.pick(data, task))
+    if full.empty:
+        raise sources.SourceError(f"no training source for the {task} task in {data!r}")
+    test = sources.load(next(s for s in sources.heldout(task, news=False)))
+    train, val = split_by_source(full, val_fraction, seed)
     if limit and limit < len(train):
         train = split(train, 1 - limit / len(train), seed)[0]
-    return TaskData(train, val, test)
+    return TaskData(train, val, test, manifest)
 
 
-def data_hash() -> str:
-    """sha256 over the training files (held-out files excluded), recorded with each model."""
+def data_hash(manifests: list[dict] | None = None) -> str:
+    """sha256 over the training sources' files (held-out files excluded), recorded with each model."""
     h = hashlib.sha256()
-    for path in (SENT_DIR / "sent_train.csv", TOPIC_DIR / "topic_train.csv"):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    for manifest in manifests or []:
+        for name in sorted(manifest):
+            h.update(name.encode())
+            h.update(manifest[name]["sha256"].encode())
     return h.hexdigest()

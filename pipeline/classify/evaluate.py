@@ -1,11 +1,18 @@
-"""Held-out evaluation with baselines measured in the same run (``python -m pipeline evaluate``).
+"""Held-out evaluation with peers measured in the same run (``python -m pipeline evaluate``).
 
-Reports, for both tasks on the held-out ``*_valid.csv`` sets: per-class
-classification report, macro-F1, accuracy and confusion matrix, for the
-model, a TF-IDF + logistic regression trained on the same training split,
-and (sentiment) the VADER lexicon. Written beside the model as
-``report.json`` and ``report.md``; the summary is copied into the model's
-metadata for the registry.
+Held-out sets (``data/sources.yaml``, role ``heldout``; never used in training or selection):
+
+* Twitter Financial News sentiment and topic ``*_valid.csv`` (tweets);
+* news headlines from other publishers: FinEntity (Reuters), WSJ economy
+  headlines, and SEntFiN's fixed test split by headline.
+
+For each set: macro-F1 with a bootstrap 95 % interval, accuracy, per-class
+report and confusion matrix; the three news sets are also pooled. The model's
+top-label ECE (15 bins) is reported before and after its temperature on the
+tweet set and the pooled news set. Peers (TF-IDF+LR and MiniLM+LR trained on
+the model's own training split, VADER, finvader) are scored on the same rows.
+Written beside the model as ``report.json``/``report.md``; the summary goes
+into the model's metadata, where the promotion gate reads it.
 """
 
 from __future__ import annotations
@@ -14,18 +21,23 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline.classify import modeldir
+import numpy as np
+
+from pipeline.classify import calibrate as cal
+from pipeline.classify import modelcard, modeldir, peers, sources
 from pipeline.classify.data import load_task
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.predict import Classifier
 
 log = logging.getLogger(__name__)
+DEFAULT_PEERS = ("tfidf_lr", "vader", "finvader", "minilm_lr")
+BOOTSTRAP = 1000
 
 
-def task_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
+def task_metrics(y_true: list[str], y_pred: list[str], labels: list[str], ci: bool = False) -> dict:
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-    return {
+    out = {
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -36,147 +48,237 @@ def task_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dic
             "rows_true_cols_pred": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         },
     }
-
-
-def tfidf_lr(train_texts: list[str], train_labels: list[str], val_texts: list[str], val_labels: list[str], metric: str):
-    """TF-IDF + logistic regression; C chosen on the same validation split the model used."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.pipeline import make_pipeline
-
-    best = None
-    for c in (1.0, 3.0, 10.0):
-        pipe = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            LogisticRegression(C=c, max_iter=3000, class_weight="balanced"),
-        )
-        pipe.fit(train_texts, train_labels)
-        pred = pipe.predict(val_texts)
-        score = (
-            f1_score(val_labels, pred, average="macro") if metric == "macro_f1" else accuracy_score(val_labels, pred)
-        )
-        if best is None or score > best[0]:
-            best = (score, pipe)
-    return best[1]
-
-
-def vader_labels(texts: list[str]) -> list[str]:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    sia = SentimentIntensityAnalyzer()
-    out = []
-    for t in texts:
-        c = sia.polarity_scores(t)["compound"]
-        out.append("positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral")
+    if ci:
+        out["macro_f1_ci95"] = bootstrap_ci(y_true, y_pred, labels)
     return out
 
 
-def evaluate(model_dir: str | Path, batch_size: int = 64, baselines: bool = True, device: str | None = None) -> dict:
+def bootstrap_ci(y_true, y_pred, labels, n: int = BOOTSTRAP, seed: int = 0) -> list[float]:
+    """Percentile 95 % interval of macro-F1 over ``n`` resamples of the rows (fixed seed: reproducible)."""
+    from sklearn.metrics import f1_score
+
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    rng = np.random.default_rng(seed)
+    stats = [
+        f1_score(yt[i], yp[i], labels=labels, average="macro", zero_division=0)
+        for i in (rng.integers(0, len(yt), len(yt)) for _ in range(n))
+    ]
+    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
+def heldout_sets() -> dict[str, tuple[str, object]]:
+    """name -> (task, DataFrame) for every held-out source."""
+    return {s.name: (s.task, sources.load(s)) for s in sources.registry().values() if s.role == "heldout"}
+
+
+def evaluate(
+    model_dir: str | Path,
+    batch_size: int = 64,
+    baselines: bool = True,
+    device: str | None = None,
+    peer_names: tuple[str, ...] | None = None,
+) -> dict:
+    """Evaluate a model directory on every held-out set, with ``peer_names`` (default: ``FINSENT_EVAL_PEERS``,
+    else all of :data:`DEFAULT_PEERS`) scored on the same rows; writes report, card and metrics."""
+    import os
+
+    if peer_names is None:
+        env = os.environ.get("FINSENT_EVAL_PEERS", "")
+        peer_names = tuple(p.strip() for p in env.split(",") if p.strip()) or DEFAULT_PEERS
     model_dir = Path(model_dir)
     meta = modeldir.read_meta(model_dir)
     tr = meta["training"]
-    sent = load_task("sentiment", tr["val_fraction"], tr["seed"], tr.get("limit_per_task"))
-    topic = load_task("topic", tr["val_fraction"], tr["seed"], tr.get("limit_per_task"))
+    sets = heldout_sets()
+    news = [s.name for s in sources.heldout("sentiment", news=True)]
     clf = Classifier.load(model_dir, device=device)
     report: dict = {
         "version": meta["version"],
         "method": meta["method"],
         "base_model": meta["base_model"],
-        "held_out": {"sentiment": "sent_valid.csv", "topic": "topic_valid.csv"},
+        "held_out": {name: len(df) for name, (_, df) in sets.items()},
+        "news_sets": news,
         "systems": {},
     }
+    # -- the model --------------------------------------------------------------------------------
     t0 = time.monotonic()
-    s_pred = clf.predict(sent.test["text"].tolist(), batch_size, progress=True)
-    t_pred = clf.predict(topic.test["text"].tolist(), batch_size, progress=True)
-    elapsed = time.monotonic() - t0
-    n = len(sent.test) + len(topic.test)
-    report["systems"]["model"] = {
-        "sentiment": task_metrics(sent.test["label"].tolist(), s_pred.sentiment, SENTIMENTS),
-        "topic": task_metrics(topic.test["label"].tolist(), t_pred.topic, TOPICS),
-        "throughput_texts_per_s": round(n / elapsed, 1),
-        "device": str(clf.device),
-    }
+    preds, raw = {}, {}
+    for name, (task, df) in sets.items():
+        s_logits, t_logits = clf.logits(df["text"].tolist(), batch_size, progress=True)
+        raw[name] = s_logits if task == "sentiment" else t_logits
+        temp = clf.temperatures[0 if task == "sentiment" else 1]
+        names = SENTIMENTS if task == "sentiment" else TOPICS
+        preds[name] = [names[i] for i in cal.softmax(raw[name], temp).argmax(1)]
+    n_texts = sum(len(df) for _, df in sets.values())
+    report["systems"]["model"] = _score(sets, preds, news)
+    report["systems"]["model"]["throughput_texts_per_s"] = round(n_texts / (time.monotonic() - t0), 1)
+    report["systems"]["model"]["device"] = str(clf.device)
+    report["calibration"] = _calibration(sets, raw, news, clf.temperatures[0])
+    # -- peers ------------------------------------------------------------------------------------
     if baselines:
-        t1 = time.monotonic()
-        s_lr = tfidf_lr(
-            sent.train["text"].tolist(),
-            sent.train["label"].tolist(),
-            sent.val["text"].tolist(),
-            sent.val["label"].tolist(),
-            "macro_f1",
+        data = tr.get("data", "default")
+        sent = load_task("sentiment", tr["val_fraction"], tr["seed"], tr.get("limit_per_task"), data)
+        topic = load_task(
+            "topic", tr["val_fraction"], tr["seed"], tr.get("topic_limit") or tr.get("limit_per_task"), data
         )
-        t_lr = tfidf_lr(
-            topic.train["text"].tolist(),
-            topic.train["label"].tolist(),
-            topic.val["text"].tolist(),
-            topic.val["label"].tolist(),
-            "accuracy",
-        )
-        report["systems"]["tfidf_lr"] = {
-            "sentiment": task_metrics(sent.test["label"].tolist(), list(s_lr.predict(sent.test["text"])), SENTIMENTS),
-            "topic": task_metrics(topic.test["label"].tolist(), list(t_lr.predict(topic.test["text"])), TOPICS),
-            "fit_seconds": round(time.monotonic() - t1, 1),
-        }
-        report["systems"]["vader"] = {
-            "sentiment": task_metrics(
-                sent.test["label"].tolist(), vader_labels(sent.test["text"].tolist()), SENTIMENTS
-            ),
-        }
-    summary = {
-        "sentiment": {
-            k: report["systems"]["model"]["sentiment"][k] for k in ("macro_f1", "accuracy", "weighted_f1", "n")
-        },
-        "topic": {k: report["systems"]["model"]["topic"][k] for k in ("macro_f1", "accuracy", "weighted_f1", "n")},
-    }
-    report["summary"] = summary
+        for peer in peer_names:
+            t1 = time.monotonic()
+            peer_preds = _peer_predictions(peer, sets, sent, topic)
+            if peer_preds is None:
+                report["systems"][peer] = {"skipped": "package not installed"}
+                continue
+            report["systems"][peer] = _score(sets, peer_preds, news)
+            report["systems"][peer]["seconds"] = round(time.monotonic() - t1, 1)
+    report["summary"] = summary(report)
     modeldir.write_report(model_dir, report, markdown(report))
-    meta["metrics"] = summary
+    meta["metrics"] = report["summary"]
     modeldir.write_meta(model_dir, meta)
+    modelcard.write(model_dir, meta, report)
+    s = report["summary"]
     log.info(
-        "held-out: sentiment macro-F1 %.4f acc %.4f; topic acc %.4f macro-F1 %.4f",
-        summary["sentiment"]["macro_f1"],
-        summary["sentiment"]["accuracy"],
-        summary["topic"]["accuracy"],
-        summary["topic"]["macro_f1"],
+        "held-out: news macro-F1 %.4f; TFNS sentiment macro-F1 %.4f; topic accuracy %.4f",
+        s["news"]["macro_f1"],
+        s["sentiment"]["macro_f1"],
+        s["topic"]["accuracy"],
     )
     return report
 
 
+def _score(sets: dict, preds: dict, news: list[str]) -> dict:
+    out: dict = {"sets": {}}
+    for name, (task, df) in sets.items():
+        if name not in preds:
+            continue
+        out["sets"][name] = task_metrics(
+            df["label"].tolist(),
+            list(preds[name]),
+            SENTIMENTS if task == "sentiment" else TOPICS,
+            ci=task == "sentiment",
+        )
+    if all(n in preds for n in news):
+        y = [lab for n in news for lab in sets[n][1]["label"]]
+        p = [lab for n in news for lab in preds[n]]
+        out["news_pooled"] = task_metrics(y, p, SENTIMENTS, ci=True)
+    return out
+
+
+def _calibration(sets: dict, raw: dict, news: list[str], temperature: float) -> dict:
+    out = {"bins": 15, "sentiment_temperature": temperature}
+    groups = {"tfns_sentiment_valid": ["tfns_sentiment_valid"], "news_pooled": news}
+    for label, names in groups.items():
+        logits = np.concatenate([raw[n] for n in names])
+        y = np.array([SENTIMENTS.index(v) for n in names for v in sets[n][1]["label"]])
+        out[label] = {
+            "ece_before": cal.ece(cal.softmax(logits), y),
+            "ece_after": cal.ece(cal.softmax(logits, temperature), y),
+        }
+    return out
+
+
+def _peer_predictions(peer: str, sets: dict, sent, topic) -> dict | None:
+    texts = {name: df["text"].tolist() for name, (_, df) in sets.items()}
+    task_of = {name: task for name, (task, _) in sets.items()}
+    if peer in ("vader", "finvader"):
+        fn = peers.vader_labels if peer == "vader" else peers.finvader_labels
+        out = {n: fn(t) for n, t in texts.items() if task_of[n] == "sentiment"}
+        return None if any(v is None for v in out.values()) else out
+    make = peers.tfidf_lr if peer == "tfidf_lr" else peers.minilm_lr
+    fitted = {}
+    for task, td, metric in (("sentiment", sent, "macro_f1"), ("topic", topic, "accuracy")):
+        fitted[task] = make(
+            td.train["text"].tolist(),
+            td.train["label"].tolist(),
+            td.val["text"].tolist(),
+            td.val["label"].tolist(),
+            metric,
+        )
+        if fitted[task] is None:
+            return None
+    return {n: list(fitted[task_of[n]].predict(t)) for n, t in texts.items()}
+
+
+def summary(report: dict) -> dict:
+    """What the registry and the gate read: TFNS sentiment and topic, pooled news, per news set, ECE."""
+    m = report["systems"]["model"]
+    keys = ("macro_f1", "accuracy", "weighted_f1", "n")
+    return {
+        "sentiment": {k: m["sets"]["tfns_sentiment_valid"][k] for k in keys},
+        "topic": {k: m["sets"]["tfns_topic_valid"][k] for k in keys},
+        "news": {
+            **{k: m["news_pooled"][k] for k in keys},
+            "ci95": m["news_pooled"]["macro_f1_ci95"],
+            "sets": {
+                n: {
+                    "macro_f1": m["sets"][n]["macro_f1"],
+                    "accuracy": m["sets"][n]["accuracy"],
+                    "ci95": m["sets"][n]["macro_f1_ci95"],
+                    "n": m["sets"][n]["n"],
+                }
+                for n in report["news_sets"]
+            },
+        },
+        "ece": {k: v for k, v in report["calibration"].items() if isinstance(v, dict)},
+    }
+
+
+def _cell(label: str) -> str:
+    return label.replace("|", "\\|")  # topic names such as "Fed | Central Banks" would split the row
+
+
 def markdown(report: dict) -> str:
+    news = report["news_sets"]
+    cols = ["tfns_sentiment_valid", *news]
     lines = [
         f"# Evaluation of {report['version']}",
         "",
         f"Method: `{report['method']}`; base model: {report['base_model']}.",
-        "Held-out sets: `sent_valid.csv` (sentiment), `topic_valid.csv` (topic); never used in training.",
+        "Held-out sets (never used in training or model selection): "
+        + ", ".join(f"`{k}` ({v})" for k, v in report["held_out"].items())
+        + ".",
         "",
-        "| system | sentiment macro-F1 | sentiment accuracy | topic accuracy | topic macro-F1 |",
-        "|---|---|---|---|---|",
+        "## Sentiment macro-F1 (95 % bootstrap interval) and topic accuracy",
+        "",
+        "| system | news pooled | " + " | ".join(cols) + " | topic accuracy |",
+        "|---|" + "---|" * (len(cols) + 2),
     ]
     for name, sysm in report["systems"].items():
-        s, t = sysm.get("sentiment"), sysm.get("topic")
+        if "skipped" in sysm:
+            lines.append(f"| {name} | skipped: {sysm['skipped']} |" + " |" * (len(cols) + 1))
+            continue
+        sets = sysm["sets"]
+        pooled = sysm.get("news_pooled")
+
+        def f1(m):
+            return f"{m['macro_f1']:.3f} [{m['macro_f1_ci95'][0]:.3f}, {m['macro_f1_ci95'][1]:.3f}]" if m else "-"
+
+        topic = sets.get("tfns_topic_valid")
         lines.append(
-            f"| {name} | {s['macro_f1']:.4f} | {s['accuracy']:.4f} | {t['accuracy']:.4f} | {t['macro_f1']:.4f} |"
-            if t
-            else f"| {name} | {s['macro_f1']:.4f} | {s['accuracy']:.4f} | - | - |"
+            f"| {name} | {f1(pooled)} | " + " | ".join(f1(sets.get(c)) for c in cols) + f" | {topic['accuracy']:.3f} |"
+            if topic
+            else f"| {name} | {f1(pooled)} | " + " | ".join(f1(sets.get(c)) for c in cols) + " | - |"
         )
+    c = report["calibration"]
+    lines += [
+        "",
+        f"## Calibration (top-label ECE, {c['bins']} bins; sentiment temperature {c['sentiment_temperature']:.3f})",
+        "",
+        *modelcard.ece_table(c),
+    ]
     model = report["systems"]["model"]
-    for task in ("sentiment", "topic"):
-        m = model[task]
+    blocks = [(n, model["sets"][n]) for n in model["sets"]] + [("news_pooled", model["news_pooled"])]
+    for name, m in blocks:
         lines += [
             "",
-            f"## Model, {task}: per-class report",
+            f"## Model on `{name}`: per-class report (accuracy {m['accuracy']:.4f})",
             "",
             "| class | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
         ]
         for label in m["confusion_matrix"]["labels"]:
             r = m["report"][label]
-            cell = label.replace("|", "\\|")  # topic names such as "Fed | Central Banks" would split the row
             lines.append(
-                f"| {cell} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1-score']:.3f} | {int(r['support'])} |"
+                f"| {_cell(label)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1-score']:.3f} | {int(r['support'])} |"
             )
-        lines += ["", f"Confusion matrix ({task}; rows = true, columns = predicted, order as above):", "", "```"]
+        lines += ["", "Confusion matrix (rows = true, columns = predicted, order as above):", "", "```"]
         lines += [" ".join(f"{v:5d}" for v in row) for row in m["confusion_matrix"]["rows_true_cols_pred"]]
         lines += ["```"]
     lines += [

@@ -42,3 +42,25 @@ def train_and_register(train_args, evaluate: bool = True, promote: bool = True, 
         out["held_out"] = run_eval(model_dir)["summary"]
     out.update(register_and_promote(model_dir, promote=promote, force=force))
     return out
+
+
+def install_shipped(promote: bool = True) -> dict:
+    """Materialise the committed model (data/model), register it with its committed report, promote it."""
+    from pipeline.classify import shipped
+
+    model_dir = shipped.materialize()
+    out = {"model_dir": str(model_dir)}
+    out.update(register_and_promote(model_dir, promote=promote))
+    return out
+
+
+def reproduce_shipped(promote: bool = True) -> dict:
+    """``make model``: train the shipped recipe from scratch, evaluate, register and promote through the gate."""
+    from pipeline.classify import modeldir, shipped
+    from pipeline.classify.train import TrainArguments
+
+    recipe = modeldir.read_meta(shipped.SHIPPED_DIR)["training"]  # read at call time (tests point it elsewhere)
+    fields = TrainArguments.__dataclass_fields__
+    args = TrainArguments(**{k: v for k, v in recipe.items() if k in fields and k not in ("device", "output_root")})
+    log.info("reproducing the shipped recipe: %s", args)
+    return train_and_register(args, evaluate=True, promote=promote)

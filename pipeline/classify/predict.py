@@ -52,11 +52,21 @@ class Classifier:
         if self.sentiments != ["negative", "neutral", "positive"]:
             raise ValueError(f"unexpected sentiment labels {self.sentiments}")
         self.max_length = int(meta.get("max_length", 96))
+        cal = meta.get("calibration") or {}
+        self.temperatures = (float(cal.get("sentiment_temperature", 1.0)), float(cal.get("topic_temperature", 1.0)))
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:
-        """``precision``: auto (fp16 on CUDA, bf16 autocast on capable CPUs), fp32, bf16, fp16."""
+        """``precision``: auto (fp16 on CUDA, bf16 autocast on capable CPUs, else fp32), fp32, bf16, fp16, or
+        int8 (CPU: torch dynamic quantisation of the linear layers; opt-in, see ``bench.classify``).
+
+        ``FINSENT_PRECISION`` overrides ``auto``.
+        """
+        import os
+
         dev = pick_device(device)
+        if precision == "auto":
+            precision = os.environ.get("FINSENT_PRECISION", "").strip().lower() or "auto"
         if precision == "auto":
             precision = "fp16" if dev.type == "cuda" else ("bf16" if cpu_bf16_ok() else "fp32")
         weights_dtype = torch.float16 if (dev.type == "cuda" and precision == "fp16") else None
@@ -64,18 +74,25 @@ class Classifier:
         model.to(dev)
         if weights_dtype is not None:
             model.half()
+        if precision == "int8":
+            if dev.type != "cpu":
+                raise ValueError("int8 dynamic quantisation runs on the CPU only")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         tok = modeldir.load_tokenizer(model_dir)
         autocast = torch.bfloat16 if precision == "bf16" else None
         log.info("loaded model %s on %s (%s)", meta.get("version"), dev, precision)
         return cls(model, meta, tok, dev, autocast)
 
     @torch.inference_mode()
-    def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> Predictions:
+    def logits(
+        self, texts: Sequence[str], batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (uncalibrated) sentiment and topic logits, in input order."""
         n = len(texts)
-        probs = np.zeros((n, len(self.sentiments)), dtype=np.float32)
-        topic_probs = np.zeros((n, len(self.topics)), dtype=np.float32)
+        s_logits = np.zeros((n, len(self.sentiments)), dtype=np.float32)
+        t_logits = np.zeros((n, len(self.topics)), dtype=np.float32)
         if n == 0:
-            return Predictions([], probs, [], np.zeros(0, dtype=np.float32))
+            return s_logits, t_logits
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, add_special_tokens=False)
         t0, done = time.monotonic(), 0
         for b, (idx, batch, mask) in enumerate(
@@ -87,12 +104,21 @@ class Classifier:
                     out = self.model(batch, mask)
             else:
                 out = self.model(batch, mask)
-            probs[idx] = torch.softmax(out["sentiment_logits"].float(), -1).cpu().numpy()
-            topic_probs[idx] = torch.softmax(out["topic_logits"].float(), -1).cpu().numpy()
+            s_logits[idx] = out["sentiment_logits"].float().cpu().numpy()
+            t_logits[idx] = out["topic_logits"].float().cpu().numpy()
             done += len(idx)
-            if progress and b % 20 == 0:
+            if progress and (b % 20 == 0 or done == n):
                 rate = done / max(time.monotonic() - t0, 1e-9)
-                log.info("predicted %d/%d (%.0f texts/s)", done, n, rate)
-        sentiment = [self.sentiments[i] for i in probs.argmax(1)]
-        topic = [self.topics[i] for i in topic_probs.argmax(1)]
-        return Predictions(sentiment, probs, topic, topic_probs.max(1))
+                log.info("predicted %d/%d (%.0f texts/s, ETA %.0f s)", done, n, rate, (n - done) / max(rate, 1e-9))
+        return s_logits, t_logits
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> Predictions:
+        """Labels and calibrated probabilities (the model's fitted temperatures, 1.0 if it has none)."""
+        from pipeline.classify.calibrate import softmax
+
+        s_logits, t_logits = self.logits(texts, batch_size, progress)
+        probs = softmax(s_logits, self.temperatures[0]).astype(np.float32)
+        topic_probs = softmax(t_logits, self.temperatures[1]).astype(np.float32)
+        sentiment = [self.sentiments[i] for i in probs.argmax(1)] if len(texts) else []
+        topic = [self.topics[i] for i in topic_probs.argmax(1)] if len(texts) else []
+        return Predictions(sentiment, probs, topic, topic_probs.max(1) if len(texts) else np.zeros(0, np.float32))

@@ -16,9 +16,9 @@ from psycopg2.extras import execute_values
 
 from pipeline import db
 from pipeline.classify import registry
-from pipeline.classify.data import prepare_text
 from pipeline.classify.predict import Classifier
 from pipeline.classify.registry import NoActiveModel
+from pipeline.classify.text import prepare_text
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,14 @@ class TrainArguments:
         default=None,
         metadata={"help": "warm start: continue from this trained finsent model directory (backbone and heads)"},
     )
-    method: str = field(default="heads", metadata={"help": "heads (fast, frozen backbone) or finetune"})
+    method: str = field(
+        default="heads",
+        metadata={"help": "heads (frozen backbone), top (top blocks on cached activations) or finetune"},
+    )
+    data: str = field(
+        default="default",
+        metadata={"help": "training sources from data/sources.yaml, comma-separated (default: those marked default)"},
+    )
     train_layers: int = field(default=6, metadata={"help": "finetune: top transformer blocks to update (0 = all)"})
     lora_r: int = field(default=0, metadata={"help": "finetune: LoRA rank on attention/MLP projections (0 = off)"})
     epochs: float = 3.0
@@ -60,6 +67,7 @@ class TrainArguments:
     max_length: int = 64
     val_fraction: float = 0.1
     limit_per_task: int | None = field(default=None, metadata={"help": "subsample each task's training rows"})
+    topic_limit: int | None = field(default=None, metadata={"help": "subsample the topic task's training rows only"})
     seed: int = 42
     eval_steps: int = 200
     patience: int = 3
@@ -184,27 +192,15 @@ def train_heads(
             extract_features(model, tok, task.train["text"].tolist(), args.max_length, device, label=f"{name}/train"),
             extract_features(model, tok, task.val["text"].tolist(), args.max_length, device, label=f"{name}/val"),
         )
-    log.info("fitting sentiment head")
-    s = fit_head(
-        model.sentiment_head,
-        *feats["sentiment"][:1],
-        sent.train["label"].tolist(),
-        feats["sentiment"][1],
-        sent.val["label"].tolist(),
-        SENTIMENTS,
-        "macro_f1",
-    )
-    log.info("fitting topic head")
-    t = fit_head(
-        model.topic_head,
-        *feats["topic"][:1],
-        topic.train["label"].tolist(),
-        feats["topic"][1],
-        topic.val["label"].tolist(),
-        TOPICS,
-        "accuracy",
-    )
-    return {"sentiment": s, "topic": t}
+    out = {}
+    for name, td, head, names, metric in (
+        ("sentiment", sent, model.sentiment_head, SENTIMENTS, "macro_f1"),
+        ("topic", topic, model.topic_head, TOPICS, "accuracy"),
+    ):
+        log.info("fitting %s head", name)
+        x_tr, x_va = feats[name]
+        out[name] = fit_head(head, x_tr, td.train["label"].tolist(), x_va, td.val["label"].tolist(), names, metric)
+    return out
 
 
 # -- quality path --------------------------------------------------------------------------
@@ -383,13 +379,64 @@ def finetune(
     }
 
 
+def run_dir(args: TrainArguments, sent: TaskData, topic: TaskData) -> Path:
+    """``.state/runs/<hash of recipe and data>``: where an interrupted run of the same recipe resumes."""
+    import hashlib
+    import json
+
+    recipe = {k: v for k, v in asdict(args).items() if k not in ("device", "output_root")}
+    key = json.dumps([recipe, data_hash([sent.manifest, topic.manifest])], sort_keys=True, default=str)
+    path = config.state_dir() / "runs" / f"{args.method}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def calibrate(model, tok, sent: TaskData, topic: TaskData, args: TrainArguments, device, val_logits=None) -> dict:
+    """Fit one temperature per head on the validation split (never the held-out sets); ECE before and after."""
+    from pipeline.classify import calibrate as cal
+    from pipeline.classify.predict import Classifier
+
+    if val_logits is None:
+        clf = Classifier(
+            model.to(device).eval(),
+            {"labels": {"sentiment": SENTIMENTS, "topic": TOPICS}, "max_length": args.max_length},
+            tok,
+            device,
+            None,
+        )
+        val_logits = {
+            "sentiment": (
+                clf.logits(sent.val["text"].tolist())[0],
+                np.array([SENTIMENTS.index(y) for y in sent.val["label"]]),
+            ),
+            "topic": (
+                clf.logits(topic.val["text"].tolist())[1],
+                np.array([TOPICS.index(y) for y in topic.val["label"]]),
+            ),
+        }
+    out = {"method": "temperature scaling on the validation split", "bins": 15}
+    for task, (logits, y) in val_logits.items():
+        t = cal.fit_temperature(logits, y)
+        out[f"{task}_temperature"] = t
+        out[f"{task}_val_ece_before"] = cal.ece(cal.softmax(logits), y)
+        out[f"{task}_val_ece_after"] = cal.ece(cal.softmax(logits, t), y)
+    log.info(
+        "calibration: sentiment T=%.3f (val ECE %.3f -> %.3f), topic T=%.3f",
+        out["sentiment_temperature"],
+        out["sentiment_val_ece_before"],
+        out["sentiment_val_ece_after"],
+        out["topic_temperature"],
+    )
+    return out
+
+
 def train(args: TrainArguments) -> Path:
     """Train a model and write its versioned directory; returns the directory."""
     set_seed(args.seed)
     device = pick_device(args.device)
     t0 = time.monotonic()
-    sent = load_task("sentiment", args.val_fraction, args.seed, args.limit_per_task)
-    topic = load_task("topic", args.val_fraction, args.seed, args.limit_per_task)
+    sent = load_task("sentiment", args.val_fraction, args.seed, args.limit_per_task, args.data)
+    topic = load_task("topic", args.val_fraction, args.seed, args.topic_limit or args.limit_per_task, args.data)
     log.info(
         "data: sentiment %d train / %d val; topic %d train / %d val",
         len(sent.train),
@@ -405,12 +452,19 @@ def train(args: TrainArguments) -> Path:
         model, parent = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS)), None
     version = new_version(args.method)
     out_dir = Path(args.output_root or config.state_dir() / "models") / version
+    val_logits = None
     if args.method == "heads":
         details = train_heads(model, tok, sent, topic, args, device)
+    elif args.method == "top":
+        from pipeline.classify.top import train_top
+
+        details = train_top(model, tok, sent, topic, args, class_weights, work_dir=run_dir(args, sent, topic))
+        val_logits = details.pop("val_logits")
     elif args.method == "finetune":
         details = finetune(model, tok, sent, topic, args, device, out_dir.with_name(version + ".work"))
     else:
-        raise ValueError(f"unknown method {args.method!r} (heads or finetune)")
+        raise ValueError(f"unknown method {args.method!r} (heads, top or finetune)")
+    calibration = calibrate(model, tok, sent, topic, args, device, val_logits)
     meta = {
         "version": version,
         "method": args.method,
@@ -421,11 +475,13 @@ def train(args: TrainArguments) -> Path:
         "max_length": args.max_length,
         "training": asdict(args),
         "training_details": details,
+        "calibration": calibration,
         "training_data": {
-            "sha256": data_hash(),
+            "sha256": data_hash([sent.manifest, topic.manifest]),
+            "sources": {**sent.manifest, **topic.manifest},
             "sentiment_train_rows": len(sent.train),
             "topic_train_rows": len(topic.train),
-            "validation": f"{args.val_fraction:.0%} stratified split of each *_train.csv (seed {args.seed})",
+            "validation": f"{args.val_fraction:.0%} stratified split of each training source (seed {args.seed})",
         },
         "device": str(device),
         "created_at": datetime.now(UTC).isoformat(),
@@ -436,4 +492,6 @@ def train(args: TrainArguments) -> Path:
     import shutil
 
     shutil.rmtree(out_dir.with_name(version + ".work"), ignore_errors=True)
+    if args.method == "top":
+        shutil.rmtree(run_dir(args, sent, topic), ignore_errors=True)  # finished: the resume state is spent
     return out_dir

@@ -1,0 +1,148 @@
+"""The shipped model: a compact delta over the base, checked against the base it was made for."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import db
+from pipeline.classify import modeldir, registry, shipped
+from pipeline.classify.predict import Classifier
+
+
+@pytest.fixture(scope="module")
+def tiny_top(tiny_base, tmp_path_factory):
+    """A tiny model trained with the 'top' recipe: the top block of the 2-block tiny base."""
+    from pipeline.classify.evaluate import evaluate
+    from pipeline.classify.train import TrainArguments, train
+
+    root = tmp_path_factory.mktemp("top")
+    d = train(
+        TrainArguments(
+            base_model=str(tiny_base),
+            method="top",
+            train_layers=1,
+            limit_per_task=96,
+            epochs=1,
+            batch_size=16,
+            learning_rate=1e-3,
+            output_root=str(root),
+        )
+    )
+    evaluate(d, peer_names=("tfidf_lr",))
+    return d
+
+
+def test_top_recipe_trains_only_the_top_blocks_and_calibrates(tiny_top, tiny_base):
+    meta = modeldir.read_meta(tiny_top)
+    assert meta["method"] == "top" and meta["training_details"]["trained_layers"] == 1
+    assert meta["calibration"]["sentiment_temperature"] > 0 and "sentiment_val_ece_after" in meta["calibration"]
+    assert set(meta["training_data"]["sources"]) == {"tfns_sentiment", "sentfin", "ecosent", "tfns_topic"}
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(tiny_base).state_dict()
+    trained, _ = modeldir.load(tiny_top)
+    changed = {k for k, v in trained.backbone.state_dict().items() if not torch.equal(v, base[k])}
+    assert changed and all(k.startswith(("layers.1.", "norm.")) for k in changed), changed
+
+
+def test_export_and_materialize_round_trip(tiny_top, tiny_base, tmp_path):
+    out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
+    info = modeldir.read_meta(out)["shipped"]
+    assert info["top_blocks"] == 1 and (out / shipped.DELTA_FILE).stat().st_size == info["delta_bytes"]
+    assert (out / "report.md").is_file() and (out / "report.json").is_file()
+    assert not (out / "backbone").exists()  # only the delta ships
+    rebuilt = shipped.materialize(out, tmp_path / "models", base=str(tiny_base))
+    assert modeldir.read_meta(rebuilt)["metrics"] == modeldir.read_meta(tiny_top)["metrics"]  # report travels
+    texts = ["Shares slump after profit warning", "Company raises dividend", "Fed holds rates", "Oil rallies"] * 8
+    a, b = Classifier.load(tiny_top).predict(texts), Classifier.load(rebuilt).predict(texts)
+    assert np.abs(a.probs - b.probs).max() < 0.02  # fp16 storage of the blocks
+    assert shipped.materialize(out, tmp_path / "models", base=str(tiny_base)) == rebuilt  # once per version
+
+
+def test_a_different_base_or_damaged_delta_is_refused(tiny_top, tiny_base, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
+    other = tmp_path / "other-base"
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.add_(0.01)
+    model.save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(other)
+    with pytest.raises(shipped.ShippedModelError, match="not the ones this model was made for"):
+        shipped.materialize(out, tmp_path / "m1", base=str(other))
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    data = (damaged / shipped.DELTA_FILE).read_bytes()
+    (damaged / shipped.DELTA_FILE).write_bytes(data[:-10] + b"0123456789")
+    with pytest.raises(shipped.ShippedModelError, match="damaged"):
+        shipped.materialize(damaged, tmp_path / "m2", base=str(tiny_base))
+    with pytest.raises(shipped.ShippedModelError, match="only 'top' models"):
+        shipped.export(_heads_copy(tiny_top, tmp_path), tmp_path / "x", base=str(tiny_base))
+
+
+def _heads_copy(src, tmp_path):
+    d = tmp_path / "as-heads"
+    shutil.copytree(src, d)
+    meta = modeldir.read_meta(d)
+    meta["method"] = "heads"
+    modeldir.write_meta(d, meta)
+    return d
+
+
+def test_installing_the_shipped_model_registers_its_committed_report(
+    tiny_top, tiny_base, tmp_path, db_url, monkeypatch
+):
+    from pipeline.classify import lifecycle
+
+    out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", out)
+    monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
+    monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
+    result = lifecycle.install_shipped()
+    assert result["promotion"]["promoted"]
+    conn = db.connect(db_url)
+    try:
+        active = registry.active(conn)
+    finally:
+        conn.close()
+    assert active["version"] == modeldir.read_meta(out)["version"]
+    assert active["metrics"]["news"]["macro_f1"] == modeldir.read_meta(tiny_top)["metrics"]["news"]["macro_f1"]
+
+
+def test_top_recipe_resumes_after_an_interruption(tiny_base, tmp_path, caplog):
+    """An interrupted run restarted with the same work folder reuses the cache and continues after its last epoch."""
+    import logging
+
+    from pipeline.classify.data import load_task
+    from pipeline.classify.model import DualHeadClassifier
+    from pipeline.classify.top import train_top
+    from pipeline.classify.train import TrainArguments, class_weights, load_backbone
+
+    def run(epochs: int) -> dict:
+        args = TrainArguments(
+            base_model=str(tiny_base),
+            method="top",
+            train_layers=1,
+            limit_per_task=64,
+            epochs=epochs,
+            batch_size=16,
+            learning_rate=1e-3,
+        )
+        sent = load_task("sentiment", 0.1, 42, 64)
+        topic = load_task("topic", 0.1, 42, 64)
+        backbone, tok, _ = load_backbone(args)
+        torch.manual_seed(0)
+        model = DualHeadClassifier(backbone, 3, 20)
+        return train_top(model, tok, sent, topic, args, class_weights, work_dir=tmp_path)
+
+    first = run(1)  # "interrupted" after its first epoch: the checkpoint and cache stay
+    assert (tmp_path / "checkpoint.pt").exists() and len(list(tmp_path.glob("cache-*.pt"))) == 4
+    with caplog.at_level(logging.INFO, logger="pipeline.classify.top"):
+        second = run(2)
+    assert "resuming from" in caplog.text and "cached cache-sentiment-train" in caplog.text
+    assert second["history"][0] == first["history"][0] and len(second["history"]) == 2
