@@ -163,7 +163,7 @@ def _models_shipped(args: argparse.Namespace) -> int:
     if args.action == "ship":
         if not args.target:
             raise InputError("models ship needs the trained model directory")
-        out = shipped.export(args.target, args.out or shipped.SHIPPED_DIR)
+        out = shipped.ship(args.target, args.out or shipped.SHIPPED_DIR)
         _print_json({"shipped": str(out), **shipped.summary(out)})
     elif args.action == "install":
         _print_json(lifecycle.install_shipped())

@@ -51,12 +51,13 @@ def test_top_recipe_trains_only_the_top_blocks_and_calibrates(tiny_top, tiny_bas
 
 def test_export_and_materialize_round_trip(tiny_top, tiny_base, tmp_path):
     out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
-    info = modeldir.read_meta(out)["shipped"]
+    meta = modeldir.read_meta(out)
+    info = meta["shipped"]
     assert info["top_blocks"] == 1 and (out / shipped.DELTA_FILE).stat().st_size == info["delta_bytes"]
-    assert (out / "report.md").is_file() and (out / "report.json").is_file()
+    assert meta["version"] == modeldir.read_meta(tiny_top)["version"] + "-delta" and meta["metrics"] is None
     assert not (out / "backbone").exists()  # only the delta ships
     rebuilt = shipped.materialize(out, tmp_path / "models", base=str(tiny_base))
-    assert modeldir.read_meta(rebuilt)["metrics"] == modeldir.read_meta(tiny_top)["metrics"]  # report travels
+    assert modeldir.read_meta(rebuilt)["version"] == meta["version"]
     texts = ["Shares slump after profit warning", "Company raises dividend", "Fed holds rates", "Oil rallies"] * 8
     a, b = Classifier.load(tiny_top).predict(texts), Classifier.load(rebuilt).predict(texts)
     assert np.abs(a.probs - b.probs).max() < 0.02  # fp16 storage of the blocks
@@ -99,10 +100,13 @@ def test_installing_the_shipped_model_registers_its_committed_report(
 ):
     from pipeline.classify import lifecycle
 
-    out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", out)
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
+    out = shipped.ship(tiny_top, tmp_path / "ship", base=str(tiny_base))  # export, rebuild, evaluate the rebuild
+    assert (out / "report.md").is_file() and (out / "MODEL_CARD.md").is_file()
+    assert modeldir.read_meta(out)["metrics"]["news"]["n"] == 841 + 166 + 1590
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", out)
+    shutil.rmtree(tmp_path / "state" / "models")  # a fresh install: rebuilt from the delta, report reused
     result = lifecycle.install_shipped()
     assert result["promotion"]["promoted"]
     conn = db.connect(db_url)
@@ -111,7 +115,7 @@ def test_installing_the_shipped_model_registers_its_committed_report(
     finally:
         conn.close()
     assert active["version"] == modeldir.read_meta(out)["version"]
-    assert active["metrics"]["news"]["macro_f1"] == modeldir.read_meta(tiny_top)["metrics"]["news"]["macro_f1"]
+    assert active["metrics"] == modeldir.read_meta(out)["metrics"]
 
 
 def test_top_recipe_resumes_after_an_interruption(tiny_base, tmp_path, caplog):
@@ -146,3 +150,22 @@ def test_top_recipe_resumes_after_an_interruption(tiny_base, tmp_path, caplog):
         second = run(2)
     assert "resuming from" in caplog.text and "cached cache-sentiment-train" in caplog.text
     assert second["history"][0] == first["history"][0] and len(second["history"]) == 2
+
+
+@pytest.mark.slow
+def test_the_committed_model_applies_to_the_packaged_base_and_reads_news(smollm2_dir, tmp_path):
+    """The delta in data/model fits the real packaged SmolLM2 (hash checked) and labels clear headlines."""
+    meta = modeldir.read_meta(shipped.SHIPPED_DIR)
+    assert (shipped.SHIPPED_DIR / shipped.DELTA_FILE).stat().st_size <= shipped.MAX_BYTES
+    assert meta["metrics"]["news"]["macro_f1"] > 0 and (shipped.SHIPPED_DIR / "MODEL_CARD.md").is_file()
+    model_dir = shipped.materialize(shipped.SHIPPED_DIR, tmp_path / "models")
+    clf = Classifier.load(model_dir)
+    preds = clf.predict(
+        [
+            "Shares plunge 20% after the company slashes its profit forecast and cuts jobs",
+            "Company beats earnings estimates, raises full-year guidance; stock jumps to a record",
+            "Board to meet on Tuesday to consider the quarterly results",
+        ]
+    )
+    assert preds.sentiment == ["negative", "positive", "neutral"], preds.rows()
+    assert np.allclose(preds.probs.sum(1), 1.0, atol=1e-5)

@@ -90,6 +90,9 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
         raise ShippedModelError(f"delta is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
     meta = {
         **meta,
+        "version": f"{meta['version']}-delta",  # a model of its own: fp16 blocks, evaluated in this form
+        "parent_version": meta["version"],
+        "metrics": None,
         "shipped": {
             "format": "top-blocks delta",
             "top_blocks": k,
@@ -100,9 +103,6 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
         },
     }
     modeldir.write_meta(tmp, meta)
-    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD, "MODEL_CARD.md"):
-        if (model_dir / extra).exists():
-            shutil.copy2(model_dir / extra, tmp / extra)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
@@ -157,6 +157,30 @@ def materialize(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("materialised shipped model %s into %s", meta["version"], out)
     return out
+
+
+def ship(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:
+    """Export the delta, rebuild the model from it, evaluate *that* (the form users get) and attach its report."""
+    from pipeline.classify.evaluate import evaluate
+
+    out_dir = export(model_dir, out_dir, base)
+    rebuilt = materialize(out_dir, base=base)
+    evaluate(rebuilt)
+    attach_report(rebuilt, out_dir)
+    return out_dir
+
+
+def attach_report(evaluated_dir: str | Path, out_dir: str | Path | None = None) -> None:
+    """Copy an evaluated rebuild's report, card and metrics into the shipped folder."""
+    out_dir = Path(out_dir or SHIPPED_DIR)
+    evaluated = modeldir.read_meta(evaluated_dir)
+    meta = modeldir.read_meta(out_dir)
+    if evaluated["version"] != meta["version"]:
+        raise ShippedModelError(f"{evaluated_dir} is {evaluated['version']}, not the shipped {meta['version']}")
+    meta["metrics"] = evaluated["metrics"]
+    modeldir.write_meta(out_dir, meta)
+    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD, "MODEL_CARD.md"):
+        shutil.copy2(Path(evaluated_dir) / extra, out_dir / extra)
 
 
 def summary(shipped_dir: str | Path | None = None) -> dict:
