@@ -252,6 +252,24 @@ def train_top(
                 {t: copy.deepcopy(h.state_dict()) for t, h in heads.items()},
                 val,
             )
+        if ckpt is not None:  # resumable after every epoch: written to a temp name, then renamed
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(
+                {
+                    "top": top.state_dict(),
+                    "heads": {t: h.state_dict() for t, h in heads.items()},
+                    "optim": optim.state_dict(),
+                    "sched": sched.state_dict(),
+                    "rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best": best,
+                    "history": history,
+                    "step": step,
+                    "epoch": epoch + 1,
+                },
+                tmp,
+            )
+            tmp.rename(ckpt)
     _, top_state, head_states, val = best
     top.load_state_dict(top_state)
     for t, h in heads.items():
