@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline import config
 from pipeline.alerts.detect import judge_recent, transition
-from pipeline.classify.data import SENT_DIR
+from pipeline.classify import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,7 +191,7 @@ def main() -> None:
 
     import pandas as pd
 
-    labels = pd.read_csv(SENT_DIR / "sent_train.csv")["label"]
+    labels = pd.read_csv(sources.registry()["tfns_sentiment"].path)["label"]
     labels_pool = int((labels == 0).sum()), len(labels)  # 0 = Bearish in this dataset
     th = config.alert_thresholds()
     print(

@@ -24,7 +24,7 @@ import numpy as np
 from psycopg2 import sql
 
 from pipeline import db
-from pipeline.classify.data import TOPIC_DIR
+from pipeline.classify import sources
 from pipeline.classify.labels import TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
     import pandas as pd
 
     rng = np.random.default_rng(seed_)
-    raw = pd.read_csv(TOPIC_DIR / "topic_train.csv")["text"].str.replace(r"https?://\S+", "", regex=True)
+    raw = pd.read_csv(sources.registry()["tfns_topic"].path)["text"].str.replace(r"https?://\S+", "", regex=True)
     titles = [t.strip() for t in raw if t.strip()]
     end = datetime(2026, 11, 1, tzinfo=UTC)
     conn = db.connect(url)

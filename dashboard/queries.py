@@ -235,10 +235,9 @@ def headlines(
 
 def search_text(raw: str | None, limit: int = 200) -> str:
     """Search box text PostgreSQL can take: no NUL, control characters or lone surrogates; bounded length."""
-    import unicodedata
+    from pipeline.ingest.normalize import clean_field
 
-    text = "".join(c for c in (raw or "") if unicodedata.category(c)[0] != "C" or c == " ")
-    return " ".join(text.split())[:limit]
+    return " ".join(clean_field(raw).split())[:limit]
 
 
 def health(pool, model: str | None) -> dict:

@@ -38,6 +38,21 @@ def resolve(base: str | None = None) -> tuple[Path | str, str]:
     return base, base
 
 
+def load(base: str | None = None):  # -> (backbone in fp32, prepared tokenizer, description)
+    """The backbone (``AutoModel``, fp32) and its tokenizer, set up for mean pooling; training and shipping share it."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from pipeline.classify.runtime import prepare_tokenizer
+
+    src, desc = resolve(base)
+    return (
+        AutoModel.from_pretrained(src, dtype=torch.float32),
+        prepare_tokenizer(AutoTokenizer.from_pretrained(src)),
+        desc,
+    )
+
+
 def smollm2_dir() -> Path:
     """De-quantise the packaged GGUF once into ``<state>/base/smollm2`` and return it."""
     out = config.state_dir() / "base" / "smollm2"

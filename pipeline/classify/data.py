@@ -1,4 +1,4 @@
-"""Training and held-out data: loading, text preparation, splits, hashing."""
+"""Task data for training: sources picked from the registry, validation splits per source, hashing."""
 
 from __future__ import annotations
 
@@ -6,12 +6,6 @@ import hashlib
 from dataclasses import dataclass, field
 
 import pandas as pd
-
-from pipeline import config
-
-DATA_DIR = config.REPO_ROOT / "data" / "labeled"
-SENT_DIR = DATA_DIR / "twitter_financial_news_sentiment"
-TOPIC_DIR = DATA_DIR / "twitter_financial_news_topic"
 
 
 @dataclass

@@ -57,10 +57,10 @@ def install_shipped(promote: bool = True) -> dict:
 def reproduce_shipped(promote: bool = True) -> dict:
     """``make model``: train the shipped recipe from scratch, evaluate, register and promote through the gate."""
     from pipeline.classify import modeldir, shipped
-    from pipeline.classify.train import TrainArguments
+    from pipeline.classify.train import NOT_RECIPE, TrainArguments
 
     recipe = modeldir.read_meta(shipped.SHIPPED_DIR)["training"]  # read at call time (tests point it elsewhere)
     fields = TrainArguments.__dataclass_fields__
-    args = TrainArguments(**{k: v for k, v in recipe.items() if k in fields and k not in ("device", "output_root")})
+    args = TrainArguments(**{k: v for k, v in recipe.items() if k in fields and k not in NOT_RECIPE})
     log.info("reproducing the shipped recipe: %s", args)
     return train_and_register(args, evaluate=True, promote=promote)

@@ -73,13 +73,25 @@ def save(model: DualHeadClassifier, out_dir: str | Path, meta: dict, tokenizer) 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.backbone.save_pretrained(out_dir / BACKBONE_DIR, safe_serialization=True)
     tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
-    heads = {
-        f"{name}.{k}": v.detach().cpu().contiguous()
+    save_file(head_tensors(model), str(out_dir / HEADS_FILE))
+    write_meta(out_dir, meta)
+
+
+def head_tensors(model: DualHeadClassifier) -> dict[str, torch.Tensor]:
+    """Both heads' weights keyed ``sentiment_head.weight`` etc. (fp32, CPU): how they are saved and shipped."""
+    return {
+        f"{name}.{k}": v.detach().float().cpu().contiguous()
         for name, head in model.heads()
         for k, v in head.state_dict().items()
     }
-    save_file(heads, str(out_dir / HEADS_FILE))
-    write_meta(out_dir, meta)
+
+
+def load_heads(model: DualHeadClassifier, tensors: dict[str, torch.Tensor]) -> None:
+    """Load both heads from ``head_tensors``-style keys, strictly (missing or misshapen tensors raise)."""
+    for name, head in model.heads():
+        head.load_state_dict(
+            {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(name + ".")}, strict=True
+        )
 
 
 def load(model_dir: str | Path, torch_dtype: torch.dtype | None = None) -> tuple[DualHeadClassifier, dict]:
@@ -110,10 +122,7 @@ def load(model_dir: str | Path, torch_dtype: torch.dtype | None = None) -> tuple
     model = DualHeadClassifier(backbone, len(meta["labels"]["sentiment"]), len(meta["labels"]["topic"]))
     try:
         heads = load_file(str(model_dir / HEADS_FILE))
-        for name, head in model.heads():
-            head.load_state_dict(
-                {k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith(name + ".")}, strict=True
-            )
+        load_heads(model, heads)
     except Exception as exc:  # safetensors raises its own error types for truncated files
         raise ModelDirError(f"{model_dir / HEADS_FILE}: {_first_line(exc)}") from None
     extra = [k for k in heads if not k.startswith(("sentiment_head.", "topic_head."))]

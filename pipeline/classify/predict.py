@@ -119,6 +119,6 @@ class Classifier:
         s_logits, t_logits = self.logits(texts, batch_size, progress)
         probs = softmax(s_logits, self.temperatures[0]).astype(np.float32)
         topic_probs = softmax(t_logits, self.temperatures[1]).astype(np.float32)
-        sentiment = [self.sentiments[i] for i in probs.argmax(1)] if len(texts) else []
-        topic = [self.topics[i] for i in topic_probs.argmax(1)] if len(texts) else []
-        return Predictions(sentiment, probs, topic, topic_probs.max(1) if len(texts) else np.zeros(0, np.float32))
+        sentiment = [self.sentiments[i] for i in probs.argmax(1)]
+        topic = [self.topics[i] for i in topic_probs.argmax(1)]
+        return Predictions(sentiment, probs, topic, topic_probs.max(1))

@@ -132,7 +132,7 @@ def promote(conn: connection, version: str, force: bool = False, by: str | None 
             if new_metrics is None:
                 conn.rollback()
                 raise PromotionRefused(f"{version} has no held-out evaluation; evaluate it or use --force")
-            reasons = gate(new_metrics, old_metrics) if old_metrics else gate(new_metrics, {})
+            reasons = gate(new_metrics, old_metrics or {})
             if reasons:
                 conn.rollback()
                 raise PromotionRefused(

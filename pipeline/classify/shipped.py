@@ -50,19 +50,6 @@ def weights_sha256(backbone: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _load_base(base: str | None = None) -> tuple[torch.nn.Module, object, str]:
-    from transformers import AutoModel, AutoTokenizer
-
-    from pipeline.classify.runtime import prepare_tokenizer
-
-    src, desc = base_model.resolve(base)
-    return (
-        AutoModel.from_pretrained(src, dtype=torch.float32),
-        prepare_tokenizer(AutoTokenizer.from_pretrained(src)),
-        desc,
-    )
-
-
 def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:
     """Write the compact delta of a trained ``top`` model (plus metadata, report, card) to ``out_dir``."""
     model_dir, out_dir = Path(model_dir), Path(out_dir or SHIPPED_DIR)
@@ -70,7 +57,7 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
     k = int(meta.get("training_details", {}).get("trained_layers") or 0)
     if meta["method"] != "top" or k <= 0:
         raise ShippedModelError(f"{model_dir}: only 'top' models ship as a delta (this one is {meta['method']!r})")
-    base_backbone, _, _ = _load_base(base or meta["training"].get("base_model"))
+    base_backbone, _, _ = base_model.load(base or meta["training"].get("base_model"))
     n = len(model.backbone.layers)
     delta = {}
     for name, t in model.backbone.state_dict().items():
@@ -79,10 +66,9 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
             delta[f"backbone.{name}"] = t.to(torch.float16).contiguous()
         elif not torch.equal(t, base_backbone.state_dict()[name]):
             raise ShippedModelError(f"{model_dir}: {name} differs from the base, but only the top {k} blocks may")
-    for name, head in model.heads():
-        for key, t in head.state_dict().items():
-            delta[f"{name}.{key}"] = t.float().contiguous()
-    tmp = Path(tempfile.mkdtemp(prefix=".shipped-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    delta.update(modeldir.head_tensors(model))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".shipped-", dir=out_dir.parent))  # beside it: the rename stays on one disk
     save_file(delta, str(tmp / DELTA_FILE), metadata={"format": "finsent-top-delta", "layers": str(k)})
     size = (tmp / DELTA_FILE).stat().st_size
     if size > MAX_BYTES:
@@ -127,7 +113,7 @@ def materialize(
     out = Path(models_root or config.state_dir() / "models") / meta["version"]
     if (out / modeldir.META_FILE).exists():
         return out
-    backbone, tok, _ = _load_base(base)
+    backbone, tok, _ = base_model.load(base)
     found = weights_sha256(backbone)
     if found != info["base_weights_sha256"]:
         raise ShippedModelError(
@@ -143,8 +129,7 @@ def materialize(
             if name not in state or state[name].shape != t.shape:
                 raise ShippedModelError(f"{DELTA_FILE}: {name} does not fit the base model")
             state[name].copy_(t.to(torch.float32))
-    for name, head in model.heads():
-        head.load_state_dict({k.split(".", 1)[1]: v for k, v in delta.items() if k.startswith(name + ".")}, strict=True)
+    modeldir.load_heads(model, delta)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     modeldir.save(model, tmp, meta, tok)

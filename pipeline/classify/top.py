@@ -76,7 +76,8 @@ def cache_lower(backbone: nn.Module, k: int, ids: list[list[int]], pad_id: int, 
     t0, done = time.monotonic(), 0
     try:
         for b, (idx, batch, mask) in enumerate(length_sorted_batches(ids, 64, pad_id)):
-            hidden = backbone(input_ids=batch, attention_mask=mask).last_hidden_state
+            dev = next(backbone.parameters()).device
+            hidden = backbone(input_ids=batch.to(dev), attention_mask=mask.to(dev)).last_hidden_state.cpu()
             for row, i in enumerate(idx):
                 out[i] = hidden[row, : int(mask[row].sum())].clone()
             done += len(idx)
@@ -95,7 +96,7 @@ def cache_lower(backbone: nn.Module, k: int, ids: list[list[int]], pad_id: int, 
     return out  # type: ignore[return-value]
 
 
-def _stack(hs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack(hs: list[torch.Tensor], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad cached hidden states to the longest: (hidden fp32, mask)."""
     width = max(h.shape[0] for h in hs)
     x = torch.zeros(len(hs), width, hs[0].shape[1])
@@ -103,7 +104,7 @@ def _stack(hs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     for r, h in enumerate(hs):
         x[r, : h.shape[0]] = h.float()
         mask[r, : h.shape[0]] = 1
-    return x, mask
+    return x.to(device), mask.to(device)
 
 
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -116,13 +117,14 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
 
 def _logits(top: _Top, head: nn.Linear, cache: list[torch.Tensor], batch_size: int = 128) -> np.ndarray:
     top.eval()
+    device = next(top.parameters()).device
     out = np.zeros((len(cache), head.out_features), dtype=np.float32)
     order = sorted(range(len(cache)), key=lambda i: cache[i].shape[0])
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            x, mask = _stack([cache[i] for i in idx])
-            out[idx] = head(top(x, mask)).numpy()
+            x, mask = _stack([cache[i] for i in idx], device)
+            out[idx] = head(top(x, mask)).float().cpu().numpy()
     return out
 
 
@@ -142,13 +144,15 @@ def _cached(work_dir, name: str, compute):
 
 
 def train_top(
-    model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args, class_weights, work_dir=None
+    model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args, class_weights, device=None, work_dir=None
 ) -> dict:
     """Train the top ``args.train_layers`` blocks, norm and heads; returns details incl. validation logits."""
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import get_linear_schedule_with_warmup
 
     k = args.train_layers if args.train_layers > 0 else 4
+    device = torch.device(device or "cpu")  # the cache lives in CPU memory; each batch moves to the device
+    model.to(device)
     backbone = model.backbone.eval()
     enc = lambda texts: tok(texts, truncation=True, max_length=args.max_length, add_special_tokens=False)["input_ids"]  # noqa: E731
     data = {}
@@ -163,11 +167,11 @@ def train_top(
                 lambda ids=ids, task=task, part=part: cache_lower(backbone, k, ids, tok.pad_token_id, f"{task}/{part}"),
             )
             data[task, part] = (hidden, np.array([names.index(y) for y in df["label"]]))
-    top = _Top(backbone, k)
+    top = _Top(backbone, k).to(device)
     heads = {"sentiment": model.sentiment_head, "topic": model.topic_head}
     weights = {
-        "sentiment": class_weights(sent.train["label"].tolist(), SENTIMENTS),
-        "topic": class_weights(topic.train["label"].tolist(), TOPICS),
+        "sentiment": class_weights(sent.train["label"].tolist(), SENTIMENTS).to(device),
+        "topic": class_weights(topic.train["label"].tolist(), TOPICS).to(device),
     }
     rng = random.Random(args.seed)
     steps_per_epoch = sum(math.ceil(len(data[t, "train"][0]) / args.batch_size) for t in heads)
@@ -208,9 +212,9 @@ def train_top(
             if step >= total:
                 break
             cache, y = data[task, "train"]
-            x, mask = _stack([cache[i] for i in idx])
+            x, mask = _stack([cache[i] for i in idx], device)
             logits = heads[task](dropout(top(x, mask)))
-            loss = nn.functional.cross_entropy(logits, torch.tensor(y[idx]), weight=weights[task])
+            loss = nn.functional.cross_entropy(logits, torch.tensor(y[idx], device=device), weight=weights[task])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(
                 list(top.parameters()) + [p for h in heads.values() for p in h.parameters()], 1.0

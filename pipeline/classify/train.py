@@ -34,7 +34,7 @@ from pipeline.classify import modeldir
 from pipeline.classify.data import TaskData, data_hash, load_task
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
-from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches, pad_batch, pick_device, prepare_tokenizer
+from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches, pad_batch, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,7 @@ def new_version(method: str) -> str:
 
 
 def load_backbone(args: TrainArguments):
-    from transformers import AutoModel, AutoTokenizer
-
-    src, desc = base_model.resolve(args.base_model)
-    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(src))
-    backbone = AutoModel.from_pretrained(src, dtype=torch.float32)
-    return backbone, tok, desc
+    return base_model.load(args.base_model)
 
 
 def load_parent(model_dir: Path):
@@ -379,13 +374,20 @@ def finetune(
     }
 
 
+NOT_RECIPE = ("device", "output_root")  # where a model trains or lands, not what it is
+
+
+def recipe(args: TrainArguments) -> dict:
+    """The arguments that shape the model (reproduced by ``make model``, keyed for resuming)."""
+    return {k: v for k, v in asdict(args).items() if k not in NOT_RECIPE}
+
+
 def run_dir(args: TrainArguments, sent: TaskData, topic: TaskData) -> Path:
     """``.state/runs/<hash of recipe and data>``: where an interrupted run of the same recipe resumes."""
     import hashlib
     import json
 
-    recipe = {k: v for k, v in asdict(args).items() if k not in ("device", "output_root")}
-    key = json.dumps([recipe, data_hash([sent.manifest, topic.manifest])], sort_keys=True, default=str)
+    key = json.dumps([recipe(args), data_hash([sent.manifest, topic.manifest])], sort_keys=True, default=str)
     path = config.state_dir() / "runs" / f"{args.method}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -452,13 +454,14 @@ def train(args: TrainArguments) -> Path:
         model, parent = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS)), None
     version = new_version(args.method)
     out_dir = Path(args.output_root or config.state_dir() / "models") / version
-    val_logits = None
+    val_logits, work = None, None
     if args.method == "heads":
         details = train_heads(model, tok, sent, topic, args, device)
     elif args.method == "top":
         from pipeline.classify.top import train_top
 
-        details = train_top(model, tok, sent, topic, args, class_weights, work_dir=run_dir(args, sent, topic))
+        work = run_dir(args, sent, topic)
+        details = train_top(model, tok, sent, topic, args, class_weights, device, work_dir=work)
         val_logits = details.pop("val_logits")
     elif args.method == "finetune":
         details = finetune(model, tok, sent, topic, args, device, out_dir.with_name(version + ".work"))
@@ -492,6 +495,6 @@ def train(args: TrainArguments) -> Path:
     import shutil
 
     shutil.rmtree(out_dir.with_name(version + ".work"), ignore_errors=True)
-    if args.method == "top":
-        shutil.rmtree(run_dir(args, sent, topic), ignore_errors=True)  # finished: the resume state is spent
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)  # finished: the resume state is spent
     return out_dir

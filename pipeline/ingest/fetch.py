@@ -18,7 +18,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -28,6 +27,9 @@ from requests.adapters import HTTPAdapter
 
 from pipeline.ingest import policy
 from pipeline.ingest.model import FetchResult
+from pipeline.ingest.normalize import (
+    clean_field,  # header text: no NUL (PostgreSQL rejects it), control chars or surrogates
+)
 
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
 MAX_REDIRECTS = 10
@@ -125,7 +127,7 @@ def _follow(
             return resp
         result.redirects.append(f"{resp.status_code} {current}")
         resp.close()
-        current = urljoin(current, _clean(location))
+        current = urljoin(current, clean_field(location))
         result.final_url = current
     raise requests.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
@@ -165,11 +167,6 @@ class _TrackingAdapter(HTTPAdapter):
                     pass
 
 
-def _clean(value: str) -> str:
-    """Header text without NUL, control characters or lone surrogates (PostgreSQL rejects NUL)."""
-    return "".join(c for c in value if unicodedata.category(c)[0] != "C" or c == "\t")
-
-
 def _request_headers(user_agent: str, etag: str | None, last_modified: str | None) -> dict[str, str]:
     headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
     if etag:
@@ -181,7 +178,7 @@ def _request_headers(user_agent: str, etag: str | None, last_modified: str | Non
 
 def _record_response(result: FetchResult, resp: requests.Response) -> None:
     result.http_status = resp.status_code
-    result.headers = {_clean(k).lower(): _clean(v)[:2000] for k, v in resp.headers.items()}
+    result.headers = {clean_field(k).lower(): clean_field(v)[:2000] for k, v in resp.headers.items()}
 
 
 def _status_ends_it(result: FetchResult, resp: requests.Response) -> bool:
@@ -191,7 +188,7 @@ def _status_ends_it(result: FetchResult, resp: requests.Response) -> bool:
         return True
     if resp.status_code >= 300:
         extra = " (redirect without Location)" if 300 <= resp.status_code < 400 else ""
-        result.error = f"HTTP {resp.status_code} {_clean(resp.reason or '')[:200]}{extra}".strip()
+        result.error = f"HTTP {resp.status_code} {clean_field(resp.reason or '')[:200]}{extra}".strip()
         return True
     return False
 

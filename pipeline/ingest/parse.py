@@ -55,22 +55,22 @@ def parse(
         return ParseResult([])
     guid_counts = Counter(_guid(e) for e in entries)
     stories: list[Story] = []
-    reasons: Counter = Counter()
+    skipped: Counter = Counter()
+    undated = 0
     for entry in entries:
         try:
-            story, reason = _story(entry, guid_counts, default_tz, sane)
+            story, note = _story(entry, guid_counts, default_tz, sane)
         except Exception as exc:  # isolation: one unreadable item never drops its feed
-            story, reason = None, f"unreadable item ({type(exc).__name__})"
+            story, note = None, f"unreadable item ({type(exc).__name__})"
         if story is None:
-            reasons[reason] += 1
+            skipped[note] += 1
         else:
             stories.append(story)
-    undated = sum(1 for e in entries if e.get("_finsent_bad_date"))
+            undated += note == _BAD_DATE
     if undated:
         note = f"{undated} item date(s) outside 1990..now+{max_future} stored as unknown"
         warning = f"{warning}; {note}" if warning else note
-    skipped = {k: v for k, v in reasons.items() if v}
-    return ParseResult(stories, skipped=sum(skipped.values()), skip_reasons=skipped, warning=warning)
+    return ParseResult(stories, skipped=sum(skipped.values()), skip_reasons=dict(skipped), warning=warning)
 
 
 _CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
@@ -94,7 +94,11 @@ def _guid(entry) -> str:
     return normalize.clean_field(raw).strip() if isinstance(raw, str) else ""
 
 
+_BAD_DATE = "date out of range"
+
+
 def _story(entry, guid_counts: Counter, default_tz: str, sane: tuple[datetime, datetime]) -> tuple[Story | None, str]:
+    """(story, "") or (story, _BAD_DATE) when its date was dropped, or (None, why it was skipped)."""
     raw_link = entry.get("link")
     link = normalize.clean_field(raw_link).strip() if isinstance(raw_link, str) else ""
     link = link[:MAX_URL_CHARS] or None
@@ -114,9 +118,9 @@ def _story(entry, guid_counts: Counter, default_tz: str, sane: tuple[datetime, d
     raw_date = entry.get("published") or entry.get("updated") or entry.get("created")
     parsed = entry.get("published_parsed") or entry.get("updated_parsed") or entry.get("created_parsed")
     published = normalize.parse_date(raw_date if isinstance(raw_date, str) else None, parsed, default_tz)
+    note = ""
     if published is not None and not sane[0] <= published <= sane[1]:
-        published = None
-        entry["_finsent_bad_date"] = True
+        published, note = None, _BAD_DATE
     return (
         Story(
             guid=guid,
@@ -128,7 +132,7 @@ def _story(entry, guid_counts: Counter, default_tz: str, sane: tuple[datetime, d
             content_hash=normalize.content_hash(title, summary),
             title_hash=normalize.title_hash(title),
         ),
-        "",
+        note,
     )
 
 

@@ -107,25 +107,28 @@ def ingest(
     return summary
 
 
+# A feed entry of the run summary for a feed that was never fetched (its keys match _store_one's).
+_NOTHING_FETCHED = {
+    "http_status": None,
+    "items_seen": 0,
+    "new": 0,
+    "duplicates": 0,
+    "skipped": 0,
+    "skip_reasons": {},
+    "warning": None,
+    "final_url": None,
+    "redirects": [],
+    "elapsed_s": 0.0,
+}
+
+
 def _record_invalid(conn, entry: registry.InvalidEntry) -> dict:
     """A registry entry that failed validation: a failed feed (on its row, if it has a usable name)."""
     log.warning("feed registry: %s", entry.error)
     if entry.has_name:
         store.record_failure(conn, entry.name, f"invalid registry entry: {entry.error}")
-    return {
-        "name": entry.name,
-        "status": "error",
-        "http_status": None,
-        "items_seen": 0,
-        "new": 0,
-        "duplicates": 0,
-        "skipped": 0,
-        "error": redact(f"invalid registry entry: {entry.error}"),
-        "warning": None,
-        "final_url": None,
-        "redirects": [],
-        "elapsed_s": 0.0,
-    }
+    error = redact(f"invalid registry entry: {entry.error}")
+    return {**_NOTHING_FETCHED, "name": entry.name, "status": "error", "error": error}
 
 
 def _store_one(conn, feed_id: int, outcome: FeedOutcome, window_td: timedelta) -> dict:
