@@ -20,7 +20,7 @@ from dashboard import auth
 from dashboard import queries as q
 from pipeline.classify.labels import SENTIMENTS
 
-PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]
+PAGES = ["Overview", "Alerts", "Companies", "Headlines", "Pipeline health"]
 RANGES = {
     "Last 24 hours": timedelta(hours=24),
     "Last 7 days": timedelta(days=7),
@@ -82,7 +82,9 @@ def page_overview(model: str) -> None:
         marks = (
             alt.Chart(alerts_in_range)
             .mark_rule(strokeDash=[4, 3], color="#d62728")
-            .encode(x="started_at:T", tooltip=["topic:N", "severity:N", "status:N", "observed_pct:Q", "baseline_pct:Q"])
+            .encode(
+                x="started_at:T", tooltip=["subject:N", "severity:N", "status:N", "observed_pct:Q", "baseline_pct:Q"]
+            )
         )
         layers.append(marks)
     st.subheader("Negative share per hour")
@@ -120,11 +122,11 @@ def page_alerts(model: str) -> None:
         "Drill down into alert",
         ids,
         index=default,
-        format_func=lambda i: f"#{i} {df.loc[df['id'] == i, 'topic'].iloc[0]}",
+        format_func=lambda i: f"#{i} {df.loc[df['id'] == i, 'subject'].iloc[0]}",
     )
     row = df[df["id"] == alert_id].iloc[0]
     st.text(
-        f"Alert #{alert_id}: {row['topic']}, {row['severity']} ({row['status']}), "
+        f"Alert #{alert_id}: {row['subject']}, {row['severity']} ({row['status']}), "
         f"{row['observed_negatives']}/{row['observed_stories']} negative = {row['observed_pct']}% "
         f"vs baseline {row['baseline_pct']}%, surging {row['hours_surging']} h since {row['started_at']:%Y-%m-%d %H:%M} UTC"
     )
@@ -149,6 +151,64 @@ def page_alerts(model: str) -> None:
                         st.warning("It was no longer open.")
     elif row["status"] == "acknowledged":
         st.text(f"Acknowledged by {row['acknowledged_by']} at {row['acknowledged_at']:%Y-%m-%d %H:%M} UTC")
+
+
+def page_companies(model: str) -> None:
+    lo, hi = cached("data_span", model)
+    at = (hi + timedelta(hours=1)) if hi is not None else pd.Timestamp.now(tz="UTC")
+    st.subheader("Watchlists: change in negative share (last 7 days of data vs the 28 before)")
+    watch = cached("watchlist_overview", model, at)
+    if watch.empty:
+        st.info("No watchlist yet: add one to config/entities.yaml and run `python -m pipeline entities sync`.")
+    else:
+        st.dataframe(watch.drop(columns=["id"]), hide_index=True, width="stretch")
+    st.subheader("Company")
+    c1, c2 = st.columns([2, 1])
+    if "company_search" not in st.session_state:  # a shared link (?company=...) opens on that company
+        st.session_state["company_search"] = st.query_params.get("company", "")
+    search = c1.text_input("Search by name or ticker", key="company_search", max_chars=80)
+    bucket = c2.selectbox("Bucket", ["day", "week", "hour"], index=0)
+    found = cached("find_companies", search)
+    if found.empty:
+        st.info("No company matches." if search else "Type a name or ticker (for example AAPL or Infosys).")
+        return
+    ids = found["id"].tolist()
+    labels = {r.id: f"{r.name} ({r.tickers}) - {r.stories} stories" for r in found.itertuples()}
+    entity_id = st.selectbox("Matches", ids, format_func=lambda i: labels[i])
+    st.query_params["company"] = search
+    series = cached("company_series", model, entity_id, bucket)
+    if series.empty:
+        st.info("No stored story names this company yet.")
+        return
+    m1, m2, m3 = st.columns(3)
+    stories = int(series["stories"].sum())
+    m1.metric("Stories", f"{stories:,}")
+    m2.metric("Negative share (company label)", f"{100 * int(series['negatives'].sum()) / max(stories, 1):.1f}%")
+    m3.metric(
+        "Mean sentiment", f"{(series['mean_sentiment'].astype(float) * series['stories']).sum() / max(stories, 1):+.3f}"
+    )
+    base = alt.Chart(series.assign(negative_pct=series["negative_pct"].astype(float))).encode(
+        x=alt.X("period:T", title=f"{bucket} (UTC)")
+    )
+    st.altair_chart(
+        alt.layer(
+            base.mark_bar(opacity=0.3).encode(y=alt.Y("stories:Q", title="stories")),
+            base.mark_line(point=True, color="#d62728").encode(y=alt.Y("negative_pct:Q", title="negative (%)")),
+        )
+        .resolve_scale(y="independent")
+        .properties(height=260),
+        width="stretch",
+    )
+    st.subheader("Headlines (company label beside the story's own)")
+    st.dataframe(
+        cached("company_headlines", model, entity_id),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "url": st.column_config.LinkColumn("link", display_text="open"),
+            "title": st.column_config.TextColumn("title", width="large"),
+        },
+    )
 
 
 def page_headlines(model: str) -> None:
@@ -235,6 +295,8 @@ def main() -> None:
         page_overview(model_row["version"])
     elif page == "Alerts":
         page_alerts(model_row["version"])
+    elif page == "Companies":
+        page_companies(model_row["version"])
     else:
         page_headlines(model_row["version"])
 

@@ -145,13 +145,14 @@ def topic_state(pool, model: str, at: datetime) -> pd.DataFrame:
             FROM hourly_stats WHERE model_version = %(m)s AND dimension = 'topic'
               AND hour > %(at)s - interval '8 days' AND hour <= %(at)s - interval '24 hours' GROUP BY key),
         live AS (
-            SELECT topic, severity, status FROM alerts WHERE model_version = %(m)s AND status <> 'resolved')
+            SELECT key, severity, status FROM alerts
+            WHERE model_version = %(m)s AND status <> 'resolved' AND dimension = 'topic')
         SELECT r.key AS topic, r.stories AS stories_24h,
                round((r.negatives::numeric / nullif(r.stories, 0)) * 100, 1) AS negative_pct_24h,
                round((b.base_share * 100)::numeric, 1) AS baseline_pct_7d,
                round(r.mean_sentiment::numeric, 3) AS mean_sentiment_24h,
                coalesce(l.severity || ' (' || l.status || ')', '-') AS live_alert
-        FROM recent r LEFT JOIN base b USING (key) LEFT JOIN live l ON l.topic = r.key
+        FROM recent r LEFT JOIN base b USING (key) LEFT JOIN live l ON l.key = r.key
         ORDER BY r.negatives::float / nullif(r.stories, 0) DESC NULLS LAST, r.key
         """,
         {"m": model, "at": at},
@@ -159,35 +160,45 @@ def topic_state(pool, model: str, at: datetime) -> pd.DataFrame:
 
 
 def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:
+    from pipeline.alerts.notify import SUBJECT_SQL
+
     return frame(
         pool,
-        """
-        SELECT id, severity, peak_severity, status, topic, started_at, window_end, hours_surging,
-               observed_negatives, observed_stories, round((observed_share * 100)::numeric, 1) AS observed_pct,
-               round((baseline_share * 100)::numeric, 1) AS baseline_pct, p_value, notified_at,
-               acknowledged_by, acknowledged_at
-        FROM alerts WHERE model_version = %s AND status = ANY(%s)
-        ORDER BY (status = 'resolved'), started_at DESC, id DESC LIMIT 500
+        f"""
+        SELECT al.id, al.severity, al.peak_severity, al.status, al.dimension, {SUBJECT_SQL} AS subject,
+               al.started_at, al.window_end, al.hours_surging, al.observed_negatives, al.observed_stories,
+               round((al.observed_share * 100)::numeric, 1) AS observed_pct,
+               round((al.baseline_share * 100)::numeric, 1) AS baseline_pct, al.p_value, al.notified_at,
+               al.acknowledged_by, al.acknowledged_at
+        FROM alerts al WHERE al.model_version = %s AND al.status = ANY(%s)
+        ORDER BY (al.status = 'resolved'), al.started_at DESC, al.id DESC LIMIT 500
         """,
         (model, statuses),
     )
 
 
 def alert_stories(pool, alert_id: int) -> pd.DataFrame:
-    """The stories behind an alert: every negative story of its topic in its surging hours."""
+    """The stories behind an alert: every negative story of its subject in its surging span (a company's by
+    its own per-entity label; a company's span starts a window before the first surging hour)."""
     return frame(
         pool,
         """
         SELECT a.story_time AS published, f.name AS source, a.title, a.url,
-               sc.topic, sc.sentiment, round(sc.p_negative::numeric, 3) AS p_negative
+               sc.topic, coalesce(es.sentiment, sc.sentiment) AS sentiment,
+               round(coalesce(es.p_negative, sc.p_negative)::numeric, 3) AS p_negative
         FROM alerts al
-        JOIN scores sc ON sc.model_version = al.model_version AND (al.topic = 'overall' OR sc.topic = al.topic)
+        JOIN scores sc ON sc.model_version = al.model_version
+             AND (al.dimension IN ('overall', 'entity') OR (al.dimension = 'topic' AND sc.topic = al.key))
         JOIN articles a ON a.id = sc.article_id
         JOIN feeds f ON f.id = a.feed_id
-        WHERE al.id = %s AND sc.sentiment = 'negative'
-          AND a.story_time >= al.started_at
+        LEFT JOIN entity_scores es ON al.dimension = 'entity' AND es.article_id = a.id
+             AND es.entity_id = al.key AND es.model_version = al.model_version
+        WHERE al.id = %s AND coalesce(es.sentiment, sc.sentiment) = 'negative'
+          AND (al.dimension <> 'entity' OR es.article_id IS NOT NULL)
+          AND a.story_time >= al.started_at - CASE WHEN al.dimension = 'entity' THEN interval '23 hours'
+                                                   ELSE interval '0 hours' END
           AND a.story_time < al.window_end
-        ORDER BY sc.p_negative DESC, a.id LIMIT 200
+        ORDER BY 7 DESC, a.id LIMIT 200
         """,
         (alert_id,),
     )
@@ -273,3 +284,107 @@ def health(pool, model: str | None) -> dict:
         else out["articles"]
     )
     return out
+
+
+def find_companies(pool, text: str, limit: int = 50) -> pd.DataFrame:
+    """Companies whose name, alias or ticker contains ``text`` (exact ticker or name first), with story counts."""
+    needle = search_text(text, 80).lstrip("$")
+    return frame(
+        pool,
+        """
+        SELECT e.id, e.name, array_to_string(e.tickers, ', ') AS tickers, e.sector,
+               (SELECT count(*) FROM story_entities se WHERE se.entity_id = e.id) AS stories
+        FROM entities e
+        WHERE %(q)s = '' OR e.name ILIKE '%%' || %(like)s || '%%' OR e.id = lower(%(q)s)
+           OR EXISTS (SELECT 1 FROM unnest(e.aliases || e.tickers) f
+                      WHERE f ILIKE '%%' || %(like)s || '%%' OR split_part(f, ':', 2) = upper(%(q)s))
+        ORDER BY (upper(%(q)s) = ANY(SELECT split_part(t, ':', 2) FROM unnest(e.tickers) t)) DESC,
+                 (lower(e.name) = lower(%(q)s)) DESC, 5 DESC, e.name
+        LIMIT %(n)s
+        """,
+        {"q": needle, "like": _like(needle), "n": limit},
+    )
+
+
+def _like(text: str) -> str:
+    """``text`` for ILIKE, its wildcards taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def company_series(pool, model: str, entity_id: str, bucket: str = "day") -> pd.DataFrame:
+    """Per bucket: the company's stories, negatives (by its own per-entity label) and mean sentiment."""
+    if bucket not in ("hour", "day", "week"):
+        raise ValueError(f"bucket must be hour, day or week, not {bucket!r}")
+    return frame(
+        pool,
+        """
+        SELECT date_trunc(%(b)s, a.story_time) AS period, count(*) AS stories,
+               sum((es.sentiment = 'negative')::int) AS negatives,
+               round(avg((es.sentiment = 'negative')::int) * 100, 1) AS negative_pct,
+               round(avg(es.p_positive - es.p_negative)::numeric, 3) AS mean_sentiment
+        FROM entity_scores es JOIN articles a ON a.id = es.article_id
+        WHERE es.model_version = %(m)s AND es.entity_id = %(e)s
+        GROUP BY 1 ORDER BY 1
+        """,
+        {"m": model, "e": entity_id, "b": bucket},
+    )
+
+
+def company_headlines(pool, model: str, entity_id: str, limit: int = 200) -> pd.DataFrame:
+    """The company's stories: its per-entity label beside the story's own label."""
+    return frame(
+        pool,
+        """
+        SELECT a.story_time AS published, f.name AS source, a.title, a.url,
+               es.sentiment AS company_sentiment, round(es.p_negative::numeric, 3) AS company_p_negative,
+               sc.sentiment AS story_sentiment, sc.topic,
+               (SELECT string_agg(DISTINCT se.matched, ', ') FROM story_entities se
+                WHERE se.article_id = a.id AND se.entity_id = es.entity_id) AS matched
+        FROM entity_scores es
+        JOIN articles a ON a.id = es.article_id
+        JOIN feeds f ON f.id = a.feed_id
+        LEFT JOIN scores sc ON sc.article_id = a.id AND sc.model_version = es.model_version
+        WHERE es.model_version = %(m)s AND es.entity_id = %(e)s
+        ORDER BY a.story_time DESC, a.id DESC LIMIT %(n)s
+        """,
+        {"m": model, "e": entity_id, "n": limit},
+    )
+
+
+def watchlist_overview(pool, model: str, at: datetime, recent_days: int = 7, baseline_days: int = 28) -> pd.DataFrame:
+    """Watchlist companies ranked by the change in negative share: the last ``recent_days`` against the
+    ``baseline_days`` before them (per-entity labels)."""
+    return frame(
+        pool,
+        """
+        WITH w AS (SELECT DISTINCT entity_id FROM watchlist_entities),
+        s AS (
+            SELECT es.entity_id, a.story_time >= %(at)s - make_interval(days => %(r)s) AS recent,
+                   (es.sentiment = 'negative')::int AS neg
+            FROM entity_scores es JOIN articles a ON a.id = es.article_id JOIN w USING (entity_id)
+            WHERE es.model_version = %(m)s AND a.story_time < %(at)s
+              AND a.story_time >= %(at)s - make_interval(days => %(r)s + %(b)s)),
+        agg AS (
+            SELECT entity_id, count(*) FILTER (WHERE recent) AS stories_recent,
+                   avg(neg) FILTER (WHERE recent) AS share_recent,
+                   count(*) FILTER (WHERE NOT recent) AS stories_baseline,
+                   avg(neg) FILTER (WHERE NOT recent) AS share_baseline
+            FROM s GROUP BY entity_id)
+        SELECT e.name AS company, array_to_string(e.tickers, ', ') AS tickers,
+               (SELECT string_agg(watchlist, ', ' ORDER BY watchlist) FROM watchlist_entities we
+                WHERE we.entity_id = e.id) AS watchlists,
+               coalesce(g.stories_recent, 0) AS stories_recent,
+               round((g.share_recent * 100)::numeric, 1) AS negative_pct_recent,
+               coalesce(g.stories_baseline, 0) AS stories_baseline,
+               round((g.share_baseline * 100)::numeric, 1) AS negative_pct_baseline,
+               round(((coalesce(g.share_recent, 0) - coalesce(g.share_baseline, 0)) * 100)::numeric, 1)
+                   AS change_pts,
+               coalesce((SELECT al.severity || ' (' || al.status || ')' FROM alerts al
+                         WHERE al.dimension = 'entity' AND al.key = e.id AND al.model_version = %(m)s
+                           AND al.status <> 'resolved' LIMIT 1), '-') AS live_alert,
+               e.id
+        FROM w JOIN entities e ON e.id = w.entity_id LEFT JOIN agg g ON g.entity_id = e.id
+        ORDER BY (g.share_recent IS NULL), change_pts DESC, stories_recent DESC, e.name
+        """,
+        {"m": model, "at": at, "r": recent_days, "b": baseline_days},
+    )

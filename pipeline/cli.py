@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import config, db, logs
+from pipeline.csvio import InputError, output_path, read_input_csv
 
 
 def _print_json(obj: object) -> None:
@@ -86,11 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.classify.predict import Classifier
     from pipeline.classify.text import prepare_text
 
-    out_path = Path(args.output)
-    if not out_path.parent.is_dir():
-        raise InputError(f"output folder {out_path.parent} does not exist")
-    if out_path.is_dir():
-        raise InputError(f"output {out_path} is a folder, not a file")
+    out_path = output_path(args.output)
     df = read_input_csv(args.input, required=("text",))
     clf = Classifier.load(args.model, device=args.device)  # strict: a damaged model fails here, before any work
     texts = [prepare_text(str(t)) if isinstance(t, str) else "" for t in df["text"]]
@@ -106,32 +103,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         }
     )
     return 0
-
-
-def read_input_csv(path: str, required: Sequence[str]):  # -> pandas.DataFrame
-    """A UTF-8 CSV with the required columns and at least one row, or InputError saying what is wrong."""
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputError(f"input {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"input {path} is a folder, not a CSV file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"input {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(
-            f"input {path} is empty: expected a CSV with a header row and a {required[0]!r} column"
-        ) from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise InputError(f"input {path} is not a readable CSV: {str(exc).strip().splitlines()[0]}") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise InputError(f"input {path} has no {missing} column(s) (columns: {list(df.columns)[:20]})")
-    if df.empty:
-        raise InputError(f"input {path} has a header but no rows")
-    return df
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -289,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 when any feed is failing (for monitoring)")
     p.set_defaults(func=cmd_status)
 
+    from pipeline.entities.cli import add_parser as add_entities
+
+    add_entities(sub)
     p = sub.add_parser("demo", help="embedded demo: migrate, run the hourly DAG once on real Airflow, summarise")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -309,12 +283,15 @@ def guarded(func, args, verbose: bool = False) -> int:
     """Run a command; any error is one line on stderr and an exit code (2: bad input), never a traceback."""
     import psycopg2
 
+    from pipeline.alerts.rules import RulesError
     from pipeline.classify.modeldir import ModelDirError
+    from pipeline.entities.catalogue import CatalogueError
     from pipeline.ingest.registry import RegistryError
 
+    bad_input = (RegistryError, ModelDirError, CatalogueError, RulesError, InputError)
     try:
         return func(args)
-    except (RegistryError, ModelDirError, InputError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (*bad_input, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except psycopg2.OperationalError as exc:
@@ -331,7 +308,3 @@ def guarded(func, args, verbose: bool = False) -> int:
             raise
         print(f"error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
         return 1
-
-
-class InputError(ValueError):
-    """The command's input (file, column, path) is unusable."""

@@ -81,11 +81,22 @@ class Thresholds:
     critical_ratio: float = 2.0  # ... for critical
     resolve_ratio: float = 1.25  # back under this ratio = resolved
     prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
+    window_hours: int = 1  # hours judged as one observation (companies: 24, see config/alert_rules.yaml)
 
     @property
     def hours_before(self) -> int:
         """Hours before the judged one that its pooled looks may use; the baseline leaves them out."""
         return max(1, self.pool_hours - 1)
+
+
+def entities_file() -> Path:
+    """The user's companies and watchlists (``FINSENT_ENTITIES_FILE``)."""
+    return Path(_env("FINSENT_ENTITIES_FILE", str(REPO_ROOT / "config" / "entities.yaml")))
+
+
+def alert_rules_file() -> Path:
+    """Surge thresholds per topic and for companies (``FINSENT_ALERT_RULES``)."""
+    return Path(_env("FINSENT_ALERT_RULES", str(REPO_ROOT / "config" / "alert_rules.yaml")))
 
 
 def alert_thresholds() -> Thresholds:

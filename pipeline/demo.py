@@ -151,6 +151,13 @@ def summary(url: str, log_path=None) -> dict:
                 (model[0],),
             )
             scored["most_negative"] = [{"title": t, "p_negative": round(p, 3)} for t, p in cur.fetchall()]
+            cur.execute(
+                "SELECT e.name, count(*), sum((es.sentiment = 'negative')::int), min(es.method) FROM entity_scores es "
+                "JOIN entities e ON e.id = es.entity_id WHERE es.model_version = %s "
+                "GROUP BY e.name ORDER BY 2 DESC, 1 LIMIT 5",
+                (model[0],),
+            )
+            scored["top_companies"] = {n: {"stories": c, "negative": k, "label": m} for n, c, k, m in cur.fetchall()}
     return {
         "stories_stored": total,
         "published_range": [first, newest],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from psycopg2 import sql
 
 from pipeline import db
-from tests.helpers import FEEDS
+from tests.helpers import FEEDS, free_port
 
 # pgserver logs from an atexit hook after pytest has closed its streams: keep it to warnings.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -145,3 +146,27 @@ def tiny_models(tiny_base, tmp_path_factory):
     )
     evaluate(ft)
     return heads, ft
+
+
+@pytest.fixture()
+def smtp_port(monkeypatch):
+    """A free port and the Airflow SMTP connection pointing at it (start ``SMTPServer(port)`` there)."""
+    port = free_port()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_ALERTS",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {
+                    "disable_tls": True,
+                    "disable_ssl": True,
+                    "from_email": "alerts@example.com",
+                    "timeout": 5,
+                    "retry_limit": 1,
+                },
+            }
+        ),
+    )
+    return port

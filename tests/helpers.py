@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email
 import sys
 import uuid
 from datetime import UTC
+from email import policy
 from pathlib import Path
 
 import psycopg2
@@ -76,3 +78,27 @@ def seed_articles(url: str, titles: list[str]) -> list[int]:
         return ids
     finally:
         conn.close()
+
+
+class SMTPServer:
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[email.message.EmailMessage] = []
+        self.rcpts: list[list[str]] = []
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                outer.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+                outer.rcpts.append(list(envelope.rcpt_tos))
+                return "250 Message accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()

@@ -1,62 +1,12 @@
 """Alerts end to end on a real PostgreSQL and a real SMTP server (aiosmtpd on 127.0.0.1)."""
 
-import email
-import json
 from datetime import timedelta
-from email import policy
 
 import pytest
 
 from pipeline import tasks
-from tests.helpers import free_port, query
+from tests.helpers import SMTPServer, query
 from tests.seeding import HOSTILE, H, seed, week_of_normal, window
-
-
-class SMTPServer:
-    def __init__(self, port: int) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.messages: list[email.message.EmailMessage] = []
-        self.rcpts: list[list[str]] = []
-        outer = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                outer.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-                outer.rcpts.append(list(envelope.rcpt_tos))
-                return "250 Message accepted"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-
-    def __enter__(self):
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.controller.stop()
-
-
-@pytest.fixture()
-def smtp_port(monkeypatch):
-    port = free_port()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_ALERTS",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": port,
-                "extra": {
-                    "disable_tls": True,
-                    "disable_ssl": True,
-                    "from_email": "alerts@example.com",
-                    "timeout": 5,
-                    "retry_limit": 1,
-                },
-            }
-        ),
-    )
-    return port
 
 
 def test_smtp_hook_still_exposes_its_client(smtp_port):
@@ -76,7 +26,9 @@ def test_smtp_hook_still_exposes_its_client(smtp_port):
 
 def alerts(url: str) -> list[tuple]:
     return query(
-        url, "SELECT topic, status, severity, hours_surging, notified_at IS NOT NULL FROM alerts ORDER BY topic"
+        url,
+        "SELECT CASE WHEN dimension = 'overall' THEN 'overall' ELSE key END AS subject, status, severity,"
+        " hours_surging, notified_at IS NOT NULL FROM alerts ORDER BY 1",
     )
 
 
@@ -92,7 +44,7 @@ def test_surge_opens_one_alert_per_topic_updates_it_and_resolves_it(db_url):
         (H,),
     )
     assert stats == [(50, 30, 0.60)]
-    top = query(db_url, "SELECT top_stories FROM alerts WHERE topic = 'Energy | Oil'")[0][0]
+    top = query(db_url, "SELECT top_stories FROM alerts WHERE dimension = 'topic' AND key = 'Energy | Oil'")[0][0]
     assert len(top) == 5 and top[0]["title"] == HOSTILE and top[0]["url"].startswith("https://news.example/")
 
     again = tasks.detect(window(H))  # re-running the hour changes nothing
@@ -129,7 +81,9 @@ def test_email_arrives_with_content_once_and_survives_an_smtp_outage(db_url, smt
 
     with pytest.raises(NotifyError):
         tasks.notify(window(H), {}, now=live_now)
-    rows = query(db_url, "SELECT notified_at, notify_attempts, last_notify_error FROM alerts ORDER BY topic")
+    rows = query(
+        db_url, "SELECT notified_at, notify_attempts, last_notify_error FROM alerts ORDER BY dimension DESC, key"
+    )
     assert all(r[0] is None and r[1] == 1 and r[2] for r in rows)
 
     with SMTPServer(smtp_port) as smtp:

@@ -41,6 +41,58 @@ def metrics(at: AppTest) -> dict:
     return {m.label: m.value for m in at.metric}
 
 
+@pytest.fixture()
+def company_db(dash_db, tmp_path, monkeypatch):
+    """The seeded stories, the 50 Energy stories of the surge hour about Zyntrex (one hostile), a watchlist, links and labels."""
+    from pipeline import db
+    from pipeline.entities import catalogue, store
+    from pipeline.entities.link import Linker
+
+    path = tmp_path / "entities.yaml"
+    path.write_text(
+        "entities:\n  - {id: zyntrex, name: Zyntrex Inc, aliases: [Zyntrex], tickers: [NYSE:ZYNX]}\n"
+        "watchlists:\n  - {name: desk, entities: [zyntrex, apple]}\n"
+    )
+    monkeypatch.setenv("FINSENT_ENTITIES_FILE", str(path))
+    conn = db.connect(dash_db)
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE articles SET title = 'Zyntrex ' || title WHERE id IN "
+            "(SELECT article_id FROM scores WHERE topic = 'Energy | Oil' ORDER BY article_id DESC LIMIT 50)"
+        )
+    conn.commit()
+    cat = catalogue.load(path)
+    store.sync(conn, cat)
+    store.link_pending(conn, Linker(cat))
+    store.score_pending(conn, "test-model", scorer=None)
+    conn.close()
+    st.cache_data.clear()
+    return dash_db
+
+
+def test_companies_page_search_trend_headlines_and_watchlist(company_db):
+    at = app("Companies")
+    assert not at.exception
+    watch = at.dataframe[0].value
+    assert set(watch["company"]) == {"Zyntrex Inc", "Apple Inc."}
+    zyn = watch[watch["company"] == "Zyntrex Inc"].iloc[0]
+    assert zyn["watchlists"] == "desk" and zyn["stories_recent"] == 50
+    at.text_input[0].set_value("ZYNX").run()  # by ticker
+    assert not at.exception
+    m = metrics(at)
+    n, k = query(
+        company_db,
+        "SELECT count(*), sum((sentiment = 'negative')::int) FROM entity_scores WHERE entity_id = 'zyntrex'",
+    )[0]
+    assert n == 50 and m["Stories"] == "50"
+    assert m["Negative share (company label)"] == f"{100 * k / n:.1f}%"
+    heads = at.dataframe[1].value
+    assert len(heads) == 50 and {"company_sentiment", "story_sentiment", "matched"} <= set(heads.columns)
+    assert any(t.startswith("Zyntrex " + HOSTILE) for t in heads["title"])  # shown literally
+    at.text_input[0].set_value("no such company at all").run()
+    assert not at.exception and any("No company matches" in i.value for i in at.info)
+
+
 def test_overview_shows_the_numbers_in_sql(dash_db):
     at = app("Overview")
     assert not at.exception
@@ -62,8 +114,8 @@ def test_alerts_list_drill_down_and_acknowledge(dash_db, monkeypatch):
     at = app("Alerts")
     assert not at.exception and metrics(at)["Alerts shown"] == "2"
     listed = at.dataframe[0].value
-    assert set(listed["topic"]) == {"Energy | Oil", "overall"}
-    energy_id = int(listed[listed["topic"] == "Energy | Oil"]["id"].iloc[0])
+    assert set(listed["subject"]) == {"Energy | Oil", "overall"}
+    energy_id = int(listed[listed["subject"] == "Energy | Oil"]["id"].iloc[0])
     at.selectbox[0].set_value(energy_id).run()
     stories = at.dataframe[1].value
     assert len(stories) == 30 and HOSTILE in set(stories["title"])  # shown literally, not rendered
@@ -193,6 +245,7 @@ def test_real_browser_renders_every_page(dash_db, tmp_path):
                 ("Overview", "Negative share per hour"),
                 ("Alerts", "Drill down into alert"),
                 ("Headlines", "Search titles"),
+                ("Companies", "Search by name or ticker"),
                 ("Pipeline health", "Model in use"),
             ]:
                 page.goto(f"http://127.0.0.1:{port}/?page={name.replace(' ', '%20')}")

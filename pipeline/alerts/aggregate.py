@@ -1,4 +1,4 @@
-"""Hourly aggregates per topic, per source and overall, recomputed idempotently in SQL."""
+"""Hourly aggregates per topic, per source, per company and overall, recomputed idempotently in SQL."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ UNION ALL
 SELECT hour, 'topic', topic, %(model)s, count(*), sum(neg), avg(neg), avg(sent) FROM s GROUP BY hour, topic
 UNION ALL
 SELECT hour, 'source', source, %(model)s, count(*), sum(neg), avg(neg), avg(sent) FROM s GROUP BY hour, source
+UNION ALL
+SELECT date_trunc('hour', a.story_time), 'entity', es.entity_id, %(model)s, count(*),
+       sum((es.sentiment = 'negative')::int), avg((es.sentiment = 'negative')::int), avg(es.p_positive - es.p_negative)
+FROM entity_scores es JOIN articles a ON a.id = es.article_id
+WHERE es.model_version = %(model)s AND a.story_time >= %(start)s AND a.story_time < %(end)s
+GROUP BY 1, es.entity_id
 """
 
 

@@ -26,10 +26,17 @@ class NotifyError(RuntimeError):
     """At least one alert could not be sent; the others were."""
 
 
-def recipients_for(topic: str, recipients_file: Path) -> list[str]:
+def recipients_for(alert: dict, recipients_file: Path) -> list[str]:
+    """``default`` gets everything; ``topics`` adds people per topic (or ``overall``); ``watchlists`` adds
+    people for every company on that watchlist."""
     doc = yaml.safe_load(Path(recipients_file).read_text()) or {}
-    people = list((doc.get("topics") or {}).get(topic) or []) + list(doc.get("default") or [])
-    return list(dict.fromkeys(p.strip() for p in people if p and p.strip()))
+    people = []
+    if alert["dimension"] in ("topic", "overall"):
+        people += list((doc.get("topics") or {}).get(alert["subject"]) or [])
+    for watchlist in alert.get("watchlists") or []:
+        people += list((doc.get("watchlists") or {}).get(watchlist) or [])
+    people += list(doc.get("default") or [])
+    return list(dict.fromkeys(p.strip() for p in people if isinstance(p, str) and p.strip()))
 
 
 def _safe_link(url: str | None) -> str | None:
@@ -38,19 +45,20 @@ def _safe_link(url: str | None) -> str | None:
 
 def render(alert: dict, dashboard_url: str) -> tuple[str, str, str]:
     """(subject, plain text, HTML). Feed text is escaped; only http(s) links are linked."""
-    topic = alert["topic"]
+    subject_name = alert["subject"]
+    what = {"entity": "Company", "overall": "Stream", "source": "Source"}.get(alert["dimension"], "Topic")
     sev = alert["severity"].upper()
     obs, base = 100 * alert["observed_share"], 100 * alert["baseline_share"]
     window = f"{alert['last_hour']:%Y-%m-%d %H:%M}–{alert['window_end']:%H:%M} UTC"
-    subject = f"[finsent] {sev} negative-news surge: {topic} ({obs:.0f}% negative vs {base:.0f}% baseline)"
+    subject = f"[finsent] {sev} negative-news surge: {subject_name} ({obs:.0f}% negative vs {base:.0f}% baseline)"
     link = f"{dashboard_url.rstrip('/')}/?{urlencode({'page': 'Alerts', 'alert': alert['id']})}"
     facts = [
-        ("Topic", topic),
+        (what, subject_name),
         ("Severity", sev),
         ("Hour", window),
         ("Surging since", f"{alert['started_at']:%Y-%m-%d %H:%M} UTC ({alert['hours_surging']} h)"),
         ("Negative stories", f"{alert['observed_negatives']} of {alert['observed_stories']} ({obs:.1f}%)"),
-        ("Baseline share", f"{base:.1f}% over {alert['baseline_stories']} stories, previous 7 days"),
+        ("Baseline share", f"{base:.1f}% over {alert['baseline_stories']} stories before the judged span"),
         ("p-value (binomial)", f"{alert['p_value']:.2g}"),
         ("z-score", f"{alert['score']:.1f}"),
         ("Model", alert["model_version"]),
@@ -135,7 +143,10 @@ def send(msg: EmailMessage, smtp_conn_id: str) -> None:
 
 _COLUMNS = [
     "id",
-    "topic",
+    "dimension",
+    "key",
+    "subject",
+    "watchlists",
     "model_version",
     "started_at",
     "last_hour",
@@ -153,9 +164,22 @@ _COLUMNS = [
 ]
 
 
+# What the alert is about, as people read it: the topic, "overall", or the company's name and ticker.
+SUBJECT_SQL = """CASE WHEN al.dimension = 'overall' THEN 'overall'
+     WHEN al.dimension = 'entity' THEN coalesce((SELECT e.name || coalesce(' (' || e.tickers[1] || ')', '')
+                                                 FROM entities e WHERE e.id = al.key), al.key)
+     ELSE al.key END"""
+_SELECT = {
+    "subject": SUBJECT_SQL,
+    "watchlists": "ARRAY(SELECT we.watchlist FROM watchlist_entities we "
+    "WHERE al.dimension = 'entity' AND we.entity_id = al.key ORDER BY 1)",
+}
 _NEXT_UNSENT = (
-    "SELECT " + ", ".join(_COLUMNS) + " FROM alerts WHERE status IN ('open', 'acknowledged') AND notified_at IS NULL "
-    "AND window_end > %s AND window_end <= %s AND NOT (id = ANY(%s)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "SELECT "
+    + ", ".join(_SELECT.get(c, f"al.{c}") for c in _COLUMNS)
+    + " FROM alerts al WHERE al.status IN ('open', 'acknowledged') AND al.notified_at IS NULL "
+    "AND al.window_end > %s AND al.window_end <= %s AND NOT (al.id = ANY(%s)) ORDER BY al.id LIMIT 1 "
+    "FOR UPDATE OF al SKIP LOCKED"
 )
 
 
@@ -183,10 +207,10 @@ def notify_pending(
                 conn.commit()
                 break
             alert = dict(zip(_COLUMNS, row))
-            to = recipients_for(alert["topic"], recipients_file)
+            to = recipients_for(alert, recipients_file)
             try:
                 if not to:
-                    raise NotifyError(f"no recipients for topic {alert['topic']!r} in {recipients_file}")
+                    raise NotifyError(f"no recipients for {alert['subject']!r} in {recipients_file}")
                 send(build_message(alert, to, from_email, dashboard_url), smtp_conn_id)
             except Exception as exc:  # SMTP outage, refused recipients, bad connection
                 cur.execute(
@@ -205,7 +229,7 @@ def notify_pending(
             )
             conn.commit()
             sent.append(alert["id"])
-            log.info("alert %d (%s, %s) emailed to %s", alert["id"], alert["topic"], alert["severity"], ", ".join(to))
+            log.info("alert %d (%s, %s) emailed to %s", alert["id"], alert["subject"], alert["severity"], ", ".join(to))
     if failed:
         raise NotifyError(f"{len(failed)} alert(s) not sent ({failed}); {len(sent)} sent")
     return {"sent": sent}

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 
 from psycopg2.extensions import connection
 
-from pipeline import config
 from pipeline.alerts import aggregate
+from pipeline.alerts.rules import Rules
+from pipeline.alerts.rules import load as load_rules
 from pipeline.alerts.run import detect_window
 from pipeline.classify.registry import active_version
 
@@ -27,7 +28,7 @@ def refresh(
     lookback_h: float = 0,
     judge: bool = True,
     judge_last_h: float | None = None,
-    thresholds: config.Thresholds | None = None,
+    rules: Rules | None = None,
 ) -> dict:
     """Rebuild stats and judge surges for one model (default: the active one; NoActiveModel if none).
 
@@ -45,7 +46,7 @@ def refresh(
     out: dict = {"model_version": model, "stats_rows": rows, "span": span}
     if judge and span is not None:
         start = span[0] if judge_last_h is None else max(span[0], span[1] - timedelta(hours=judge_last_h))
-        out.update(detect_window(conn, model, (start, span[1]), thresholds or config.alert_thresholds()))
+        out.update(detect_window(conn, model, (start, span[1]), rules or load_rules()))
         log.info(
             "stats rows %d; alerts opened %s updated %s resolved %s",
             rows,

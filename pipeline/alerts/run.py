@@ -10,10 +10,11 @@ from psycopg2.extras import Json
 
 from pipeline import windows
 from pipeline.alerts.detect import Verdict, judge_recent, transition
-from pipeline.config import Thresholds
+from pipeline.alerts.rules import Rules
 
 log = logging.getLogger(__name__)
-OVERALL = "overall"  # the alert "topic" of the whole stream (hourly_stats dimension 'overall', key 'all')
+OVERALL = ("overall", "all")  # the whole stream, as hourly_stats and alerts key it
+Subject = tuple[str, str]  # (dimension, key): ('overall', 'all'), ('topic', name), ('entity', id)
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('finsent.detect'), hashtext(%s))"
 _SPAN_TOTALS = """
@@ -24,26 +25,40 @@ _PER_HOUR = """
 SELECT hour, stories, negatives FROM hourly_stats
 WHERE model_version = %s AND dimension = %s AND key = %s AND hour >= %s AND hour < %s
 """
-_TOPICS_IN_HOUR = "SELECT key FROM hourly_stats WHERE model_version = %s AND dimension = 'topic' AND hour = %s"
-_TOPICS_LIVE = "SELECT topic FROM alerts WHERE model_version = %s AND status <> 'resolved'"
+# Topics are judged every hour they hold stories; companies only when they are on a watchlist.
+_SUBJECTS_IN_HOUR = """
+SELECT dimension, key FROM hourly_stats
+WHERE model_version = %s AND hour = %s
+  AND (dimension = 'topic' OR (dimension = 'entity' AND key IN (SELECT entity_id FROM watchlist_entities)))
+"""
+_SUBJECTS_LIVE = "SELECT dimension, key FROM alerts WHERE model_version = %s AND status <> 'resolved'"
 _LIVE_ALERT = """
 SELECT id, started_at, last_hour FROM alerts
-WHERE topic = %s AND model_version = %s AND status <> 'resolved' FOR UPDATE
+WHERE dimension = %s AND key = %s AND model_version = %s AND status <> 'resolved' FOR UPDATE
 """
 _TOP_STORIES = """
 SELECT a.id, a.title, a.url, f.name, s.p_negative
 FROM scores s JOIN articles a ON a.id = s.article_id JOIN feeds f ON f.id = a.feed_id
 WHERE s.model_version = %(m)s AND s.sentiment = 'negative'
-  AND a.story_time >= %(h)s AND a.story_time < %(h)s + interval '1 hour'
+  AND a.story_time >= %(start)s AND a.story_time < %(end)s
   AND (%(all)s OR s.topic = %(t)s)
 ORDER BY s.p_negative DESC, a.id LIMIT %(n)s
 """
+# A company's headlines are ranked by its own (per-entity) label, not the story's.
+_TOP_ENTITY_STORIES = """
+SELECT a.id, a.title, a.url, f.name, es.p_negative
+FROM entity_scores es JOIN articles a ON a.id = es.article_id JOIN feeds f ON f.id = a.feed_id
+WHERE es.model_version = %(m)s AND es.entity_id = %(t)s AND es.sentiment = 'negative'
+  AND a.story_time >= %(start)s AND a.story_time < %(end)s
+ORDER BY es.p_negative DESC, a.story_time DESC, a.id LIMIT %(n)s
+"""
 _OPEN = """
-INSERT INTO alerts (topic, model_version, started_at, last_hour, window_end, observed_stories, observed_negatives,
-    observed_share, baseline_share, baseline_stories, p_value, score, severity, peak_severity, top_stories)
-VALUES (%(topic)s, %(model)s, %(hour)s, %(hour)s, %(end)s, %(n)s, %(k)s, %(share)s, %(base)s, %(bn)s, %(p)s,
-        %(score)s, %(sev)s, %(sev)s, %(top)s)
-ON CONFLICT (topic, model_version, started_at) DO NOTHING
+INSERT INTO alerts (dimension, key, model_version, started_at, last_hour, window_end, observed_stories,
+    observed_negatives, observed_share, baseline_share, baseline_stories, p_value, score, severity, peak_severity,
+    top_stories)
+VALUES (%(dimension)s, %(key)s, %(model)s, %(hour)s, %(hour)s, %(end)s, %(n)s, %(k)s, %(share)s, %(base)s, %(bn)s,
+        %(p)s, %(score)s, %(sev)s, %(sev)s, %(top)s)
+ON CONFLICT (dimension, key, model_version, started_at) DO NOTHING
 RETURNING id
 """
 # Every judged hour of a surge extends it and keeps its strongest evidence ...
@@ -67,25 +82,24 @@ WHERE id = %(id)s
 _RESOLVE = "UPDATE alerts SET status = 'resolved', resolved_at = %s, updated_at = now() WHERE id = %s"
 
 
-def _key(topic: str) -> tuple[str, str]:
-    """hourly_stats (dimension, key) of an alert topic."""
-    return ("overall", "all") if topic == OVERALL else ("topic", topic)
-
-
-def _stats(cur: cursor, model: str, key: tuple[str, str], start: datetime, end: datetime) -> tuple[int, int]:
+def _stats(cur: cursor, model: str, key: Subject, start: datetime, end: datetime) -> tuple[int, int]:
     cur.execute(_SPAN_TOTALS, (model, key[0], key[1], start, end))
     n, k = cur.fetchone()
     return int(n), int(k)
 
 
-def _per_hour(cur: cursor, model: str, key: tuple[str, str], start: datetime, end: datetime) -> dict:
+def _per_hour(cur: cursor, model: str, key: Subject, start: datetime, end: datetime) -> dict:
     """(stories, negatives) by hour in [start, end): the judged hour and those pooled with it, in one query."""
     cur.execute(_PER_HOUR, (model, key[0], key[1], start, end))
     return {h: (int(n), int(k)) for h, n, k in cur.fetchall()}
 
 
-def _top_stories(cur: cursor, model: str, topic: str, hour: datetime, limit: int = 5) -> list[dict]:
-    cur.execute(_TOP_STORIES, {"m": model, "h": hour, "t": topic, "all": topic == OVERALL, "n": limit})
+def _top_stories(cur: cursor, model: str, subject: Subject, span: tuple[datetime, datetime], limit: int = 5) -> list:
+    """The negative stories that drove the judged span (for a company: by its own label)."""
+    sql = _TOP_ENTITY_STORIES if subject[0] == "entity" else _TOP_STORIES
+    cur.execute(
+        sql, {"m": model, "start": span[0], "end": span[1], "t": subject[1], "all": subject == OVERALL, "n": limit}
+    )
     return [
         {"article_id": i, "title": t, "url": u, "source": src, "p_negative": round(float(p), 4)}
         for i, t, u, src, p in cur.fetchall()
@@ -99,7 +113,7 @@ def _open(cur: cursor, fields: dict, verdict: Verdict) -> int | None:
         log.warning(
             "surge alert opened: %s %s at %s: %d/%d negative (%.0f%% vs %.0f%% baseline, p=%.2g)",
             fields["sev"],
-            fields["topic"],
+            f"{fields['dimension']}:{fields['key']}",
             fields["hour"].isoformat(),
             fields["k"],
             fields["n"],
@@ -116,38 +130,56 @@ def _update(cur: cursor, fields: dict, latest: bool) -> None:
         cur.execute(_SET_LATEST, fields)
 
 
-def _topics(cur: cursor, model: str, hour: datetime) -> list[str]:
-    """Topics with stories in the hour, topics with a live alert, and the overall stream."""
-    cur.execute(_TOPICS_IN_HOUR, (model, hour))
-    topics = {r[0] for r in cur.fetchall()}
-    cur.execute(_TOPICS_LIVE, (model,))
-    topics |= {r[0] for r in cur.fetchall()}
-    return sorted(topics | {OVERALL})
+def _subjects(cur: cursor, model: str, hour: datetime) -> list[Subject]:
+    """Topics and watchlist companies with stories in the hour, subjects with a live alert, and overall."""
+    cur.execute(_SUBJECTS_IN_HOUR, (model, hour))
+    subjects = {tuple(r) for r in cur.fetchall()}
+    cur.execute(_SUBJECTS_LIVE, (model,))
+    subjects |= {tuple(r) for r in cur.fetchall()}
+    return sorted(subjects | {OVERALL})
 
 
-def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) -> dict[str, list[int]]:
-    """Judge every topic (and overall) for one hour; open, update or resolve alerts."""
+def _observe(cur: cursor, model: str, subject: Subject, hour: datetime, th) -> tuple:
+    """(this span's (n, k), previous hours for pooling, baseline (n, k), judged span) for one subject.
+
+    With ``window_hours`` > 1 (companies) the judged span is the trailing window ending with this hour,
+    summed as one observation; the baseline is the ``baseline_days`` before that window.
+    """
+    span_start = hour - (th.window_hours - 1) * windows.HOUR
+    base_end = span_start - th.hours_before * windows.HOUR  # the baseline excludes the hours pooled with this one
+    base_start = span_start - timedelta(days=th.baseline_days)
+    recent = _per_hour(cur, model, subject, base_end, hour + windows.HOUR)
+    if th.window_hours > 1:
+        n = sum(v[0] for h, v in recent.items() if h >= span_start)
+        k = sum(v[1] for h, v in recent.items() if h >= span_start)
+        prev = []
+    else:
+        n, k = recent.get(hour, (0, 0))
+        prev = [recent.get(hour - i * windows.HOUR, (0, 0)) for i in range(1, th.hours_before + 1)]
+    return (n, k), prev, _stats(cur, model, subject, base_start, base_end), (span_start, hour + windows.HOUR)
+
+
+def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> dict[str, list[int]]:
+    """Judge every topic, watchlist company and the overall stream for one hour; open, update or resolve alerts."""
     out: dict[str, list[int]] = {"opened": [], "updated": [], "resolved": []}
-    base_start = hour - timedelta(days=th.baseline_days)
-    base_end = hour - th.hours_before * windows.HOUR  # the baseline excludes the hours pooled with this one
     with conn.cursor() as cur:
         cur.execute(_LOCK, (model,))
-        prior_n, prior_k = _stats(cur, model, _key(OVERALL), base_start, base_end)
+        th0 = rules.defaults
+        prior_end = hour - th0.hours_before * windows.HOUR
+        prior_n, prior_k = _stats(cur, model, OVERALL, hour - timedelta(days=th0.baseline_days), prior_end)
         prior_share = prior_k / prior_n if prior_n else 0.2
-        for topic in _topics(cur, model, hour):
-            key = _key(topic)
-            recent = _per_hour(cur, model, key, base_end, hour + windows.HOUR)
-            n, k = recent.get(hour, (0, 0))
-            prev = [recent.get(hour - i * windows.HOUR, (0, 0)) for i in range(1, th.hours_before + 1)]
-            bn, bk = _stats(cur, model, key, base_start, base_end)
+        for subject in _subjects(cur, model, hour):
+            th = rules.for_subject(*subject)
+            (n, k), prev, (bn, bk), span = _observe(cur, model, subject, hour, th)
             verdict = judge_recent((n, k), prev, (bn, bk), prior_share, th)
-            cur.execute(_LIVE_ALERT, (topic, model))
+            cur.execute(_LIVE_ALERT, (*subject, model))
             live = cur.fetchone()
             if live and hour < live[1]:
                 continue  # a re-run of an hour before this surge began: leave the later alert alone
             step = transition(live is not None, verdict)
             fields = {
-                "topic": topic,
+                "dimension": subject[0],
+                "key": subject[1],
                 "model": model,
                 "hour": hour,
                 "end": hour + windows.HOUR,
@@ -161,27 +193,30 @@ def detect_hour(conn: connection, model: str, hour: datetime, th: Thresholds) ->
                 "sev": step.severity,
             }
             if step.action == "open":
-                fields["top"] = Json(_top_stories(cur, model, topic, hour))
+                fields["top"] = Json(_top_stories(cur, model, subject, span))
                 if (alert_id := _open(cur, fields, verdict)) is not None:
                     out["opened"].append(alert_id)
             elif step.action == "update" and step.severity:
-                fields.update(top=Json(_top_stories(cur, model, topic, hour)), id=live[0])
+                fields.update(top=Json(_top_stories(cur, model, subject, span)), id=live[0])
                 _update(cur, fields, latest=hour >= live[2])
                 out["updated"].append(live[0])
             elif step.action == "resolve" and hour > live[2]:
                 cur.execute(_RESOLVE, (hour, live[0]))
                 out["resolved"].append(live[0])
                 log.info(
-                    "surge alert %d resolved: %s back to %.0f%% negative", live[0], topic, 100 * verdict.observed_share
+                    "surge alert %d resolved: %s:%s back to %.0f%% negative",
+                    live[0],
+                    *subject,
+                    100 * verdict.observed_share,
                 )
     conn.commit()
     return out
 
 
-def detect_window(conn: connection, model: str, window: tuple[datetime, datetime], th: Thresholds) -> dict:
+def detect_window(conn: connection, model: str, window: tuple[datetime, datetime], rules: Rules) -> dict:
     """Judge every hour of [start, end) in order; returns the alert ids opened, updated and resolved."""
     totals: dict[str, list[int]] = {"opened": [], "updated": [], "resolved": []}
     for hour in windows.hours(window):
-        for k, v in detect_hour(conn, model, hour, th).items():
+        for k, v in detect_hour(conn, model, hour, rules).items():
             totals[k].extend(x for x in v if x not in totals[k])
     return totals

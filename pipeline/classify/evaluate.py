@@ -17,6 +17,7 @@ into the model's metadata, where the promotion gate reads it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -129,6 +130,7 @@ def evaluate(
             report["systems"][peer] = _score(sets, peer_preds, news)
             report["systems"][peer]["seconds"] = round(time.monotonic() - t1, 1)
     report["summary"] = summary(report)
+    _keep_entity_figures(model_dir, meta, report)
     modeldir.write_report(model_dir, report, markdown(report))
     meta["metrics"] = report["summary"]
     modeldir.write_meta(model_dir, meta)
@@ -141,6 +143,15 @@ def evaluate(
         s["topic"]["accuracy"],
     )
     return report
+
+
+def _keep_entity_figures(model_dir: Path, meta: dict, report: dict) -> None:
+    """The entity head's figures are written by ``entities train-head``; a re-evaluation carries them over."""
+    entity = (meta.get("metrics") or {}).get("entity")
+    old = Path(model_dir) / modeldir.REPORT_JSON
+    if entity and old.exists():
+        report["summary"]["entity"] = entity
+        report["entity"] = json.loads(old.read_text()).get("entity")
 
 
 def _score(sets: dict, preds: dict, news: list[str]) -> dict:
@@ -224,6 +235,28 @@ def _cell(label: str) -> str:
     return label.replace("|", "\\|")  # topic names such as "Fed | Central Banks" would split the row
 
 
+def entity_markdown(entity: dict) -> list[str]:
+    """The entity head's section of the report (figures from ``entities train-head``)."""
+    lines = [
+        "",
+        "## Entity-targeted sentiment (entity head)",
+        "",
+        "Entity-level macro-F1; the baseline gives every entity its story's predicted label. *Disagreeing*: pairs",
+        "on stories whose entities carry different gold labels.",
+        "",
+        "| set | pairs | entity head | story-label baseline | disagreeing pairs | entity head | baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("sentfin_valid", "sentfin_test", "finentity"):
+        m = entity[name]
+        lines.append(
+            f"| {name} | {m['pairs']} | {m['entity_head_macro_f1']:.3f} | {m['story_label_baseline_macro_f1']:.3f} | "
+            f"{m['disagreeing_pairs']} | {m['disagreeing_entity_head_macro_f1']:.3f} | "
+            f"{m['disagreeing_baseline_macro_f1']:.3f} |"
+        )
+    return lines
+
+
 def markdown(report: dict) -> str:
     news = report["news_sets"]
     cols = ["tfns_sentiment_valid", *news]
@@ -285,4 +318,6 @@ def markdown(report: dict) -> str:
         "",
         f"Model throughput during evaluation: {model['throughput_texts_per_s']} texts/s on {model['device']}.",
     ]
+    if report.get("entity"):
+        lines += entity_markdown(report["entity"])
     return "\n".join(lines) + "\n"

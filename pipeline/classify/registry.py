@@ -59,6 +59,13 @@ def gate(candidate: dict, active: dict, tolerance: float = GATE_TOLERANCE) -> li
             reasons.append(f"it has no {what}")
         elif old is not None and new < old - tolerance:
             reasons.append(f"its {what} {new:.4f} is more than {tolerance} below the active model's {old:.4f}")
+    old = (active.get("entity") or {}).get("macro_f1")
+    if old is not None:  # company-level labels exist: a candidate must keep them as good
+        new = (candidate.get("entity") or {}).get("macro_f1")
+        if new is None:
+            reasons.append("it has no entity head, but the active model labels companies (entities train-head)")
+        elif new < old - tolerance:
+            reasons.append(f"its entity-level macro-F1 {new:.4f} is more than {tolerance} below the active {old:.4f}")
     return reasons
 
 

@@ -32,6 +32,7 @@ from pipeline.classify.model import DualHeadClassifier
 log = logging.getLogger(__name__)
 
 SHIPPED_DIR = config.REPO_ROOT / "data" / "model"
+ENTITY_HEAD = "entity_head.safetensors"  # pipeline.entities.sentiment.HEAD_FILE
 DELTA_FILE = "delta.safetensors"
 MAX_BYTES = 30 * 1024 * 1024
 
@@ -112,6 +113,7 @@ def materialize(
         )
     out = Path(models_root or config.state_dir() / "models") / meta["version"]
     if (out / modeldir.META_FILE).exists():
+        _refresh_entity_head(shipped_dir, out, meta)
         return out
     backbone, tok, _ = base_model.load(base)
     found = weights_sha256(backbone)
@@ -133,7 +135,7 @@ def materialize(
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     modeldir.save(model, tmp, meta, tok)
-    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD, "MODEL_CARD.md"):
+    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD, "MODEL_CARD.md", ENTITY_HEAD):
         if (shipped_dir / extra).exists():
             shutil.copy2(shipped_dir / extra, tmp / extra)
     try:
@@ -142,6 +144,37 @@ def materialize(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("materialised shipped model %s into %s", meta["version"], out)
     return out
+
+
+def _refresh_entity_head(shipped_dir: Path, out: Path, meta: dict) -> None:
+    """An install made before the shipped model gained its entity head gets the head (and its metadata)."""
+    src = shipped_dir / ENTITY_HEAD
+    if not src.is_file() or (out / ENTITY_HEAD).is_file():
+        return
+    shutil.copy2(src, out / ENTITY_HEAD)
+    installed = modeldir.read_meta(out)
+    installed["entity_head"] = meta.get("entity_head")
+    if installed.get("metrics") and (meta.get("metrics") or {}).get("entity"):
+        installed["metrics"]["entity"] = meta["metrics"]["entity"]
+    modeldir.write_meta(out, installed)
+    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD):
+        shutil.copy2(shipped_dir / extra, out / extra)
+
+
+def attach_entity_head(model_dir: str | Path, out_dir: str | Path | None = None) -> None:
+    """Ship the entity head trained on ``model_dir`` (the shipped model's rebuild) with its figures."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir or SHIPPED_DIR)
+    trained, meta = modeldir.read_meta(model_dir), modeldir.read_meta(out_dir)
+    if trained["version"] != meta["version"]:
+        raise ShippedModelError(f"{model_dir} is {trained['version']}, not the shipped {meta['version']}")
+    shutil.copy2(model_dir / ENTITY_HEAD, out_dir / ENTITY_HEAD)
+    meta["entity_head"] = trained["entity_head"]
+    meta["entity_head"]["sha256"] = hashlib.sha256((out_dir / ENTITY_HEAD).read_bytes()).hexdigest()
+    if trained.get("metrics", {}).get("entity"):
+        meta.setdefault("metrics", {})["entity"] = trained["metrics"]["entity"]
+    modeldir.write_meta(out_dir, meta)
+    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD):
+        shutil.copy2(model_dir / extra, out_dir / extra)
 
 
 def ship(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:

@@ -1,0 +1,46 @@
+"""CSV in and out for the CLI commands that label files: clear errors before any work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """The command's input (file, column, path) is unusable."""
+
+
+def read_input_csv(path: str, required: Sequence[str]):  # -> pandas.DataFrame
+    """A UTF-8 CSV with the required columns and at least one row, or InputError saying what is wrong."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(f"input {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"input {path} is a folder, not a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"input {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"input {path} is empty: expected a CSV with a header row and a {required[0]!r} column"
+        ) from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InputError(f"input {path} is not a readable CSV: {str(exc).strip().splitlines()[0]}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"input {path} has no {missing} column(s) (columns: {list(df.columns)[:20]})")
+    if df.empty:
+        raise InputError(f"input {path} has a header but no rows")
+    return df
+
+
+def output_path(path: str) -> Path:
+    """A file path whose folder exists (and that is not itself a folder), or InputError."""
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise InputError(f"output folder {out.parent} does not exist")
+    if out.is_dir():
+        raise InputError(f"output {out} is a folder, not a file")
+    return out

@@ -1,0 +1,1 @@
+"""Company-level sentiment: the entity catalogue, linking stories to companies, per-entity labels."""

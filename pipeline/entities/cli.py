@@ -1,0 +1,205 @@
+"""``python -m pipeline entities ...``: validate, sync, list, link, predict, build-catalogue, train-head."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline.csvio import output_path, read_input_csv
+from pipeline.entities.catalogue import CatalogueError
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _catalogue(args: argparse.Namespace):
+    from pipeline.entities import catalogue
+
+    return catalogue.load(Path(args.file) if getattr(args, "file", None) else None)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.alerts import rules
+
+    cat = _catalogue(args)
+    r = rules.load()
+    unknown = sorted(set(r.entities) - set(cat.entities))
+    if unknown:
+        raise CatalogueError(f"alert rules name entities that are not in the catalogue: {unknown[:10]}")
+    _print(
+        {
+            "entities": len(cat.entities),
+            "watchlists": {w.name: len(w.entities) for w in cat.watchlists.values()},
+            "fingerprint": cat.fingerprint(),
+            "alert_rules_per_entity": len(r.entities),
+        }
+    )
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from pipeline import db
+    from pipeline.entities import store
+    from pipeline.entities.link import Linker
+
+    cat = _catalogue(args)  # validated in full before the database is touched
+    url = db.database_url()
+    db.migrate(url)
+    conn = db.connect(url)
+    try:
+        out = store.sync(conn, cat)
+        if not args.no_link:
+            out["links"] = store.link_pending(conn, Linker(cat))
+    finally:
+        conn.close()
+    _print(out)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cat = _catalogue(args)
+    if args.watchlists:
+        _print({w.name: {"description": w.description, "entities": list(w.entities)} for w in cat.watchlists.values()})
+        return 0
+    found = cat.find(args.search) if args.search else sorted(cat.entities.values(), key=lambda e: e.name)
+    rows = [
+        {"id": e.id, "name": e.name, "tickers": list(e.tickers), "aliases": list(e.aliases), "source": e.source}
+        for e in found[: args.limit]
+    ]
+    _print({"matches": len(found), "shown": rows})
+    return 0
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline.entities.link import Linker
+
+    out_path = output_path(args.output)
+    df = read_input_csv(args.input, required=("text",))
+    cat = _catalogue(args)
+    linker = Linker(cat)
+    rows = []
+    for _, row in df.iterrows():
+        for m in linker.link(str(row["text"])):
+            e = cat.entities[m.entity_id]
+            rows.append(
+                {
+                    **row.to_dict(),
+                    "entity": e.name,
+                    "entity_id": e.id,
+                    "ticker": e.primary_ticker,
+                    "span": m.span,
+                    "start": m.start,
+                    "end": m.end,
+                    "method": m.method,
+                    "confidence": m.confidence,
+                }
+            )
+    cols = list(df.columns) + ["entity", "entity_id", "ticker", "span", "start", "end", "method", "confidence"]
+    pd.DataFrame(rows, columns=cols).to_csv(out_path, index=False)
+    _print({"texts": len(df), "mentions": len(rows), "output": str(out_path), "catalogue": len(cat.entities)})
+    return 0
+
+
+def pairs_for(df, cat) -> list:
+    """(text, entity) rows -> Pairs: the entity as written, else any surface form of the catalogue entity it names."""
+    from pipeline.entities.link import Linker
+    from pipeline.entities.sentiment import Pair, locate
+
+    linker = Linker(cat)
+    pairs = []
+    for text, entity in zip(df["text"].astype(str), df["entity"].astype(str)):
+        s, e = locate(text, entity)
+        if s < 0:
+            ids = {x.id for x in cat.find(entity)[:1]}
+            hit = next((m for m in linker.link(text) if m.entity_id in ids), None)
+            if hit:
+                s, e = hit.start, hit.end
+        pairs.append(Pair(text, s, e))
+    return pairs
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline.entities.catalogue import load
+    from pipeline.entities.sentiment import EntityScorer
+
+    out_path = output_path(args.output)
+    df = read_input_csv(args.input, required=("text", "entity"))
+    scorer = EntityScorer.load(args.model, device=args.device)  # a model without an entity head fails here
+    pairs = pairs_for(df, load())
+    res = pd.DataFrame(scorer.score(pairs, batch_size=args.batch_size), index=df.index)
+    out = pd.concat([df, res], axis=1)
+    out.to_csv(out_path, index=False)
+    _print(
+        {
+            "rows": len(out),
+            "found": int(out["found"].sum()),
+            "output": str(out_path),
+            "model": scorer.clf.meta["version"],
+            "sentiment_counts": out["sentiment"].value_counts().to_dict(),
+        }
+    )
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipeline.entities import build
+
+    out = build.build(Path(args.sentfin_list))
+    if args.common_words:
+        out["common_words"] = build.write_common_words(args.base)
+    _print(out)
+    return 0
+
+
+def cmd_train_head(args: argparse.Namespace) -> int:
+    from pipeline.entities.train_head import train_head
+
+    _print(train_head(args.model, device=args.device))
+    return 0
+
+
+def add_parser(sub) -> None:
+    from pipeline.classify.sources import DATA_ROOT
+
+    p = sub.add_parser("entities", help="company catalogue, watchlists, linking and entity sentiment")
+    esub = p.add_subparsers(dest="entities_command", required=True)
+    q = esub.add_parser("validate", help="validate the catalogue, config/entities.yaml and the alert rules")
+    q.add_argument("--file", help="user entities file (default: FINSENT_ENTITIES_FILE or config/entities.yaml)")
+    q.set_defaults(func=cmd_validate)
+    q = esub.add_parser("sync", help="load the validated catalogue and watchlists into PostgreSQL, re-link stories")
+    q.add_argument("--file")
+    q.add_argument("--no-link", action="store_true", help="sync only; the hourly run links later")
+    q.set_defaults(func=cmd_sync)
+    q = esub.add_parser("list", help="list or search entities (name, alias, ticker), or the watchlists")
+    q.add_argument("search", nargs="?", default="")
+    q.add_argument("--file")
+    q.add_argument("--watchlists", action="store_true")
+    q.add_argument("--limit", type=int, default=50)
+    q.set_defaults(func=cmd_list)
+    q = esub.add_parser("link", help="CSV with 'text' -> one row per linked company mention")
+    q.add_argument("--input", required=True)
+    q.add_argument("--output", required=True)
+    q.add_argument("--file")
+    q.set_defaults(func=cmd_link)
+    q = esub.add_parser("predict", help="CSV with 'text' and 'entity' -> per-entity sentiment")
+    q.add_argument("--model", required=True)
+    q.add_argument("--input", required=True)
+    q.add_argument("--output", required=True)
+    q.add_argument("--device", default=None)
+    q.add_argument("--batch-size", type=int, default=32)
+    q.set_defaults(func=cmd_predict)
+    q = esub.add_parser("build-catalogue", help="regenerate data/entities/catalogue.csv (needs pytickersymbols)")
+    q.add_argument("--sentfin-list", default=str(DATA_ROOT / "labeled" / "sentfin" / "entity_list_comprehensive.csv"))
+    q.add_argument("--common-words", action="store_true", help="also regenerate common_words.txt from the base model")
+    q.add_argument("--base", default=None)
+    q.set_defaults(func=cmd_build)
+    q = esub.add_parser("train-head", help="fit the entity head on SEntFiN, write it beside the model, report")
+    q.add_argument("--model", required=True)
+    q.add_argument("--device", default=None)
+    q.set_defaults(func=cmd_train_head)

@@ -1,0 +1,284 @@
+"""Find the companies a headline mentions: multi-pattern matching plus the context rules that keep it precise.
+
+One Aho-Corasick automaton (``pyahocorasick``) holds every name, alias and
+ticker of the catalogue, case-folded, so a headline is scanned once whatever
+the catalogue's size. Each hit must then pass its rule:
+
+* **word boundaries** on both sides (letters and digits only; "Apple's",
+  "(Apple)", "Apple-made" match, "Applebee" and "Snapple" do not);
+* **names and aliases** match in any case, except that a one-word name must
+  start with a capital; a name that is also a common word ("Apple",
+  "Target", "Visa", "Shell": the words the base model's tokenizer stores as
+  one lower-case token, see ``build``) must match its capitalisation exactly
+  *and* have evidence: a possessive, a legal suffix ("Target Corp"), the
+  company's ticker in the same text, or a finance cue word. In Title Case
+  headlines, where every word is capitalised, a finance cue is not enough
+  unless the name opens the headline;
+* **tickers**: a cashtag (``$AAPL``) or a ticker in an exchange context
+  (``(NYSE: ALL)``, ``NASDAQ:AAPL``, Reuters codes ``<JNJ.N>``) always counts;
+  a bare ticker counts only in exact upper case, three letters or more, not a
+  common word or acronym ("ALL", "IT", "CEO", "A"), and not in an all-caps
+  headline;
+* overlapping hits keep the longest ("Bank of America" over "America");
+  a surface form shared by several entities counts only for the one whose
+  canonical name it is.
+
+Offsets are into the raw text as given (Python string indices).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import ahocorasick
+
+from pipeline.entities.catalogue import DEFAULT_CATALOGUE, Catalogue
+
+COMMON_WORDS = DEFAULT_CATALOGUE.parent / "common_words.txt"
+
+# Upper-case words in news that are not tickers, whatever the catalogue says.
+ACRONYMS = frozenset(
+    """AI AGM API ATM BBC BIS BOE BOJ CEO CFO COO CPI CTO DOJ ECB EPS ESG ETF EU EV FAA FBI FDA FDIC FED FOMC FTC FX
+    FY GDP GM HR IMF IPO IRS IT LNG LLC LTD M&A MSCI NATO NYSE OECD OPEC PE PMI PPI Q1 Q2 Q3 Q4 QE RBI SEBI SEC SPAC
+    TV UAE UK UN US USA USD EUR GBP JPY CNY INR VAT WHO WTO YOY NEW CEO ONE ALL BIG LOW HIGH TOP NOW BUY SELL HOLD""".split()
+)
+CUES = frozenset(
+    """shares share stock stocks equity earnings revenue revenues sales profit profits loss losses quarter quarterly
+    results guidance outlook forecast forecasts dividend dividends buyback ipo deal deals merger acquisition acquire
+    acquires acquired bid stake investors investor analyst analysts upgrade upgrades downgrade downgrades rating
+    valuation market cap ceo cfo chief executive chairman board lawsuit sues sued probe fine fined recall recalls
+    layoffs jobs cuts hires launches launch unveils plant factory supplier customers subscribers users orders
+    contract contracts bond bonds debt notes rally rallies falls fall drops drop jumps jump rises rise slumps slump
+    surges soars plunges tumbles climbs gains beats beat misses miss tops raises cuts lowers reports posts says
+    inc corp company companies firm group unit brand""".split()
+)
+# Words that, right after an ambiguous name, make it a company ("Apple shares", "Target CEO").
+NEXT_NOUNS = frozenset(
+    """shares share stock stocks earnings profit profits revenue revenues sales results ceo cfo chief chairman
+    dividend investors shareholders board quarterly inc corp plc ltd bonds""".split()
+)
+_SUFFIXES = frozenset("inc inc. corp corp. corporation co co. ltd ltd. plc ag se sa nv llc group holdings".split())
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00a0": " "})
+_EXCHANGE_BEFORE = re.compile(
+    r"(?:\b(?:NYSE|NASDAQ|NYSEARCA|AMEX|LSE|LON|TSX|ASX|NSE|BSE|XETRA|ETR|EPA|FRA|SIX|TSE|HKEX)\s*:\s*|<)$", re.I
+)
+_RIC_AFTER = re.compile(r"^\.[A-Z]{1,2}>")
+_GLUE = re.compile(
+    r"(?:\.com)?(?:,?\s+(?:&\s*Co|Group|Inc|Corp|Co|Ltd|plc|Holdings|SE|AG|NV|SA)\.?)*"
+    r"[\s,]*(?:[(<\[]\s*)?(?:[A-Za-z]{2,8}\s*:\s*)?\$?"
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'&.-]*")
+
+
+@dataclass(frozen=True)
+class Mention:
+    entity_id: str
+    start: int  # offsets into the raw text: text[start:end] == span
+    end: int
+    span: str
+    method: str  # name | alias | cashtag | ticker-context | ticker
+    confidence: float
+
+
+@dataclass(frozen=True)
+class _Form:
+    entity_id: str
+    form: str
+    kind: str  # name | alias | ticker
+    ambiguous: bool
+
+
+@lru_cache(maxsize=1)
+def common_words(path: Path = COMMON_WORDS) -> frozenset[str]:
+    if not path.exists():
+        return frozenset()
+    return frozenset(w.strip() for w in path.read_text().splitlines() if w.strip() and not w.startswith("#"))
+
+
+def is_ambiguous(form: str, words: frozenset[str]) -> bool:
+    """A surface form that is also ordinary language: a common word, or only common words, or very short."""
+    tokens = re.findall(r"[A-Za-z]+|\d+", form)
+    if len(form.replace(" ", "")) <= 2:
+        return True
+    return bool(tokens) and all(t.lower() in words for t in tokens)
+
+
+def _fold(text: str) -> str:
+    """Lower-cased text of the same length (so automaton offsets are raw offsets)."""
+    t = text.translate(_QUOTES)
+    low = t.lower()
+    if len(low) == len(t):
+        return low
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in t)
+
+
+class Linker:
+    """Built once per catalogue; ``link(text)`` is pure and thread-safe."""
+
+    def __init__(self, catalogue: Catalogue, words: frozenset[str] | None = None) -> None:
+        words = common_words() if words is None else words
+        self.catalogue = catalogue
+        by_key: dict[str, list[_Form]] = {}
+        self.symbols: dict[str, set[str]] = {}
+        for e in catalogue.entities.values():
+            flagged = set(e.ambiguous)
+            for kind, form in [("name", e.name)] + [("alias", a) for a in e.aliases]:
+                form = " ".join(form.translate(_QUOTES).split())
+                amb = form in flagged or is_ambiguous(form, words)
+                by_key.setdefault(_fold(form), []).append(_Form(e.id, form, kind, amb))
+            for sym in e.symbols:
+                amb = sym in flagged or sym in ACRONYMS or len(sym) < 3 or sym.lower() in words or not sym.isalpha()
+                by_key.setdefault(_fold(sym), []).append(_Form(e.id, sym, "ticker", amb))
+                self.symbols.setdefault(e.id, set()).add(sym)
+        self.automaton = ahocorasick.Automaton()
+        for key, forms in by_key.items():
+            self.automaton.add_word(key, (len(key), tuple(_resolve_shared(forms))))
+        if len(self.automaton):
+            self.automaton.make_automaton()
+        self.size = len(by_key)
+
+    def link(self, text: str) -> list[Mention]:
+        """Every accepted mention in ``text``, in order of position."""
+        if not text or not len(self.automaton):
+            return []
+        folded = _fold(text)
+        raw = text.translate(_QUOTES)
+        hits: list[tuple[int, int, _Form]] = []
+        for end, (length, forms) in self.automaton.iter(folded):
+            start, stop = end - length + 1, end + 1
+            if (start > 0 and folded[start - 1].isalnum()) or (stop < len(folded) and folded[stop].isalnum()):
+                continue
+            hits.extend((start, stop, f) for f in forms)
+        if not hits:
+            return []
+        ctx = _Context(raw, folded)
+        accepted: list[Mention] = []
+        for start, stop, f in hits:
+            m = self._judge(ctx, start, stop, f, hits)
+            if m:
+                accepted.append(m)
+        return _longest(accepted, raw)
+
+    def _judge(self, ctx: _Context, start: int, stop: int, f: _Form, hits) -> Mention | None:
+        surface = ctx.raw[start:stop]
+        if f.kind == "ticker":
+            if start > 0 and ctx.raw[start - 1] == "$":
+                return Mention(f.entity_id, start - 1, stop, ctx.raw[start - 1 : stop], "cashtag", 0.98)
+            if surface != f.form:
+                return None
+            before = ctx.raw[max(0, start - 12) : start]
+            if (
+                _EXCHANGE_BEFORE.search(before)
+                or _RIC_AFTER.match(ctx.raw[stop : stop + 4])
+                or (before.endswith("(") and ctx.raw[stop : stop + 1] in (")", "."))
+            ):
+                return Mention(f.entity_id, start, stop, surface, "ticker-context", 0.95)
+            if f.ambiguous or ctx.all_caps or len(f.form) < 4:
+                return None
+            return Mention(f.entity_id, start, stop, surface, "ticker", 0.75)
+        method = f.kind
+        if not f.ambiguous:
+            if " " not in f.form and not surface[:1].isupper() and not surface[:1].isdigit():
+                return None
+            return Mention(f.entity_id, start, stop, surface, method, 0.95 if method == "name" else 0.9)
+        # ambiguous: exact capitalisation, not an all-caps line, and evidence
+        if surface != f.form or ctx.all_caps:
+            return None
+        if " " in f.form.strip() and not ctx.title_case:
+            return Mention(f.entity_id, start, stop, surface, method, 0.85)
+        if _strong_evidence(ctx.raw, start, stop, f, hits):
+            return Mention(f.entity_id, start, stop, surface, method, 0.9)
+        if len(f.form) <= 2 or f.form in ACRONYMS:
+            return None  # "Q2", "GE": nothing weaker than a ticker, suffix or possessive will do
+        if ctx.capitalised_before(start):
+            return None  # the tail of a longer proper noun: "New York City", "Sales Target"
+        if start == ctx.first_word or ctx.title_case:
+            # capitals prove nothing at the start of a sentence or in Title Case: a company noun must follow
+            ok = ctx.next_word(stop) in NEXT_NOUNS
+        else:
+            ok = ctx.has_cue(start, stop)
+        if ok:
+            return Mention(f.entity_id, start, stop, surface, method, 0.8)
+        return None
+
+
+def _strong_evidence(raw: str, start: int, stop: int, f: _Form, hits) -> bool:
+    """A possessive, a legal suffix, or the same company's ticker elsewhere in the text."""
+    after = raw[stop : stop + 16].lower()
+    if after.startswith("'s"):
+        return True
+    words = after.split()
+    if words and words[0].rstrip(",;:") in _SUFFIXES and after[:1] == " ":
+        return True
+    return any(h[2].entity_id == f.entity_id and h[2].kind == "ticker" and h[0] != start for h in hits)
+
+
+class _Context:
+    """Facts about one text, computed once for all its hits."""
+
+    def __init__(self, raw: str, folded: str) -> None:
+        self.raw, self.folded = raw, folded
+        letters = [c for c in raw if c.isalpha()]
+        self.all_caps = len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.9
+        words = [(m.start(), m.group()) for m in _WORD.finditer(raw)]
+        long_words = [w for _, w in words if len(w) > 3]
+        self.title_case = len(long_words) >= 3 and sum(w[0].isupper() for w in long_words) / len(long_words) > 0.7
+        self.first_word = words[0][0] if words else 0
+        self.words = [(s, s + len(w), w.lower().strip("'.-")) for s, w in words]
+
+    def capitalised_before(self, start: int) -> bool:
+        prev = [(s, e, w) for s, e, w in self.words if e <= start]
+        if not prev or start - prev[-1][1] > 1 or prev[-1][0] == self.first_word:
+            return False  # a sentence's first word is capitalised whatever it is
+        return self.raw[prev[-1][0]].isupper()
+
+    def next_word(self, stop: int) -> str:
+        return next((w for s, _, w in self.words if s >= stop), "")
+
+    def has_cue(self, start: int, stop: int) -> bool:
+        return any(w in CUES for s, e, w in self.words if e <= start or s >= stop)
+
+
+def _resolve_shared(forms: list[_Form]) -> list[_Form]:
+    """A surface form of several entities: keep the one it names exactly; otherwise it cannot be linked."""
+    ents = {f.entity_id for f in forms}
+    if len(ents) <= 1:
+        return forms
+    named = [f for f in forms if f.kind == "name"]
+    if len({f.entity_id for f in named}) == 1:
+        return named
+    tickers = [f for f in forms if f.kind == "ticker"]
+    if len({f.entity_id for f in tickers}) == 1:
+        return tickers
+    return []
+
+
+def _longest(mentions: list[Mention], raw: str) -> list[Mention]:
+    """Drop mentions inside a longer one, and a ticker right after its own company's name
+    ("Johnson & Johnson <JNJ.N>" is one mention); keep position order."""
+    mentions.sort(key=lambda m: (m.start, -(m.end - m.start), -m.confidence))
+    out: list[Mention] = []
+    for m in mentions:
+        if out and m.start < out[-1].end:
+            if m.end - m.start > out[-1].end - out[-1].start:
+                out[-1] = m
+            continue
+        prev = out[-1] if out else None
+        if (
+            prev
+            and m.method in ("ticker-context", "cashtag", "ticker")
+            and prev.entity_id == m.entity_id
+            and prev.method in ("name", "alias")
+            and _GLUE.fullmatch(raw[prev.end : m.start])
+        ):
+            continue
+        out.append(m)
+    return out
+
+
+def link_many(linker: Linker, texts: Iterable[str]) -> list[list[Mention]]:
+    return [linker.link(t) for t in texts]

@@ -1,0 +1,192 @@
+"""Entity-targeted sentiment: one forward pass per story labels every company it names.
+
+The story's final hidden states are already computed for its own label. For
+each entity, four pooled vectors are read from them: the entity's own tokens,
+its *clause* (from the entity up to the next entity mention or the end: in a
+left-to-right model those positions have read the entity and what is said of
+it), the clause's last token, and the whole story. A linear head on the four
+(standardised) labels the pair. It is trained on SEntFiN's per-entity labels
+only (the committed headline split; ``python -m pipeline entities train-head``)
+and stored beside the model as ``entity_head.safetensors``.
+
+A pair whose entity does not occur in the text is still scored (``found``
+false): its entity and clause vectors fall back to the whole story's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.classify.modeldir import ModelDirError
+from pipeline.classify.predict import Classifier
+from pipeline.classify.runtime import length_sorted_batches
+
+log = logging.getLogger(__name__)
+HEAD_FILE = "entity_head.safetensors"
+SENTIMENTS = ("negative", "neutral", "positive")
+FEATURES = ("entity_tokens", "clause_mean", "clause_last", "story_mean")
+
+
+class NoEntityHead(ModelDirError):
+    """The model directory has no entity head (train one with ``entities train-head``)."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (text, entity) question: where the entity is, if it is there at all."""
+
+    text: str
+    start: int = -1  # character offsets of the mention in ``text``; -1 = not found
+    end: int = -1
+
+    @property
+    def found(self) -> bool:
+        return self.start >= 0
+
+
+def locate(text: str, entity: str) -> tuple[int, int]:
+    """First whole-word, case-insensitive occurrence of ``entity`` in ``text`` (cashtag allowed); (-1, -1) if none."""
+    ent = entity.strip().lstrip("$")
+    if not ent:
+        return -1, -1
+    m = re.search(r"(?<![0-9A-Za-z])\$?" + re.escape(ent) + r"(?![0-9A-Za-z])", text, re.IGNORECASE)
+    return (m.start(), m.end()) if m else (-1, -1)
+
+
+class EntityHead(torch.nn.Module):
+    """Standardise, then one linear layer: small enough to ship beside the model, fitted in seconds."""
+
+    def __init__(self, dim: int, n_classes: int = 3) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.linear = torch.nn.Linear(dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x - self.mean) / self.scale)
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / HEAD_FILE
+        save_file({k: v.detach().float().contiguous() for k, v in self.state_dict().items()}, str(path))
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> EntityHead:
+        path = Path(model_dir) / HEAD_FILE
+        if not path.is_file():
+            raise NoEntityHead(f"{model_dir} has no {HEAD_FILE}: run `python -m pipeline entities train-head`")
+        state = load_file(str(path))
+        head = cls(state["mean"].shape[0], state["linear.weight"].shape[0])
+        head.load_state_dict(state, strict=True)
+        return head.eval()
+
+
+def _token_range(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    idx = [i for i, (a, b) in enumerate(offsets) if b > start and a < end]
+    return (idx[0], idx[-1] + 1) if idx else None
+
+
+def pair_features(hidden: torch.Tensor, offsets, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Features of each span of one text; ``hidden`` is (tokens, dim) of that text, unpadded."""
+    n = hidden.shape[0]
+    story = hidden.mean(0)
+    ranges = [_token_range(offsets, s, e) if s >= 0 else None for s, e in spans]
+    starts = sorted({r[0] for r in ranges if r})
+    rows = []
+    for r in ranges:
+        if r is None:
+            rows.append(torch.cat([story, story, hidden[n - 1], story]))
+            continue
+        nxt = next((s for s in starts if s > r[0]), n)
+        clause_end = max(nxt, r[1])
+        rows.append(
+            torch.cat([hidden[r[0] : r[1]].mean(0), hidden[r[0] : clause_end].mean(0), hidden[clause_end - 1], story])
+        )
+    return torch.stack(rows) if rows else hidden.new_zeros((0, 4 * hidden.shape[1]))
+
+
+@torch.inference_mode()
+def features(
+    clf: Classifier,
+    texts: Sequence[str],
+    spans: Sequence[list[tuple[int, int]]],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per text: (pairs, 4*dim) features of its spans; and the story-level sentiment logits from the same pass."""
+    enc = clf.tokenizer(
+        list(texts), truncation=True, max_length=clf.max_length, add_special_tokens=False, return_offsets_mapping=True
+    )
+    out: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(texts)
+    story_logits = np.zeros((len(texts), len(SENTIMENTS)), np.float32)
+    t0, done = time.monotonic(), 0
+    model = clf.model
+    for b, (idx, batch, mask) in enumerate(
+        length_sorted_batches(enc["input_ids"], batch_size, clf.tokenizer.pad_token_id)
+    ):
+        batch, mask = batch.to(clf.device), mask.to(clf.device)
+        if clf.autocast_dtype is not None:
+            with torch.autocast(clf.device.type, dtype=clf.autocast_dtype):
+                hidden = model.backbone(input_ids=batch, attention_mask=mask).last_hidden_state
+        else:
+            hidden = model.backbone(input_ids=batch, attention_mask=mask).last_hidden_state
+        hidden = hidden.float()
+        story_logits[idx] = model.sentiment_head(model.pool(hidden, mask)).cpu().numpy()
+        for row, i in enumerate(idx):
+            n = int(mask[row].sum())
+            out[i] = pair_features(hidden[row, :n], enc["offset_mapping"][i][:n], spans[i]).cpu().numpy()
+        done += len(idx)
+        if progress and (b % 20 == 0 or done == len(texts)):
+            rate = done / max(time.monotonic() - t0, 1e-9)
+            log.info("entity features %d/%d texts (%.0f/s)", done, len(texts), rate)
+    return out, story_logits
+
+
+class EntityScorer:
+    """A classifier with its entity head: ``score`` labels (text, span) pairs, one forward pass per text."""
+
+    def __init__(self, clf: Classifier, head: EntityHead) -> None:
+        self.clf, self.head = clf, head.to("cpu")
+        self.temperature = float((clf.meta.get("entity_head") or {}).get("temperature", 1.0))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | None = None, clf: Classifier | None = None) -> EntityScorer:
+        head = EntityHead.load(model_dir)
+        return cls(clf or Classifier.load(model_dir, device=device), head)
+
+    @torch.inference_mode()
+    def probabilities(self, feats: np.ndarray) -> np.ndarray:
+        if len(feats) == 0:
+            return np.zeros((0, len(SENTIMENTS)), np.float32)
+        logits = self.head(torch.from_numpy(feats).float()) / self.temperature
+        return torch.softmax(logits, -1).numpy()
+
+    def score(self, pairs: Sequence[Pair], batch_size: int = 32) -> list[dict]:
+        """Label each pair; pairs on the same text share one forward pass."""
+        by_text: dict[str, list[int]] = {}
+        for i, p in enumerate(pairs):
+            by_text.setdefault(p.text, []).append(i)
+        texts = list(by_text)
+        spans = [[(pairs[i].start, pairs[i].end) for i in by_text[t]] for t in texts]
+        feats, _ = features(self.clf, texts, spans, batch_size)
+        out: list[dict] = [{}] * len(pairs)
+        for t, f in zip(texts, feats):
+            probs = self.probabilities(f)
+            for i, p in zip(by_text[t], probs):
+                out[i] = {
+                    "sentiment": SENTIMENTS[int(p.argmax())],
+                    "p_negative": float(p[0]),
+                    "p_neutral": float(p[1]),
+                    "p_positive": float(p[2]),
+                    "found": pairs[i].found,
+                }
+        return out
