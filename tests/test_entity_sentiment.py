@@ -40,7 +40,8 @@ def test_train_head_writes_head_metadata_report_and_honest_splits(headed_model):
     assert (model / "entity_head.safetensors").is_file()
     meta = modeldir.read_meta(model)
     head = meta["entity_head"]
-    assert head["C"] in (0.003, 0.01, 0.03, 0.1, 0.3) and head["temperature"] > 0
+    assert head["C"] in (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1) and head["temperature"] > 0
+    assert head["story_weight"] in (0.0, 0.25, 0.5, 1.0, 2.0)
     for name in ("sentfin_valid", "sentfin_test", "finentity"):
         m = metrics[name]
         assert 0 <= m["entity_head_macro_f1"] <= 1 and 0 <= m["story_label_baseline_macro_f1"] <= 1

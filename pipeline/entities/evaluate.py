@@ -148,14 +148,12 @@ def linking_scores(linker: Linker, examples: list[Example]) -> dict:
 
 
 def padded(cat: Catalogue, minimum: int) -> Catalogue:
-    """The catalogue plus synthetic companies up to ``minimum`` surface forms (for the speed figure only)."""
+    """The catalogue plus synthetic companies up to ``minimum`` entities (for the speed figure only)."""
     ents = dict(cat.entities)
-    forms = sum(len(e.surface_forms()) + len(e.symbols) for e in ents.values())
     i = 0
-    while forms < minimum:
+    while len(ents) < minimum:
         eid = f"synthetic-{i:05d}"
-        ents[eid] = Entity(eid, f"Zyntheta Holdings {i:05d} Corp", (f"Zyntheta {i:05d}",), (f"NYSE:ZY{i:05d}"[:15],))
-        forms += 3
+        ents[eid] = Entity(eid, f"Zyntheta Holdings {i:05d} Corp", (f"Zyntheta {i:05d}",), (f"NYSE:ZY{i:05d}",))
         i += 1
     return Catalogue(entities=ents, watchlists=dict(cat.watchlists))
 

@@ -63,16 +63,26 @@ def locate(text: str, entity: str) -> tuple[int, int]:
 
 
 class EntityHead(torch.nn.Module):
-    """Standardise, then one linear layer: small enough to ship beside the model, fitted in seconds."""
+    """Standardise, one linear layer, then a product of experts with the story's own sentiment head.
+
+    ``story_weight`` (chosen on validation) says how much the story's label
+    counts: the entity head alone reads who the clause is about, the story
+    head was trained on far more (and more varied) news; their log-probabilities
+    are added.
+    """
 
     def __init__(self, dim: int, n_classes: int = 3) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
+        self.register_buffer("story_weight", torch.zeros(()))
         self.linear = torch.nn.Linear(dim, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear((x - self.mean) / self.scale)
+    def forward(self, x: torch.Tensor, story_logits: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.log_softmax(self.linear((x - self.mean) / self.scale), -1)
+        if story_logits is not None:
+            out = out + self.story_weight * torch.log_softmax(story_logits, -1)
+        return out
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / HEAD_FILE
@@ -164,10 +174,12 @@ class EntityScorer:
         return cls(clf or Classifier.load(model_dir, device=device), head)
 
     @torch.inference_mode()
-    def probabilities(self, feats: np.ndarray) -> np.ndarray:
+    def probabilities(self, feats: np.ndarray, story_logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of the pairs of one text (``story_logits``: that text's story logits)."""
         if len(feats) == 0:
             return np.zeros((0, len(SENTIMENTS)), np.float32)
-        logits = self.head(torch.from_numpy(feats).float()) / self.temperature
+        story = torch.from_numpy(np.asarray(story_logits, np.float32)).expand(len(feats), -1)
+        logits = self.head(torch.from_numpy(feats).float(), story) / self.temperature
         return torch.softmax(logits, -1).numpy()
 
     def score(self, pairs: Sequence[Pair], batch_size: int = 32) -> list[dict]:
@@ -177,10 +189,10 @@ class EntityScorer:
             by_text.setdefault(p.text, []).append(i)
         texts = list(by_text)
         spans = [[(pairs[i].start, pairs[i].end) for i in by_text[t]] for t in texts]
-        feats, _ = features(self.clf, texts, spans, batch_size)
+        feats, story_logits = features(self.clf, texts, spans, batch_size)
         out: list[dict] = [{}] * len(pairs)
-        for t, f in zip(texts, feats):
-            probs = self.probabilities(f)
+        for t, f, sl in zip(texts, feats, story_logits):
+            probs = self.probabilities(f, sl)
             for i, p in zip(by_text[t], probs):
                 out[i] = {
                     "sentiment": SENTIMENTS[int(p.argmax())],

@@ -32,7 +32,8 @@ from pipeline.entities import evaluate as link_eval
 from pipeline.entities.sentiment import FEATURES, SENTIMENTS, EntityHead, features, locate
 
 log = logging.getLogger(__name__)
-C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+STORY_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 VALID_FRACTION, SEED = 0.1, 20261124
 
 
@@ -64,10 +65,10 @@ def finentity_pairs() -> pd.DataFrame:
 
 
 def _features(clf: Classifier, pairs: pd.DataFrame, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(pair features, story-level predicted label index per pair), cached per model and data."""
+    """(pair features, story-level sentiment logits per pair), cached per model and data."""
     if cache.exists():
         z = np.load(cache)
-        return z["x"], z["story_pred"]
+        return z["x"], z["story_logits"]
     stories = pairs.groupby("story", sort=False)
     texts, spans, members = [], [], []
     for _, g in stories:
@@ -76,15 +77,15 @@ def _features(clf: Classifier, pairs: pd.DataFrame, cache: Path) -> tuple[np.nda
         members.append(g.index.to_numpy())
     feats, story_logits = features(clf, texts, spans, progress=True)
     x = np.zeros((len(pairs), feats[0].shape[1]), np.float32)
-    story_pred = np.zeros(len(pairs), np.int64)
+    story = np.zeros((len(pairs), len(SENTIMENTS)), np.float32)
     pos = {ix: i for i, ix in enumerate(pairs.index)}
     for f, logit, idx in zip(feats, story_logits, members):
         for row, ix in zip(f, idx):
             x[pos[ix]] = row
-            story_pred[pos[ix]] = int(logit.argmax())
+            story[pos[ix]] = logit
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, x=x, story_pred=story_pred)
-    return x, story_pred
+    np.savez(cache, x=x, story_logits=story)
+    return x, story
 
 
 def disagreeing(pairs: pd.DataFrame) -> np.ndarray:
@@ -114,8 +115,9 @@ def train_head(model_dir: str | Path, device: str | None = None) -> dict:
     clf = Classifier.load(model_dir, device=device, precision="fp32")
     pairs = pd.concat([sentfin_pairs(), finentity_pairs()], ignore_index=True)
     digest = hashlib.sha256(pd.util.hash_pandas_object(pairs, index=False).values.tobytes()).hexdigest()[:12]
-    cache = config.state_dir() / "runs" / f"entity-features-{clf.meta['version']}-{digest}.npz"
-    x, story_pred = _features(clf, pairs, cache)
+    cache = config.state_dir() / "runs" / f"entity-features-v2-{clf.meta['version']}-{digest}.npz"
+    x, story_logits = _features(clf, pairs, cache)
+    story_pred = story_logits.argmax(1)
     y = pairs["label"].map({s: i for i, s in enumerate(SENTIMENTS)}).to_numpy()
     part = pairs["split"].to_numpy()
     tr, va = part == "train", part == "valid"
@@ -129,16 +131,26 @@ def train_head(model_dir: str | Path, device: str | None = None) -> dict:
         log.info("entity head C=%g: validation macro-F1 %.4f", c, scores[c])
     best_c = max(scores, key=lambda c: (scores[c], -c))
     lr = LogisticRegression(C=best_c, max_iter=3000).fit(z[tr], y[tr])
-    temperature = fit_temperature(lr.decision_function(z[va]), y[va])
     head = EntityHead(x.shape[1])
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(mean))
         head.scale.copy_(torch.from_numpy(scale))
         head.linear.weight.copy_(torch.from_numpy(lr.coef_).float())
         head.linear.bias.copy_(torch.from_numpy(lr.intercept_).float())
+    xt, st = torch.from_numpy(x), torch.from_numpy(story_logits)
+    weights = {}
+    for w in STORY_WEIGHTS:  # how much the story's own label counts, chosen on validation
+        head.story_weight.fill_(w)
+        with torch.no_grad():
+            weights[w] = _f1(y[va], head(xt[va], st[va]).argmax(-1).numpy())
+        log.info("entity head story weight %g: validation macro-F1 %.4f", w, weights[w])
+    best_w = max(weights, key=lambda w: (weights[w], -w))
+    head.story_weight.fill_(best_w)
     with torch.no_grad():
-        pred = head(torch.from_numpy(x)).argmax(-1).numpy()
-    metrics = {"validation_macro_f1": scores[best_c]}
+        combined = head(xt, st).numpy()
+    temperature = fit_temperature(combined[va], y[va])
+    pred = combined.argmax(-1)
+    metrics = {"validation_macro_f1": weights[best_w]}
     for name in ("valid", "test", "finentity"):
         m = part == name
         metrics[{"valid": "sentfin_valid", "test": "sentfin_test", "finentity": "finentity"}[name]] = judge(
@@ -154,6 +166,8 @@ def train_head(model_dir: str | Path, device: str | None = None) -> dict:
         "valid_pairs": int(va.sum()),
         "C": best_c,
         "c_grid_validation_macro_f1": {str(k): v for k, v in scores.items()},
+        "story_weight": best_w,
+        "story_weight_validation_macro_f1": {str(k): v for k, v in weights.items()},
         "temperature": round(float(temperature), 4),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
