@@ -105,7 +105,19 @@ def page_overview(model: str) -> None:
     st.dataframe(cached("topic_state", model, hi), hide_index=True, width="stretch")
 
 
+def show_rules() -> None:
+    """The thresholds in force, per topic and for watchlist companies (config/alert_rules.yaml)."""
+    from pipeline.alerts import rules
+
+    with st.expander("Thresholds in force"):
+        try:
+            st.dataframe(pd.DataFrame(rules.load().describe()), hide_index=True, width="stretch")
+        except rules.RulesError as exc:
+            st.error(f"The alert rules file is invalid: {exc}")
+
+
 def page_alerts(model: str) -> None:
+    show_rules()
     statuses = st.multiselect("Status", ["open", "acknowledged", "resolved"], default=["open", "acknowledged"])
     df = cached("alerts", model, statuses)
     st.metric("Alerts shown", len(df))

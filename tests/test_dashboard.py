@@ -113,11 +113,12 @@ def test_alerts_list_drill_down_and_acknowledge(dash_db, monkeypatch):
     monkeypatch.setenv("FINSENT_DASHBOARD_DEV_USER", "ana.lyst")
     at = app("Alerts")
     assert not at.exception and metrics(at)["Alerts shown"] == "2"
-    listed = at.dataframe[0].value
+    rules, listed = at.dataframe[0].value, at.dataframe[1].value  # thresholds in force, then the alerts
+    assert "watchlist companies (defaults)" in set(rules["applies to"])
     assert set(listed["subject"]) == {"Energy | Oil", "overall"}
     energy_id = int(listed[listed["subject"] == "Energy | Oil"]["id"].iloc[0])
     at.selectbox[0].set_value(energy_id).run()
-    stories = at.dataframe[1].value
+    stories = at.dataframe[2].value
     assert len(stories) == 30 and HOSTILE in set(stories["title"])  # shown literally, not rendered
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
@@ -132,7 +133,7 @@ def test_nobody_signed_in_cannot_acknowledge_and_names_are_checked(dash_db, monk
 
     monkeypatch.delenv("FINSENT_DASHBOARD_DEV_USER", raising=False)
     at = app("Alerts")
-    listed = at.dataframe[0].value
+    listed = at.dataframe[1].value
     at.selectbox[0].set_value(int(listed["id"].iloc[0])).run()
     assert not at.exception and not [b for b in at.button if b.label == "Acknowledge"]
     assert any("needs a signed-in user" in c.value for c in at.caption)

@@ -19,6 +19,10 @@ WEAKNESSES = [
     "Topic labels come from tweets only (20 TFNS topics); news headlines on other subjects are forced into one of them.",
     "Sentiment here is the tone of the news for its subject, not a trading signal.",
 ]
+WEAKNESSES_ENTITY = (
+    "Company labels are trained on Indian market headlines (SEntFiN) only; on Reuters-style passages "
+    "(FinEntity) they barely beat the story label overall."
+)
 
 
 def render(meta: dict, report: dict) -> str:
@@ -80,7 +84,29 @@ def render(meta: dict, report: dict) -> str:
     if peers:
         lines += ["", "## Peers on the same rows (news pooled macro-F1)", ""]
         lines += [f"- {k}: {v['news_pooled']['macro_f1']:.3f}" for k, v in peers]
-    lines += ["", "## Known weaknesses", ""] + [f"- {w}" for w in WEAKNESSES]
+    ent = report.get("entity")
+    if ent:
+        head = meta.get("entity_head") or {}
+        lines += [
+            "",
+            "## Company-level sentiment (entity head)",
+            "",
+            f"Trained on {head.get('trained_on', 'SEntFiN per-entity labels')} ({head.get('train_pairs', '?')} pairs); "
+            f"story weight {head.get('story_weight', '?')} and L2 chosen on validation. Entity-level macro-F1 against "
+            "every entity inheriting the story's predicted label:",
+            "",
+            "| set | pairs | entity head | baseline | disagreeing stories: head | baseline |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("sentfin_test", "finentity"):
+            m = ent[name]
+            lines.append(
+                f"| {name} | {m['pairs']:,} | {m['entity_head_macro_f1']:.3f} | {m['story_label_baseline_macro_f1']:.3f} "
+                f"| {m['disagreeing_entity_head_macro_f1']:.3f} | {m['disagreeing_baseline_macro_f1']:.3f} |"
+            )
+    weak = [w for w in WEAKNESSES if not (ent and w.startswith("One label per story"))]
+    weak += [WEAKNESSES_ENTITY] if ent else []
+    lines += ["", "## Known weaknesses", ""] + [f"- {w}" for w in weak]
     return "\n".join(lines) + "\n"
 
 

@@ -200,4 +200,7 @@ def _append_report(model_dir: Path, metrics: dict) -> None:
     report["entity"] = metrics
     report_json.write_text(json.dumps(report, indent=2))
     if report.get("news_sets") is not None:
+        from pipeline.classify import modelcard
+
         (model_dir / modeldir.REPORT_MD).write_text(markdown(report))
+        modelcard.write(model_dir, modeldir.read_meta(model_dir), report)
