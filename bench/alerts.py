@@ -66,19 +66,21 @@ def simulate(
     volume: float,
     size: float,
     surge_rate: float,
+    history_weeks: int = 1,
+    surge_hours: tuple[int, int] = (3, 7),
 ) -> tuple[np.ndarray, np.ndarray, list[Surge]]:
     """Per topic and hour: stories n and negatives k, drawn headline by headline from the real pool."""
-    hours = (weeks + 1) * HOURS_PER_WEEK
+    hours = (weeks + history_weeks) * HOURS_PER_WEEK
     lam = volume * diurnal(np.arange(hours))
     n = rng.poisson(np.broadcast_to(lam, (topics, hours)))
     p_rest = negative_pool / pool
     p = np.full((topics, hours), p_rest)
     surges = []
     for t in range(topics):
-        for w in range(1, weeks + 1):
+        for w in range(history_weeks, weeks + history_weeks):
             if rng.random() < surge_rate:
-                start = w * HOURS_PER_WEEK + int(rng.integers(0, HOURS_PER_WEEK - 8))
-                dur = int(rng.integers(3, 7))
+                dur = int(rng.integers(*surge_hours))
+                start = w * HOURS_PER_WEEK + int(rng.integers(0, HOURS_PER_WEEK - dur - 1))
                 p[t, start : start + dur] = min(0.95, size * p_rest)
                 surges.append(Surge(t, start, dur))
     # each story is negative with the pool's share at rest, with size x that share during a surge
@@ -86,8 +88,10 @@ def simulate(
     return n, k, surges
 
 
-def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:
-    """Alerts opened: (topic, hour). Mirrors pipeline.alerts.run.detect_hour on arrays."""
+def replay(n: np.ndarray, k: np.ndarray, th, history_weeks: int = 1) -> list[tuple[int, int]]:
+    """Alerts opened: (topic, hour). Mirrors pipeline.alerts.run.detect_hour on arrays: a subject is judged in
+    hours that hold its stories or while it has a live alert; with ``window_hours`` > 1 (companies) the
+    trailing window is one observation and the baseline ends where it starts."""
     topics, hours = n.shape
     cn, ck = np.cumsum(n, axis=1), np.cumsum(k, axis=1)
     on, ok = np.cumsum(n.sum(0)), np.cumsum(k.sum(0))
@@ -98,17 +102,20 @@ def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:
 
     opened, live = [], [False] * topics
     back = th.hours_before  # hours pooled with h, kept out of the baseline
-    for h in range(HOURS_PER_WEEK, hours):
-        a, b = max(0, h - span), h - back
+    wide = th.window_hours
+    for h in range(history_weeks * HOURS_PER_WEEK, hours):
+        first = h - wide + 1  # the judged span [first, h]
+        a, b = max(0, first - span), first - back
         prior = window(ok, a, b) / max(1, window(on, a, b))
         for t in range(topics):
-            v = judge_recent(
-                (int(n[t, h]), int(k[t, h])),
-                [(int(n[t, h - i]), int(k[t, h - i])) for i in range(1, back + 1)],
-                (window(cn[t], a, b), window(ck[t], a, b)),
-                prior,
-                th,
-            )
+            if n[t, h] == 0 and not live[t]:
+                continue
+            if wide > 1:
+                now, prev = (window(cn[t], first, h + 1), window(ck[t], first, h + 1)), []
+            else:
+                now = (int(n[t, h]), int(k[t, h]))
+                prev = [(int(n[t, h - i]), int(k[t, h - i])) for i in range(1, back + 1)]
+            v = judge_recent(now, prev, (window(cn[t], a, b), window(ck[t], a, b)), prior, th)
             step = transition(live[t], v)
             if step.action == "open":
                 opened.append((t, h))
@@ -118,11 +125,12 @@ def replay(n: np.ndarray, k: np.ndarray, th) -> list[tuple[int, int]]:
     return opened
 
 
-def score(opened: list[tuple[int, int]], surges: list[Surge], topics: int, weeks: int) -> dict:
+def score(opened: list[tuple[int, int]], surges: list[Surge], topics: int, weeks: int, lag: int = 1) -> dict:
+    """``lag``: hours after a surge's end in which an alert still counts as catching it (the window's length)."""
     delays, normal_delays, hit, normal, normal_hit = [], [], 0, 0, 0
     during = set()
     for s in surges:
-        found = [h for (t, h) in opened if t == s.topic and s.start <= h < s.start + s.hours + 1]
+        found = [h for (t, h) in opened if t == s.topic and s.start <= h < s.start + s.hours + lag]
         at_normal = s.volume_factor() >= NORMAL_VOLUME
         normal += at_normal
         if found:
@@ -167,6 +175,39 @@ def run_cell(labels_pool: tuple[int, int], args: argparse.Namespace, volume: flo
     )
 
 
+def run_entities(labels_pool: tuple[int, int], args: argparse.Namespace) -> None:
+    """Watchlist companies: sparse series, a bad day (12-48 h of size x the negative share) as the surge, the
+    entity rule of config/alert_rules.yaml; baseline in the same run: the topic rule on the same series."""
+    from dataclasses import replace
+
+    from pipeline.alerts import rules
+
+    r = rules.load()
+    th = r.entity_defaults
+    hist = max(1, -(-th.baseline_days // 7)) + 1
+    print(
+        f"\ncompanies: {args.topics} companies x {args.weeks} weeks (+{hist} weeks history), a bad day (12-48 h) in "
+        f"{args.surge_rate:.0%} of company-weeks; entity rule {th}"
+    )
+    head = HEADER.replace("stories/topic/h", "stories/co/day").replace("false/topic/wk", "false/co/wk")
+    for name, rule in (("entity rule", th), ("topic rule on the same series (baseline)", replace(r.defaults))):
+        print(f"\n{name}")
+        print(head)
+        for per_day in args.entity_volumes:
+            for size in args.sizes:
+                rng = np.random.default_rng(args.seed)
+                n, k, surges = simulate(
+                    rng, *labels_pool, args.topics, args.weeks, per_day / 24, size, args.surge_rate, hist, (12, 49)
+                )
+                sc = score(replay(n, k, rule, hist), surges, args.topics, args.weeks, lag=rule.window_hours)
+                normal = f"{sc['recall_normal']:.3f} ({sc['normal_surges']})"
+                print(
+                    f"{per_day:>15g} {size:>5g} {sc['surges']:>7} {sc['recall']:>7.3f} {normal:>18} "
+                    f"{sc['false_per_topic_week']:>15.3f} {sc['alerts_per_surge']:>13.2f} {sc['delay_mean_h']:>11.2f} "
+                    f"{sc['delay_p95_h']:>10.1f} {sc['delay_max_h']:>10} {sc['delay_mean_normal_h']:>17.2f}"
+                )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -181,6 +222,10 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=8)
     ap.add_argument("--surge-rate", type=float, default=0.5, help="share of topic-weeks with a surge")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--entities", action="store_true", help="replay watchlist companies (the entity rule) instead")
+    ap.add_argument(
+        "--entity-volumes", type=float, nargs="+", default=[2, 5, 10, 25], help="mean stories per company per day"
+    )
     ap.add_argument(
         "--sweep",
         action="store_true",
@@ -193,6 +238,9 @@ def main() -> None:
 
     labels = pd.read_csv(sources.registry()["tfns_sentiment"].path)["label"]
     labels_pool = int((labels == 0).sum()), len(labels)  # 0 = Bearish in this dataset
+    if args.entities:
+        run_entities(labels_pool, args)
+        return
     th = config.alert_thresholds()
     print(
         f"alerts replay: {args.topics} topics x {args.weeks} weeks (+1 week history), surges in "

@@ -27,6 +27,8 @@ ENTITY_DEFAULTS = {
     "min_negatives": 3,
     "min_ratio": 2.0,
     "critical_ratio": 3.0,
+    "warning_p": 0.01,  # python -m bench.alerts --entities: ~0.03-0.09 false alerts per company-week
+    "critical_p": 1e-4,
 }
 _LIMITS = {
     "baseline_days": (1, 365),
