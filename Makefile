@@ -30,11 +30,13 @@ model: setup
 dashboard: setup
 	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1
 
-# Debian packages the integration tests use: chromium (dashboard browser test) and
-# redis-server (Celery broker). CI runs as root; elsewhere those tests are skipped.
+# Debian packages the integration tests use: chromium (dashboard browser test), redis-server
+# (Celery broker) and docker-compose (validates deploy/docker-compose.yml; no engine needed).
+# CI runs as root; elsewhere those tests are skipped.
 system-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

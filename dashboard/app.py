@@ -16,17 +16,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth
+from dashboard import auth, view
 from dashboard import queries as q
 from pipeline.classify.labels import SENTIMENTS
 
 PAGES = ["Overview", "Alerts", "Companies", "Headlines", "Pipeline health"]
-RANGES = {
-    "Last 24 hours": timedelta(hours=24),
-    "Last 7 days": timedelta(days=7),
-    "Last 30 days": timedelta(days=30),
-    "All": None,
-}
 TTL = 60
 
 
@@ -40,38 +34,67 @@ def cached(name: str, *args):
     return getattr(q, name)(pool(), *args)
 
 
+def from_url(key: str, param: str, options: list, default, many: bool = False) -> None:
+    """Prime a widget from the page URL once (a shared link opens the same view); values not offered are dropped."""
+    if key in st.session_state:
+        return
+    if many:
+        st.session_state[key] = [v for v in st.query_params.get_all(param) if v in options] or default
+    else:
+        value = st.query_params.get(param)
+        st.session_state[key] = value if value in options else default
+
+
+def to_url(**params) -> None:
+    """Mirror the current filters in the URL (empty ones removed), so the address bar is a shareable view."""
+    for name, value in params.items():
+        if value:
+            st.query_params[name] = value
+        elif name in st.query_params:
+            del st.query_params[name]
+
+
 def page_overview(model: str) -> None:
     lo, hi = cached("data_span", model)
     if hi is None:
         st.info("No aggregated data yet: the hourly DAG fills it after stories are scored.")
         return
     hi_end = hi + timedelta(hours=1)
-    c1, c2, c3 = st.columns([1, 2, 2])
-    span = c1.selectbox("Time range (to the latest data hour)", list(RANGES), index=1)
-    all_topics = cached("topics", model)
-    chosen = c2.multiselect("Topics", all_topics, default=[], placeholder="overall only")
-    srcs = c3.multiselect("Sources", cached("sources"), default=[], placeholder="all sources")
-    start = lo if RANGES[span] is None else max(lo, hi_end - RANGES[span])
+    per_hour = cached("overall_hours", model)
+    c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
+    from_url("ov_range", "range", list(view.RANGES), view.default_range(per_hour, hi_end))
+    span = c1.selectbox("Time range (to the latest data hour)", list(view.RANGES), key="ov_range")
+    start = lo if view.RANGES[span] is None else max(lo, hi_end - view.RANGES[span])
+    from_url("ov_topics", "topic", cached("topics", model), [], many=True)
+    chosen = c2.multiselect("Topics", cached("topics", model), key="ov_topics", placeholder="overall only")
+    from_url("ov_sources", "source", cached("sources"), [], many=True)
+    srcs = c3.multiselect("Sources", cached("sources"), key="ov_sources", placeholder="all sources")
+    from_url("ov_bucket", "bucket", list(view.BUCKETS), view.default_bucket(per_hour["hour"], start, hi_end))
+    bucket = c4.selectbox("Bucket", list(view.BUCKETS), key="ov_bucket")
+    to_url(range=span, bucket=bucket, topic=chosen, source=srcs)
     df = cached("hourly", model, start, hi_end, chosen, srcs)
     if df.empty:
         st.info("No stories in this range.")
         return
     overall = df[df["series"] == "overall"]
     stories, negatives = int(overall["stories"].sum()), int(overall["negatives"].sum())
+    st.caption(view.span_note(start, hi_end, stories, bucket, lo, hi_end))
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Stories", f"{stories:,}")
     m2.metric("Negative share", f"{100 * negatives / max(stories, 1):.1f}%")
-    mean = (overall["mean_sentiment"] * overall["stories"]).sum() / max(stories, 1)
+    mean = (overall["mean_sentiment"].astype(float) * overall["stories"]).sum() / max(stories, 1)
     m3.metric("Mean sentiment", f"{mean:+.3f}")
     live = cached("alerts", model, ["open", "acknowledged"])
     m4.metric("Live alerts", f"{len(live)}")
 
+    df = view.rebucket(df, bucket, start)
     df = df.assign(neg_pct=100 * df["neg_share"].astype(float), mean_sentiment=df["mean_sentiment"].astype(float))
-    base = alt.Chart(df).encode(x=alt.X("hour:T", title="hour (UTC)"))
-    share = base.mark_line(point=len(overall) < 60).encode(
+    series = df[df["series"] == "overall"]
+    base = alt.Chart(df).encode(x=alt.X("period:T", title=f"{bucket} (UTC)"))
+    share = base.mark_line(point=len(series) < 60).encode(
         y=alt.Y("neg_pct:Q", title="negative share (%)"),
         color=alt.Color("series:N", title="series"),
-        tooltip=["hour:T", "series:N", "stories:Q", "negatives:Q", alt.Tooltip("neg_pct:Q", format=".1f")],
+        tooltip=["period:T", "series:N", "stories:Q", "negatives:Q", alt.Tooltip("neg_pct:Q", format=".1f")],
     )
     alerts_in_range = cached("alerts", model, ["open", "acknowledged", "resolved"])
     alerts_in_range = alerts_in_range[
@@ -87,19 +110,22 @@ def page_overview(model: str) -> None:
             )
         )
         layers.append(marks)
-    st.subheader("Negative share per hour")
+    st.subheader(f"Negative share per {bucket}")
     st.altair_chart(alt.layer(*layers).properties(height=280), width="stretch")
-    st.subheader("Mean sentiment per hour (p_positive - p_negative)")
+    st.subheader(f"Mean sentiment per {bucket} (p_positive - p_negative)")
     st.altair_chart(
         base.mark_line()
         .encode(y=alt.Y("mean_sentiment:Q", title="mean sentiment"), color="series:N")
         .properties(height=200),
         width="stretch",
     )
-    st.subheader("Volume (stories per hour, all topics)")
+    st.subheader(f"Volume (stories per {bucket}, all topics)")
     st.altair_chart(
-        alt.Chart(overall).mark_bar().encode(x="hour:T", y=alt.Y("stories:Q", title="stories")).properties(height=160),
+        alt.Chart(series).mark_bar().encode(x="period:T", y=alt.Y("stories:Q", title="stories")).properties(height=160),
         width="stretch",
+    )
+    st.download_button(
+        "Download these series (CSV)", df.to_csv(index=False), file_name=f"finsent-{bucket}-series.csv", mime="text/csv"
     )
     st.subheader("Topics at a glance (last 24 h of data vs the 7 days before)")
     st.dataframe(cached("topic_state", model, hi), hide_index=True, width="stretch")
@@ -122,7 +148,12 @@ def page_alerts(model: str) -> None:
     df = cached("alerts", model, statuses)
     st.metric("Alerts shown", len(df))
     if df.empty:
-        st.info("No alerts with this status.")
+        ever = cached("alerts", model, ["open", "acknowledged", "resolved"])
+        st.info(
+            "No alerts with this status."
+            if not ever.empty
+            else "No alerts: no hour judged so far surged with these thresholds (see Thresholds in force above)."
+        )
         return
     st.dataframe(
         df, hide_index=True, width="stretch", column_config={"p_value": st.column_config.NumberColumn(format="%.2e")}
@@ -211,9 +242,16 @@ def page_companies(model: str) -> None:
         .properties(height=260),
         width="stretch",
     )
+    st.download_button(
+        "Download this series (CSV)", series.to_csv(index=False), f"finsent-{entity_id}-{bucket}.csv", "text/csv"
+    )
     st.subheader("Headlines (company label beside the story's own)")
+    heads = cached("company_headlines", model, entity_id)
+    st.download_button(
+        "Download these headlines (CSV)", heads.to_csv(index=False), f"finsent-{entity_id}.csv", "text/csv"
+    )
     st.dataframe(
-        cached("company_headlines", model, entity_id),
+        heads,
         hide_index=True,
         width="stretch",
         column_config={
@@ -225,12 +263,19 @@ def page_companies(model: str) -> None:
 
 def page_headlines(model: str) -> None:
     c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
-    search = c1.text_input("Search titles", max_chars=200)
-    sentiments = c2.multiselect("Sentiment", SENTIMENTS)
-    topics = c3.multiselect("Topic", cached("topics", model))
-    srcs = c4.multiselect("Source", cached("sources"))
+    if "hl_search" not in st.session_state:
+        st.session_state["hl_search"] = st.query_params.get("q", "")[:200]
+    search = c1.text_input("Search titles", max_chars=200, key="hl_search")
+    from_url("hl_sent", "sentiment", SENTIMENTS, [], many=True)
+    sentiments = c2.multiselect("Sentiment", SENTIMENTS, key="hl_sent")
+    from_url("hl_topics", "topic", cached("topics", model), [], many=True)
+    topics = c3.multiselect("Topic", cached("topics", model), key="hl_topics")
+    from_url("hl_sources", "source", cached("sources"), [], many=True)
+    srcs = c4.multiselect("Source", cached("sources"), key="hl_sources")
+    to_url(q=search, sentiment=sentiments, topic=topics, source=srcs)
     df = cached("headlines", model, search, sentiments, topics, srcs)
     st.metric("Stories shown (latest first, at most 200)", len(df))
+    st.download_button("Download these stories (CSV)", df.to_csv(index=False), "finsent-headlines.csv", "text/csv")
     st.dataframe(
         df,
         hide_index=True,

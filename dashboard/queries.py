@@ -80,6 +80,15 @@ def data_span(pool, model: str) -> tuple[datetime | None, datetime | None]:
     return (df.at[0, "lo"], df.at[0, "hi"]) if not df.empty else (None, None)
 
 
+def overall_hours(pool, model: str) -> pd.DataFrame:
+    """Every hour that holds stories, with its count (the Overview picks its default range and bucket from it)."""
+    return frame(
+        pool,
+        "SELECT hour, stories FROM hourly_stats WHERE model_version = %s AND dimension = 'overall' ORDER BY hour",
+        (model,),
+    )
+
+
 def topics(pool, model: str) -> list[str]:
     return frame(
         pool,

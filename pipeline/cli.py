@@ -24,6 +24,11 @@ def cmd_db(args: argparse.Namespace) -> int:
         _print_json({"applied": applied, "database": _redact(url)})
     elif args.action == "url":
         print(url)
+    elif args.action == "grant-dashboard":
+        if not args.role:
+            raise InputError("grant-dashboard needs --role LOGIN_ROLE")
+        db.grant_dashboard(url, args.role)
+        _print_json({"granted": "finsent_dashboard", "to": args.role})
     return 0
 
 
@@ -187,6 +192,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if out["feeds"]["failing"] and args.strict else 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Prometheus figures: to a textfile (node_exporter), to stdout, or served on 127.0.0.1."""
+    from pipeline import metrics
+
+    url = db.database_url()
+    if args.serve:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                conn = db.connect(url)
+                try:
+                    body = metrics.render(conn)
+                finally:
+                    conn.close()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+        print(f"serving http://{args.bind}:{args.serve}/metrics", file=sys.stderr)
+        ThreadingHTTPServer((args.bind, args.serve), Handler).serve_forever()
+        return 0
+    conn = db.connect(url)
+    try:
+        if args.textfile:
+            _print_json({"written": str(metrics.write_textfile(conn, args.textfile))})
+        else:
+            sys.stdout.write(metrics.render(conn).decode())
+    finally:
+        conn.close()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
 
@@ -206,7 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("db", help="database administration")
-    p.add_argument("action", choices=["migrate", "url"], help="migrate: apply sql/ migrations; url: print the URI")
+    p.add_argument(
+        "action",
+        choices=["migrate", "url", "grant-dashboard"],
+        help="migrate: apply sql/ migrations; url: print the URI; grant-dashboard: let --role act as the dashboard",
+    )
+    p.add_argument("--role", help="grant-dashboard: the login role the dashboard connects as")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="one ingestion pass over a feed registry")
@@ -260,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 when any feed is failing (for monitoring)")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("metrics", help="Prometheus metrics from the database: stdout, --textfile PATH or --serve PORT")
+    p.add_argument("--textfile", help="write node_exporter's textfile format here (atomically)")
+    p.add_argument("--serve", type=int, help="serve /metrics on PORT")
+    p.add_argument("--bind", default="127.0.0.1", help="address to serve on (a container: 0.0.0.0)")
+    p.set_defaults(func=cmd_metrics)
     from pipeline.entities.cli import add_parser as add_entities
 
     add_entities(sub)

@@ -44,6 +44,17 @@ def start_embedded(datadir: Path | None = None) -> str:
     return server.get_uri()
 
 
+def grant_dashboard(url: str, login_role: str) -> None:
+    """Make ``login_role`` a member of ``finsent_dashboard`` (migration 004): SELECT, and acknowledging alerts."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("GRANT finsent_dashboard TO {}").format(sql.Identifier(login_role)))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def database_url(settings: config.Settings | None = None) -> str:
     settings = settings or config.load()
     return settings.database_url or start_embedded()

@@ -58,17 +58,18 @@ def run() -> dict:
 
 def backfill_stats(url: str) -> None:
     """The bundled snapshots are from the past, outside the live run's hour: aggregate the
-    hours they cover, and judge the last two days of them for surges (no email)."""
+    hours they cover, and judge every one of those hours that holds stories for surges (no email)."""
     from pipeline.alerts.refresh import refresh
 
     conn = db.connect(url)
     try:
-        out = refresh(conn, None, judge_last_h=48)
+        out = refresh(conn, None, stored_only=True)
     finally:
         conn.close()
     print(
-        f"  hourly stats: {out['stats_rows']} rows over the snapshots' hours; alerts opened in their last 48 h: "
-        f"{len(out.get('opened', []))}",
+        f"  hourly stats: {out['stats_rows']} rows over the snapshots' hours; {out.get('hours_judged', 0)} hours "
+        f"holding stories judged; alerts opened: {len(out.get('opened', []))}"
+        + ("" if out.get("opened") else " (none surged with these thresholds: config/alert_rules.yaml)"),
         file=sys.stderr,
     )
 

@@ -167,6 +167,22 @@ def detect(window: Mapping[str, str]) -> dict:
     return out
 
 
+def _write_metrics(conn) -> None:
+    """Refresh the Prometheus textfile when ``FINSENT_METRICS_TEXTFILE`` names one (never fails the run)."""
+    import os
+
+    path = os.environ.get("FINSENT_METRICS_TEXTFILE")
+    if not path:
+        return
+    from pipeline import metrics
+
+    try:
+        metrics.write_textfile(conn, path)
+    except Exception as exc:  # a full disk or a bad path must not stop alert email
+        log.error("metrics textfile %s not written: %s", path, exc)
+        conn.rollback()
+
+
 def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: datetime | None = None) -> dict:
     """Email unsent alerts; a backfill window emails nobody unless params['notify'] is true."""
     from pipeline.alerts.notify import notify_pending, window_for_notify
@@ -191,4 +207,5 @@ def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: dat
             dashboard_url=settings.dashboard_url,
         )
     finally:
+        _write_metrics(conn)  # after delivery, failed or not: the figures include this run's sends
         conn.close()

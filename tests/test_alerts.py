@@ -101,6 +101,10 @@ def test_email_arrives_with_content_once_and_survives_an_smtp_outage(db_url, smt
         assert overall_rcpts == ["cro-office@example.com", "risk-team@example.com"]
         text = msg.get_body(("plain",)).get_content()
         html_part = msg.get_body(("html",)).get_content()
+        # the surge's chart travels inline: an image part whose Content-ID the HTML shows
+        pngs = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+        assert len(pngs) == 1 and pngs[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="cid:{pngs[0]["Content-ID"].strip("<>")}"' in html_part
         assert "Negative stories: 30 of 50 (60.0%)" in text and "Baseline share: 20.0%" in text
         assert "http://localhost:8501/?page=Alerts&alert=" in text
         assert HOSTILE in text  # plain text shows it literally

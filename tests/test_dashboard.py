@@ -96,9 +96,14 @@ def test_companies_page_search_trend_headlines_and_watchlist(company_db):
 def test_overview_shows_the_numbers_in_sql(dash_db):
     at = app("Overview")
     assert not at.exception
+    # the seeded week is busy every hour: the first look is the last day, in hours
+    assert at.selectbox[0].value == "Last 24 hours" and at.selectbox[1].value == "hour"
     at.selectbox[0].set_value("All").run()
     m = metrics(at)
     assert m["Stories"] == f"{TOTAL:,}"
+    assert any(c.value.startswith("Showing ") and f"({TOTAL:,} stories)" in c.value for c in at.caption)
+    at.selectbox[1].set_value("day").run()
+    assert not at.exception and metrics(at)["Stories"] == f"{TOTAL:,}"
     assert m["Negative share"] == f"{100 * NEGATIVE / TOTAL:.1f}%"
     assert m["Live alerts"] == "2"
     glance = at.dataframe[0].value

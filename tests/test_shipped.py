@@ -65,15 +65,16 @@ def test_export_and_materialize_round_trip(tiny_top, tiny_base, tmp_path):
 
 
 def test_a_different_base_or_damaged_delta_is_refused(tiny_top, tiny_base, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors.torch import load_file, save_file
 
     out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
-    other = tmp_path / "other-base"
-    model = AutoModelForCausalLM.from_pretrained(tiny_base)
-    with torch.no_grad():
-        model.model.layers[0].mlp.up_proj.weight.add_(0.01)
-    model.save_pretrained(other)
-    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(other)
+    other = tmp_path / "other-base"  # the same base with one weight nudged, edited in its file
+    shutil.copytree(tiny_base, other)
+    weights = other / "model.safetensors"
+    tensors = load_file(str(weights))
+    key = next(k for k in tensors if k.endswith("layers.0.mlp.up_proj.weight"))
+    tensors[key] = tensors[key] + 0.01
+    save_file(tensors, str(weights), metadata={"format": "pt"})
     with pytest.raises(shipped.ShippedModelError, match="not the ones this model was made for"):
         shipped.materialize(out, tmp_path / "m1", base=str(other))
     damaged = tmp_path / "damaged"

@@ -13,6 +13,7 @@ import html
 import logging
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -43,8 +44,9 @@ def _safe_link(url: str | None) -> str | None:
     return url if url and urlsplit(url).scheme in ("http", "https") else None
 
 
-def render(alert: dict, dashboard_url: str) -> tuple[str, str, str]:
-    """(subject, plain text, HTML). Feed text is escaped; only http(s) links are linked."""
+def render(alert: dict, dashboard_url: str, chart_cid: str | None = None) -> tuple[str, str, str]:
+    """(subject, plain text, HTML). Feed text is escaped; only http(s) links are linked. ``chart_cid``: the
+    Content-ID of an inline chart to show."""
     subject_name = alert["subject"]
     what = {"entity": "Company", "overall": "Stream", "source": "Source"}.get(alert["dimension"], "Topic")
     sev = alert["severity"].upper()
@@ -80,7 +82,14 @@ def render(alert: dict, dashboard_url: str) -> tuple[str, str, str]:
             f"<li>{title_html} <small>({html.escape(s['source'])}, p_negative {s['p_negative']:.2f})</small></li>"
         )
     body = (
-        f"<html><body><h2>{html.escape(subject)}</h2><table>{rows}</table>"
+        f"<html><body><h2>{html.escape(subject)}</h2>"
+        + (
+            f'<p><img src="cid:{html.escape(chart_cid, quote=True)}" width="560" height="200" '
+            f'alt="negative share per hour against the baseline"></p>'
+            if chart_cid
+            else ""
+        )
+        + f"<table>{rows}</table>"
         f"<h3>Top negative stories</h3><ol>{''.join(items) or '<li>none stored</li>'}</ol>"
         f'<p><a href="{html.escape(link, quote=True)}">Open the alert in the dashboard</a></p></body></html>'
     )
@@ -98,8 +107,12 @@ def message_id(alert: dict, from_email: str) -> str:
     return f"<finsent-alert-{alert['id']}-{alert['started_at']:%Y%m%dT%H}@{domain}>"
 
 
-def build_message(alert: dict, to: list[str], from_email: str, dashboard_url: str) -> EmailMessage:
-    subject, text, body = render(alert, dashboard_url)
+def build_message(
+    alert: dict, to: list[str], from_email: str, dashboard_url: str, chart: bytes | None = None
+) -> EmailMessage:
+    """Text and HTML alternatives; with ``chart`` (PNG) the HTML shows it inline (multipart/related)."""
+    cid = make_msgid(domain="finsent.local") if chart else None
+    subject, text, body = render(alert, dashboard_url, cid[1:-1] if cid else None)
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = from_email
@@ -108,7 +121,34 @@ def build_message(alert: dict, to: list[str], from_email: str, dashboard_url: st
     msg["Message-ID"] = message_id(alert, from_email)
     msg.set_content(text)
     msg.add_alternative(body, subtype="html")
+    if chart:
+        msg.get_payload()[1].add_related(chart, maintype="image", subtype="png", cid=cid, filename="surge.png")
     return msg
+
+
+_SERIES = """
+SELECT hour, stories, negatives FROM hourly_stats
+WHERE model_version = %s AND dimension = %s AND key = %s AND hour >= %s AND hour < %s ORDER BY hour
+"""
+
+
+def surge_chart(conn: connection, alert: dict, hours: int = 48) -> bytes | None:
+    """The alert's subject over the ``hours`` before its latest hour ended, as a PNG (None if it cannot be drawn)."""
+    from pipeline.alerts.chart import surge_png
+
+    end = alert["window_end"]
+    start = end - timedelta(hours=hours)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_SERIES, (alert["model_version"], alert["dimension"], alert["key"], start, end))
+            got = {h: (n, k) for h, n, k in cur.fetchall()}
+        series = [(start + timedelta(hours=i), *got.get(start + timedelta(hours=i), (0, 0))) for i in range(hours)]
+        return surge_png(
+            series, alert["baseline_share"], alert["started_at"], f"{alert['subject']}: negative share per hour"
+        )
+    except Exception as exc:  # a picture is a nicety: the alert goes out without it
+        log.warning("alert %s: no chart (%s)", alert.get("id"), exc)
+        return None
 
 
 _MISSING = object()
@@ -211,7 +251,7 @@ def notify_pending(
             try:
                 if not to:
                     raise NotifyError(f"no recipients for {alert['subject']!r} in {recipients_file}")
-                send(build_message(alert, to, from_email, dashboard_url), smtp_conn_id)
+                send(build_message(alert, to, from_email, dashboard_url, surge_chart(conn, alert)), smtp_conn_id)
             except Exception as exc:  # SMTP outage, refused recipients, bad connection
                 cur.execute(
                     "UPDATE alerts SET notify_attempts = notify_attempts + 1, last_notify_error = %s WHERE id = %s",

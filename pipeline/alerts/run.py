@@ -215,8 +215,26 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
 
 def detect_window(conn: connection, model: str, window: tuple[datetime, datetime], rules: Rules) -> dict:
     """Judge every hour of [start, end) in order; returns the alert ids opened, updated and resolved."""
+    return detect_hours(conn, model, windows.hours(window), rules)
+
+
+def stored_hours(conn: connection, window: tuple[datetime, datetime]) -> list[datetime]:
+    """The hours of [start, end) that hold at least one story."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT date_trunc('hour', story_time) FROM articles WHERE story_time >= %s AND story_time < %s "
+            "ORDER BY 1",
+            window,
+        )
+        out = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    return out
+
+
+def detect_hours(conn: connection, model: str, hours: list[datetime], rules: Rules) -> dict:
+    """Judge the given hours in order; returns the alert ids opened, updated and resolved."""
     totals: dict[str, list[int]] = {"opened": [], "updated": [], "resolved": []}
-    for hour in windows.hours(window):
+    for hour in hours:
         for k, v in detect_hour(conn, model, hour, rules).items():
             totals[k].extend(x for x in v if x not in totals[k])
     return totals

@@ -1,0 +1,81 @@
+"""What the Overview shows first: a range and a bucket size that fit the stored data (pure functions).
+
+The bundled demo history spans years and thins out near its newest hour, so a
+fixed "last 7 days of hours" can show a handful of stories. The default range
+is the shortest one that holds enough of the data, and the bucket the finest
+one that is not mostly empty.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+RANGES: dict[str, timedelta | None] = {
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "Last 365 days": timedelta(days=365),
+    "All": None,
+}
+BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+ENOUGH_STORIES = 200  # a range is "enough" when it holds this many stories, or half of all stored
+FILLED = 0.5  # a bucket size fits when at least this share of its buckets in the range hold a story
+
+
+def default_range(per_hour: pd.DataFrame, latest_end: datetime) -> str:
+    """The shortest range (ending at the newest data hour) that holds enough of the stored stories.
+
+    ``per_hour``: the overall series, one row per hour that holds stories (``hour``, ``stories``).
+    """
+    total = int(per_hour["stories"].sum()) if not per_hour.empty else 0
+    if total == 0:
+        return "Last 7 days"
+    want = min(ENOUGH_STORIES, max(1, total // 2))
+    for name, span in RANGES.items():
+        if span is None or int(per_hour.loc[per_hour["hour"] >= latest_end - span, "stories"].sum()) >= want:
+            return name
+    return "All"
+
+
+def _slot(times: pd.Series, start: datetime, size: timedelta) -> pd.Series:
+    """Index of the bucket of ``size`` (counted from ``start``) that each time falls in."""
+    return (times - pd.Timestamp(start)) // pd.Timedelta(size)
+
+
+def default_bucket(hours: pd.Series, start: datetime, end: datetime) -> str:
+    """The finest bucket (hour, day, week) whose buckets in [start, end) are at least half filled
+    (``hours``: the hours that hold stories)."""
+    inside = hours[(hours >= start) & (hours < end)]
+    if inside.empty:
+        return "hour"
+    for name, size in BUCKETS.items():
+        possible = max(1, -(-(end - start) // size))
+        if _slot(inside, start, size).nunique() / possible >= FILLED:
+            return name
+    return "week"
+
+
+def rebucket(hourly: pd.DataFrame, bucket: str, start: datetime) -> pd.DataFrame:
+    """Hourly rows (hour, series, stories, negatives, mean_sentiment) summed into buckets counted from
+    ``start``; ``period`` is each bucket's start."""
+    size = pd.Timedelta(BUCKETS[bucket])
+    df = hourly.assign(
+        period=pd.Timestamp(start) + _slot(hourly["hour"], start, BUCKETS[bucket]) * size,
+        weighted=hourly["mean_sentiment"].astype(float) * hourly["stories"].astype(float),
+    )
+    out = df.groupby(["period", "series"], as_index=False).agg(
+        stories=("stories", "sum"), negatives=("negatives", "sum"), weighted=("weighted", "sum")
+    )
+    n = out["stories"].astype(float).clip(lower=1)
+    out["neg_share"] = out["negatives"].astype(float) / n
+    out["mean_sentiment"] = out["weighted"] / n
+    return out.drop(columns="weighted")
+
+
+def span_note(start: datetime, end: datetime, stories: int, bucket: str, lo: datetime, hi: datetime) -> str:
+    return (
+        f"Showing {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({stories:,} stories) in {bucket} buckets. "
+        f"Stored data spans {lo:%Y-%m-%d} to {hi:%Y-%m-%d}."
+    )
