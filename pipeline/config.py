@@ -50,7 +50,6 @@ class IngestSettings:
 class AlertSettings:
     smtp_conn_id: str = "smtp_alerts"  # Airflow connection (smtp provider)
     from_email: str = "finsent-alerts@example.com"
-    recipients_file: Path = REPO_ROOT / "config" / "alert_recipients.yaml"
     dashboard_url: str = "http://localhost:8501"
     notify_lookback_h: float = 6.0  # live runs also send unsent alerts this recent (e.g. after an SMTP outage)
     live_within_h: float = 2.0  # a run whose window ended longer ago is a backfill: no email by default
@@ -142,7 +141,6 @@ def load() -> Settings:
     alerts = AlertSettings(
         smtp_conn_id=_env("FINSENT_SMTP_CONN_ID", "smtp_alerts"),
         from_email=_env("FINSENT_ALERT_FROM", "finsent-alerts@example.com"),
-        recipients_file=Path(_env("FINSENT_ALERT_RECIPIENTS", str(REPO_ROOT / "config" / "alert_recipients.yaml"))),
         dashboard_url=_env("FINSENT_DASHBOARD_URL", "http://localhost:8501"),
         notify_lookback_h=float(_env("FINSENT_ALERT_NOTIFY_LOOKBACK_H", "6")),
         live_within_h=float(_env("FINSENT_ALERT_LIVE_WITHIN_H", "2")),

@@ -7,6 +7,7 @@ tests call the same code without Airflow.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -169,8 +170,6 @@ def detect(window: Mapping[str, str]) -> dict:
 
 def _write_metrics(conn) -> None:
     """Refresh the Prometheus textfile when ``FINSENT_METRICS_TEXTFILE`` names one (never fails the run)."""
-    import os
-
     path = os.environ.get("FINSENT_METRICS_TEXTFILE")
     if not path:
         return
@@ -184,10 +183,17 @@ def _write_metrics(conn) -> None:
 
 
 def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: datetime | None = None) -> dict:
-    """Email unsent alerts; a backfill window emails nobody unless params['notify'] is true."""
-    from pipeline.alerts.notify import notify_pending, window_for_notify
+    """Deliver unsent alerts on their routed channels; a backfill window sends nothing unless params['notify']."""
+    from pipeline.alerts import rules
+    from pipeline.alerts.notify import NotifyError, notify_pending, window_for_notify
 
+    if os.environ.get("FINSENT_ALERT_RECIPIENTS"):
+        raise NotifyError(
+            "FINSENT_ALERT_RECIPIENTS is no longer read: recipients now live under `routing` in "
+            f"{config.alert_rules_file()} (see docs/alerts.md)"
+        )
     settings = config.load().alerts
+    routing = rules.load().routing
     start, end = windows.to_utc(window["start"]), windows.to_utc(window["end"])
     span = window_for_notify(
         start, end, is_live(end, now), settings.notify_lookback_h, bool((params or {}).get("notify"))
@@ -201,11 +207,51 @@ def notify(window: Mapping[str, str], params: Mapping[str, Any] | None, now: dat
             conn,
             span[0],
             span[1],
+            routing=routing,
             smtp_conn_id=settings.smtp_conn_id,
             from_email=settings.from_email,
-            recipients_file=settings.recipients_file,
             dashboard_url=settings.dashboard_url,
         )
     finally:
         _write_metrics(conn)  # after delivery, failed or not: the figures include this run's sends
+        conn.close()
+
+
+def digest_day(run_at: datetime, params: Mapping[str, Any] | None) -> str:
+    """The UTC day a digest run covers: ``params['day']`` when given, else the day before the run."""
+    from datetime import date, timedelta
+
+    wanted = (params or {}).get("day")
+    if wanted:
+        return date.fromisoformat(str(wanted)).isoformat()
+    return (windows.to_utc(run_at).date() - timedelta(days=1)).isoformat()
+
+
+def digest(day: str) -> dict:
+    """Send the daily digest for ``day`` (ISO date) on every routed channel that has not had it."""
+    from datetime import date
+
+    from pipeline.alerts import rules
+    from pipeline.alerts.digest import send_digest
+    from pipeline.classify.registry import NoActiveModel, active_version
+
+    settings = config.load().alerts
+    routing = rules.load().routing
+    conn = db.connect()
+    try:
+        try:
+            model = active_version(conn)
+        except NoActiveModel:
+            _skip("no active model: nothing to summarise")
+        return send_digest(
+            conn,
+            date.fromisoformat(day),
+            model_version=model,
+            routing=routing,
+            smtp_conn_id=settings.smtp_conn_id,
+            from_email=settings.from_email,
+            dashboard_url=settings.dashboard_url,
+        )
+    finally:
+        _write_metrics(conn)
         conn.close()

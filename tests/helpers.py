@@ -102,3 +102,48 @@ class SMTPServer:
 
     def __exit__(self, *exc):
         self.controller.stop()
+
+
+class WebhookServer:
+    """A real HTTP server on 127.0.0.1 that takes Slack-style webhook posts (JSON), answering ``ok``.
+
+    ``fail`` makes it answer 500 until it is set back to False, as a chat service in an outage would.
+    """
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts: list[dict] = []
+        self.fail = False
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if outer.fail:
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b"server_error")
+                    return
+                outer.posts.append({"path": self.path, "json": json.loads(body)})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/test"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -33,7 +33,7 @@ print(json.dumps({{
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
-    assert info["dags"] == ["finsent_hourly", "finsent_rescore", "finsent_train"]
+    assert info["dags"] == ["finsent_digest", "finsent_hourly", "finsent_rescore", "finsent_train"]
     assert info["tasks"] == ["classify", "detect", "ingest_feeds", "notify", "plan_window"]
     assert info["classify_queue"] == "gpu" and "gpu" in info["train_queues"]
     assert info["failure_callback"] and info["rescore_schedule"] == "AssetTriggeredTimetable"

@@ -245,12 +245,13 @@ def test_entity_labels_stats_and_alert_email(db_url, tmp_path, monkeypatch, smtp
         bundled=None,
     )
     rules = tmp_path / "rules.yaml"
-    rules.write_text("entities:\n  defaults: {min_stories: 5, min_negatives: 4}\n")
+    rules.write_text(
+        "entities:\n  defaults: {min_stories: 5, min_negatives: 4}\n"
+        "routing:\n  routes:\n    - {email: [risk@example.com]}\n"
+        "    - {name: desk, watchlists: [desk], email: [desk@example.com]}\n"
+    )
     monkeypatch.setenv("FINSENT_ALERT_RULES", str(rules))
     monkeypatch.setenv("FINSENT_ENTITIES_FILE", str(tmp_path / "entities.yaml"))
-    recipients = tmp_path / "recipients.yaml"
-    recipients.write_text("default: [risk@example.com]\nwatchlists:\n  desk: [desk@example.com]\n")
-    monkeypatch.setenv("FINSENT_ALERT_RECIPIENTS", str(recipients))
     try:
         store.sync(conn, cat)
         store.link_pending(conn, Linker(cat))

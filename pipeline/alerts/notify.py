@@ -1,10 +1,15 @@
-"""Alert emails: rendering (pure) and sending through the Airflow smtp provider.
+"""Alert delivery: email rendering (pure), sending through the Airflow smtp and Slack providers, tracking.
 
-Each alert is emailed at most once: alerts are taken one at a time with
-``FOR UPDATE SKIP LOCKED`` and ``notified_at`` is set in the same
-transaction right after the SMTP server accepts the message. A failed send
-records the error, leaves ``notified_at`` empty (the alert is retried by the
-task's retries and by later runs) and never marks the alert as sent.
+Routing (``config/alert_rules.yaml``, ``routing``) turns each alert into one
+delivery per channel: ``email`` (all the recipients of every matching route,
+one message) and ``slack:NAME`` per Slack channel. Each (alert, channel) row
+of ``alert_deliveries`` is claimed with ``FOR UPDATE SKIP LOCKED``, sent, and
+marked ``sent`` in the same transaction right after the server accepts it, so
+a channel is delivered at most once (at-least-once across a crash between
+acceptance and commit) and one channel's failure neither blocks nor repeats
+another's. A failed send records the error and stays due: the task's retries
+and later runs try it again. ``alerts.notified_at`` is set once every routed
+channel has delivered.
 """
 
 from __future__ import annotations
@@ -14,30 +19,18 @@ import logging
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-import yaml
 from psycopg2.extensions import connection
+
+from pipeline.alerts import slack
+from pipeline.alerts.routing import Routing
 
 log = logging.getLogger(__name__)
 
 
 class NotifyError(RuntimeError):
     """At least one alert could not be sent; the others were."""
-
-
-def recipients_for(alert: dict, recipients_file: Path) -> list[str]:
-    """``default`` gets everything; ``topics`` adds people per topic (or ``overall``); ``watchlists`` adds
-    people for every company on that watchlist."""
-    doc = yaml.safe_load(Path(recipients_file).read_text()) or {}
-    people = []
-    if alert["dimension"] in ("topic", "overall"):
-        people += list((doc.get("topics") or {}).get(alert["subject"]) or [])
-    for watchlist in alert.get("watchlists") or []:
-        people += list((doc.get("watchlists") or {}).get(watchlist) or [])
-    people += list(doc.get("default") or [])
-    return list(dict.fromkeys(p.strip() for p in people if isinstance(p, str) and p.strip()))
 
 
 def _safe_link(url: str | None) -> str | None:
@@ -214,13 +207,33 @@ _SELECT = {
     "watchlists": "ARRAY(SELECT we.watchlist FROM watchlist_entities we "
     "WHERE al.dimension = 'entity' AND we.entity_id = al.key ORDER BY 1)",
 }
-_NEXT_UNSENT = (
+_DUE = (
     "SELECT "
     + ", ".join(_SELECT.get(c, f"al.{c}") for c in _COLUMNS)
     + " FROM alerts al WHERE al.status IN ('open', 'acknowledged') AND al.notified_at IS NULL "
-    "AND al.window_end > %s AND al.window_end <= %s AND NOT (al.id = ANY(%s)) ORDER BY al.id LIMIT 1 "
-    "FOR UPDATE OF al SKIP LOCKED"
+    "AND al.window_end > %s AND al.window_end <= %s ORDER BY al.id"
 )
+_PLAN = "INSERT INTO alert_deliveries (alert_id, channel, target) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+_NEXT_DELIVERY = (
+    "SELECT d.alert_id, d.channel, d.target FROM alert_deliveries d WHERE d.status <> 'sent' "
+    "AND d.alert_id = ANY(%s) AND NOT ((d.alert_id::text || ' ' || d.channel) = ANY(%s)) "
+    "ORDER BY d.alert_id, d.channel LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+)
+_MARK = (
+    "UPDATE alert_deliveries SET status = %(status)s, attempts = attempts + 1, last_error = %(error)s, "
+    "updated_at = now(), sent_at = CASE WHEN %(status)s = 'sent' THEN now() END "
+    "WHERE alert_id = %(id)s AND channel = %(channel)s"
+)
+# The alert's own summary of its deliveries: attempts so far, the failing channels' errors, and
+# notified_at once nothing is left to send.
+_ROLL_UP = """
+UPDATE alerts al SET notify_attempts = al.notify_attempts + 1,
+    last_notify_error = (SELECT string_agg(d.channel || ': ' || d.last_error, '; ' ORDER BY d.channel)
+                         FROM alert_deliveries d WHERE d.alert_id = al.id AND d.status = 'failed'),
+    notified_at = CASE WHEN EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = al.id AND d.status <> 'sent')
+                       THEN NULL ELSE now() END
+WHERE al.id = %s
+"""
 
 
 def notify_pending(
@@ -228,51 +241,83 @@ def notify_pending(
     since: datetime,
     until: datetime,
     *,
+    routing: Routing,
     smtp_conn_id: str,
     from_email: str,
-    recipients_file: Path,
     dashboard_url: str,
 ) -> dict:
-    """Email every live (open or acknowledged), unsent alert whose latest hour ended in (since, until].
+    """Deliver every live (open or acknowledged), undelivered alert whose latest hour ended in (since, until].
 
     An acknowledgement on the dashboard never silences the risk team's email.
+    Returns the ids of alerts fully delivered by this call and the (alert, channel) pairs sent.
     """
-    sent, failed = [], []
-    skip: list[int] = []
+    with conn.cursor() as cur:
+        cur.execute(_DUE, (since, until))
+        due = {row[0]: dict(zip(_COLUMNS, row)) for row in cur.fetchall()}
+        unrouted = []
+        for alert in due.values():
+            plan = routing.deliveries(alert)
+            for channel, target in plan.items():
+                cur.execute(_PLAN, (alert["id"], channel, target))
+            if not plan:
+                unrouted.append(alert["id"])
+                cur.execute(
+                    "UPDATE alerts SET notify_attempts = notify_attempts + 1, last_notify_error = %s WHERE id = %s",
+                    (f"no route sends alerts about {alert['subject']!r} anywhere", alert["id"]),
+                )
+    conn.commit()
+    sent: list[tuple[int, str]] = []
+    failed: list[tuple[int, str]] = []
+    done: list[int] = []
+    tried: list[str] = []
     while True:
         with conn.cursor() as cur:
-            cur.execute(_NEXT_UNSENT, (since, until, skip))
+            cur.execute(_NEXT_DELIVERY, (list(due), tried))
             row = cur.fetchone()
             if row is None:
                 conn.commit()
                 break
-            alert = dict(zip(_COLUMNS, row))
-            to = recipients_for(alert, recipients_file)
+            alert_id, channel, target = row
+            tried.append(f"{alert_id} {channel}")
+            alert = due[alert_id]
             try:
-                if not to:
-                    raise NotifyError(f"no recipients for {alert['subject']!r} in {recipients_file}")
-                send(build_message(alert, to, from_email, dashboard_url, surge_chart(conn, alert)), smtp_conn_id)
-            except Exception as exc:  # SMTP outage, refused recipients, bad connection
-                cur.execute(
-                    "UPDATE alerts SET notify_attempts = notify_attempts + 1, last_notify_error = %s WHERE id = %s",
-                    (f"{type(exc).__name__}: {exc}"[:500], alert["id"]),
-                )
+                deliver(conn, alert, channel, target, smtp_conn_id, from_email, dashboard_url)
+            except Exception as exc:  # SMTP or webhook outage, refused recipients, bad connection
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                cur.execute(_MARK, {"status": "failed", "error": error, "id": alert_id, "channel": channel})
+                cur.execute(_ROLL_UP, (alert_id,))
                 conn.commit()
-                failed.append(alert["id"])
-                skip.append(alert["id"])
-                log.error("alert %d not sent: %s", alert["id"], exc)
+                failed.append((alert_id, channel))
+                log.error("alert %d not delivered to %s: %s", alert_id, channel, error)
                 continue
-            cur.execute(
-                "UPDATE alerts SET notified_at = now(), notify_attempts = notify_attempts + 1, "
-                "last_notify_error = NULL WHERE id = %s",
-                (alert["id"],),
-            )
+            cur.execute(_MARK, {"status": "sent", "error": None, "id": alert_id, "channel": channel})
+            cur.execute(_ROLL_UP + " RETURNING notified_at IS NOT NULL", (alert_id,))
+            if cur.fetchone()[0]:
+                done.append(alert_id)
             conn.commit()
-            sent.append(alert["id"])
-            log.info("alert %d (%s, %s) emailed to %s", alert["id"], alert["subject"], alert["severity"], ", ".join(to))
-    if failed:
-        raise NotifyError(f"{len(failed)} alert(s) not sent ({failed}); {len(sent)} sent")
-    return {"sent": sent}
+            sent.append((alert_id, channel))
+            log.info(
+                "alert %d (%s, %s) delivered to %s: %s", alert_id, alert["subject"], alert["severity"], channel, target
+            )
+    if failed or unrouted:
+        raise NotifyError(
+            f"{len(failed)} delivery(ies) failed {failed}; {len(unrouted)} alert(s) with no route {unrouted}; "
+            f"{len(sent)} sent"
+        )
+    return {"sent": done, "deliveries": [f"{a} {c}" for a, c in sent]}
+
+
+def deliver(
+    conn: connection, alert: dict, channel: str, target: str, smtp_conn_id: str, from_email: str, dashboard_url: str
+) -> None:
+    """One alert to one channel; raises when the server does not accept it."""
+    if channel == "email":
+        to = [t.strip() for t in target.split(",") if t.strip()]
+        send(build_message(alert, to, from_email, dashboard_url, surge_chart(conn, alert)), smtp_conn_id)
+    elif channel.startswith("slack:"):
+        slack.send(slack.alert_message(alert, dashboard_url), target)
+    else:
+        raise NotifyError(f"unknown channel {channel!r}")
 
 
 def window_for_notify(

@@ -1,9 +1,11 @@
-"""Surge thresholds per subject, from one validated file (``config/alert_rules.yaml``).
+"""Surge thresholds per subject and alert routing, from one validated file (``config/alert_rules.yaml``).
 
 ``defaults`` apply to topics and the overall stream (the ``FINSENT_ALERT_*``
 variables still override them), ``topics`` amend them per topic, and
 ``entities`` holds the rule for companies: a sparse series needs a longer
 baseline, a trailing window of hours judged as one, and a minimum count.
+``routing`` says who hears about which alert and where (email, Slack
+channels, the daily digest; ``pipeline/alerts/routing.py``).
 Unknown keys, wrong types and out-of-range values are errors that name
 their place in the file.
 """
@@ -16,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from pipeline import config
+from pipeline.alerts.routing import Routing, RoutingError
+from pipeline.alerts.routing import parse as parse_routing
 from pipeline.config import Thresholds
 
 # A company is quiet most hours: judge its last day as one window against four weeks.
@@ -55,6 +59,7 @@ class Rules:
     topics: dict[str, Thresholds] = field(default_factory=dict)
     entity_defaults: Thresholds = field(default_factory=lambda: replace(Thresholds(), **ENTITY_DEFAULTS))
     entities: dict[str, Thresholds] = field(default_factory=dict)
+    routing: Routing = field(default_factory=Routing)
 
     def for_subject(self, dimension: str, key: str) -> Thresholds:
         if dimension == "entity":
@@ -118,9 +123,9 @@ def load(path: Path | None = None) -> Rules:
         raise RulesError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise RulesError(f"{path}: the top level must be a mapping")
-    unknown = set(doc) - {"defaults", "topics", "entities"}
+    unknown = set(doc) - {"defaults", "topics", "entities", "routing"}
     if unknown:
-        raise RulesError(f"{path}: unknown sections {sorted(unknown)} (known: defaults, topics, entities)")
+        raise RulesError(f"{path}: unknown sections {sorted(unknown)} (known: defaults, topics, entities, routing)")
     defaults = _apply(base, doc.get("defaults"), f"{path}: defaults")
     topics = {}
     for name, over in (doc.get("topics") or {}).items():
@@ -137,4 +142,10 @@ def load(path: Path | None = None) -> Rules:
         str(k): _apply(entity_defaults, v, f"{path}: entities.per_entity[{k!r}]")
         for k, v in (ent.get("per_entity") or {}).items()
     }
-    return Rules(defaults, topics, entity_defaults, entities)
+    from pipeline.classify.labels import TOPICS
+
+    try:
+        routing = parse_routing(doc.get("routing"), f"{path}: routing", tuple(TOPICS))
+    except RoutingError as exc:
+        raise RulesError(str(exc)) from None
+    return Rules(defaults, topics, entity_defaults, entities, routing)
