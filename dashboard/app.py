@@ -1,6 +1,11 @@
-"""finsent dashboard: trends, alerts, headlines and pipeline health.
+"""finsent dashboard: trends, alerts, companies, headlines and pipeline health.
 
     streamlit run dashboard/app.py
+
+Each page has its own URL (``/alerts``, ``/companies`` ...) through
+``st.navigation``; links sent before that (``/?page=Alerts&alert=ID`` in
+alert emails and Slack) still open the right page, because the page named in
+``?page=`` becomes the default one served at ``/``.
 
 Feed text (titles, summaries, feed errors) is only ever shown through
 ``st.dataframe``/``st.text``, which render it literally: a ``<script>`` or
@@ -20,7 +25,6 @@ from dashboard import auth, view
 from dashboard import queries as q
 from pipeline.classify.labels import SENTIMENTS
 
-PAGES = ["Overview", "Alerts", "Companies", "Headlines", "Pipeline health"]
 TTL = 60
 
 
@@ -132,14 +136,22 @@ def page_overview(model: str) -> None:
 
 
 def show_rules() -> None:
-    """The thresholds in force, per topic and for watchlist companies (config/alert_rules.yaml)."""
+    """The thresholds and the routing in force (config/alert_rules.yaml): who is judged how, and who hears."""
     from pipeline.alerts import rules
 
+    try:
+        loaded = rules.load()
+    except rules.RulesError as exc:
+        st.error(f"The alert rules file is invalid: {exc}")
+        return
     with st.expander("Thresholds in force"):
-        try:
-            st.dataframe(pd.DataFrame(rules.load().describe()), hide_index=True, width="stretch")
-        except rules.RulesError as exc:
-            st.error(f"The alert rules file is invalid: {exc}")
+        st.dataframe(pd.DataFrame(loaded.describe()), hide_index=True, width="stretch")
+    with st.expander("Routing in force (who gets which alerts, and where)"):
+        routes = loaded.routing.describe()
+        if routes:
+            st.dataframe(pd.DataFrame(routes), hide_index=True, width="stretch")
+        else:
+            st.warning("No route is configured: alerts are recorded but sent nowhere (see docs/alerts.md).")
 
 
 def page_alerts(model: str) -> None:
@@ -173,6 +185,8 @@ def page_alerts(model: str) -> None:
         f"{row['observed_negatives']}/{row['observed_stories']} negative = {row['observed_pct']}% "
         f"vs baseline {row['baseline_pct']}%, surging {row['hours_surging']} h since {row['started_at']:%Y-%m-%d %H:%M} UTC"
     )
+    st.caption("Deliveries (one per channel; a failed one is retried by the next hourly run)")
+    st.dataframe(q.alert_deliveries(pool(), int(alert_id)), hide_index=True, width="stretch")
     st.dataframe(
         q.alert_stories(pool(), int(alert_id)),
         hide_index=True,
@@ -334,28 +348,48 @@ def model_metric_rows(metrics: dict) -> list[dict]:
     return ([metrics["news"]] if metrics.get("news") else []) + [metrics["sentiment"], metrics["topic"]]
 
 
+def scored(page):
+    """A page that reads one model's scores: run it with the active model, or say that none is active."""
+
+    def run() -> None:
+        model_row = cached("active_model")
+        if model_row is None:
+            st.warning("No active model yet: stories are stored but not scored. See Pipeline health.")
+        else:
+            page(model_row["version"])
+
+    run.__name__ = page.__name__
+    return run
+
+
+def health() -> None:
+    page_health(cached("active_model"))
+
+
+# (title, URL path, page): the title is what ?page= names in links sent before pages had paths.
+PAGES = [
+    ("Overview", "overview", scored(page_overview)),
+    ("Alerts", "alerts", scored(page_alerts)),
+    ("Companies", "companies", scored(page_companies)),
+    ("Headlines", "headlines", scored(page_headlines)),
+    ("Pipeline health", "health", health),
+]
+
+
 def main() -> None:
     st.set_page_config(page_title="finsent", layout="wide")
-    st.sidebar.title("finsent")
     wanted = st.query_params.get("page")
-    page = st.sidebar.radio("Page", PAGES, index=PAGES.index(wanted) if wanted in PAGES else 0)
+    default = wanted if wanted in [t for t, _, _ in PAGES] else "Overview"
+    nav = st.navigation(
+        [st.Page(fn, title=title, url_path=path, default=title == default) for title, path, fn in PAGES]
+    )
+    st.sidebar.title("finsent")
     if st.sidebar.button("Refresh data"):
         cached.clear()
     model_row = cached("active_model")
     st.sidebar.caption(f"Model: {model_row['version']}" if model_row else "Model: none active")
-    st.title(page)
-    if page == "Pipeline health":
-        page_health(model_row)
-    elif model_row is None:
-        st.warning("No active model yet: stories are stored but not scored. See Pipeline health.")
-    elif page == "Overview":
-        page_overview(model_row["version"])
-    elif page == "Alerts":
-        page_alerts(model_row["version"])
-    elif page == "Companies":
-        page_companies(model_row["version"])
-    else:
-        page_headlines(model_row["version"])
+    st.title(nav.title)
+    nav.run()
 
 
 main()

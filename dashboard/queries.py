@@ -186,6 +186,16 @@ def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:
     )
 
 
+def alert_deliveries(pool, alert_id: int) -> pd.DataFrame:
+    """Where the alert went: one row per channel (email, each Slack channel) with its status and attempts."""
+    return frame(
+        pool,
+        "SELECT channel, target, status, attempts, sent_at, last_error FROM alert_deliveries "
+        "WHERE alert_id = %s ORDER BY channel",
+        (alert_id,),
+    )
+
+
 def alert_stories(pool, alert_id: int) -> pd.DataFrame:
     """The stories behind an alert: every negative story of its subject in its surging span (a company's by
     its own per-entity label; a company's span starts a window before the first surging hour)."""

@@ -32,6 +32,9 @@ _QUERIES = {
     "WHERE model_version = %(m)s GROUP BY 1, 2, 3",
     "unsent": "SELECT count(*), coalesce(max(notify_attempts), 0) FROM alerts WHERE model_version = %(m)s "
     "AND status <> 'resolved' AND notified_at IS NULL",
+    "deliveries": "SELECT d.channel, d.status, count(*), coalesce(sum(d.attempts), 0) FROM alert_deliveries d "
+    "JOIN alerts al ON al.id = d.alert_id WHERE al.model_version = %(m)s GROUP BY 1, 2",
+    "digests": "SELECT channel, status, count(*) FROM digest_deliveries GROUP BY 1, 2",
 }
 
 
@@ -56,9 +59,18 @@ def collect(conn: connection) -> CollectorRegistry:
         "alerts", "Alerts of the active model by dimension, severity and status.", ("dimension", "severity", "status")
     )
     sent = gauge(
-        "alerts_notified", "Alerts emailed, by dimension, severity and status.", ("dimension", "severity", "status")
+        "alerts_notified",
+        "Alerts delivered on every routed channel, by dimension, severity and status.",
+        ("dimension", "severity", "status"),
     )
-    unsent = gauge("alerts_unsent_live", "Live alerts not yet delivered.")
+    deliveries = gauge(
+        "alert_deliveries", "Alert deliveries by channel and status (sent, failed, pending).", ("channel", "status")
+    )
+    delivery_attempts = gauge(
+        "alert_delivery_attempts", "Delivery attempts by channel and the deliveries' status.", ("channel", "status")
+    )
+    digests = gauge("digest_deliveries", "Daily digests by channel and status.", ("channel", "status"))
+    unsent = gauge("alerts_unsent_live", "Live alerts not yet delivered on every routed channel.")
     attempts = gauge("alerts_max_notify_attempts", "Most delivery attempts of a live, undelivered alert.")
     with conn.cursor() as cur:
         cur.execute(_QUERIES["stories"])
@@ -104,10 +116,17 @@ def collect(conn: connection) -> CollectorRegistry:
             for dim, sev, status, n, k in cur.fetchall():
                 alerts.labels(dim, sev, status).set(n)
                 sent.labels(dim, sev, status).set(k)
+            cur.execute(_QUERIES["deliveries"], {"m": model})
+            for channel, status, n, tries in cur.fetchall():
+                deliveries.labels(channel, status).set(n)
+                delivery_attempts.labels(channel, status).set(tries)
             cur.execute(_QUERIES["unsent"], {"m": model})
             n, most = cur.fetchone()
             unsent.set(n)
             attempts.set(most)
+        cur.execute(_QUERIES["digests"])
+        for channel, status, n in cur.fetchall():
+            digests.labels(channel, status).set(n)
     conn.commit()
     return reg
 

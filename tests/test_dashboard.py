@@ -114,16 +114,27 @@ def test_overview_shows_the_numbers_in_sql(dash_db):
     assert metrics(at)["Stories"] == f"{TOTAL:,}"
 
 
-def test_alerts_list_drill_down_and_acknowledge(dash_db, monkeypatch):
+def test_alerts_list_drill_down_and_acknowledge(dash_db, monkeypatch, smtp_port):
+    from tests.helpers import SMTPServer
+
+    with SMTPServer(smtp_port):  # the alerts go out first, so the page has deliveries to show
+        assert len(tasks.notify(window(H), {"notify": True})["sent"]) == 2
     monkeypatch.setenv("FINSENT_DASHBOARD_DEV_USER", "ana.lyst")
     at = app("Alerts")
     assert not at.exception and metrics(at)["Alerts shown"] == "2"
-    rules, listed = at.dataframe[0].value, at.dataframe[1].value  # thresholds in force, then the alerts
+    # thresholds in force, routing in force, then the alerts
+    rules, routes, listed = (at.dataframe[i].value for i in range(3))
     assert "watchlist companies (defaults)" in set(rules["applies to"])
+    assert {"risk team", "daily digest"} <= set(routes["route"])
+    assert routes[routes["route"] == "risk team"]["alerts"].iloc[0] == "every alert"
     assert set(listed["subject"]) == {"Energy | Oil", "overall"}
     energy_id = int(listed[listed["subject"] == "Energy | Oil"]["id"].iloc[0])
     at.selectbox[0].set_value(energy_id).run()
-    stories = at.dataframe[2].value
+    deliveries = at.dataframe[3].value
+    assert deliveries[["channel", "target", "status", "attempts"]].values.tolist() == [
+        ["email", "risk-team@example.com", "sent", 1]
+    ]
+    stories = at.dataframe[4].value
     assert len(stories) == 30 and HOSTILE in set(stories["title"])  # shown literally, not rendered
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
@@ -138,7 +149,7 @@ def test_nobody_signed_in_cannot_acknowledge_and_names_are_checked(dash_db, monk
 
     monkeypatch.delenv("FINSENT_DASHBOARD_DEV_USER", raising=False)
     at = app("Alerts")
-    listed = at.dataframe[1].value
+    listed = at.dataframe[2].value
     at.selectbox[0].set_value(int(listed["id"].iloc[0])).run()
     assert not at.exception and not [b for b in at.button if b.label == "Acknowledge"]
     assert any("needs a signed-in user" in c.value for c in at.caption)
@@ -261,7 +272,14 @@ def test_real_browser_renders_every_page(dash_db, tmp_path):
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 20_000, name
                 assert page.locator('[data-testid="stException"]').count() == 0, name
-            # Still on Pipeline health from the loop: wait on the metrics themselves (not on a text the
+            # every page has its own URL too; an email's old-style link still opens its alert
+            page.goto(f"http://127.0.0.1:{port}/companies")
+            page.get_by_text("Search by name or ticker").first.wait_for(timeout=30000)
+            alert_id = query(dash_db, "SELECT max(id) FROM alerts")[0][0]
+            page.goto(f"http://127.0.0.1:{port}/?page=Alerts&alert={alert_id}")
+            page.get_by_text(f"Alert #{alert_id}:").first.wait_for(timeout=30000)
+            page.goto(f"http://127.0.0.1:{port}/health")
+            # On Pipeline health: wait on the metrics themselves (not on a text the
             # page already shows), so a slow re-render cannot be read half-drawn.
             metrics = page.locator('[data-testid="stMetricValue"]')
             expect(metrics.nth(2)).to_be_visible(timeout=30000)

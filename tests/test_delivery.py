@@ -227,3 +227,18 @@ def test_a_quiet_day_still_gets_a_digest_that_says_so(db_url, smtp_port, chat):
         tasks.digest("2026-08-01")
     text = smtp.messages[0].get_body(("plain",)).get_content()
     assert "No stories were stored and scored for 2026-08-01 (UTC)." in text and "Alerts open during the day: 0" in text
+
+
+def test_validate_checks_routed_watchlists_and_companies_against_the_catalogue(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main as cli
+
+    rules = tmp_path / "alert_rules.yaml"
+    rules.write_text(
+        "routing:\n  routes:\n    - {watchlists: [megacaps], companies: [no-such-co], email: [a@example.com]}\n"
+    )
+    monkeypatch.setenv("FINSENT_ALERT_RULES", str(rules))
+    assert cli(["entities", "validate"]) == 2
+    assert "route 'route 1' names unknown watchlists or companies ['no-such-co']" in capsys.readouterr().err
+    rules.write_text("routing:\n  routes:\n    - {watchlists: [megacaps], email: [a@example.com]}\n")
+    assert cli(["entities", "validate"]) == 0
+    assert '"alert_routes": 1' in capsys.readouterr().out

@@ -44,6 +44,7 @@ def test_metrics_reflect_the_database(db_url, tmp_path, smtp_port, monkeypatch):
     assert len(result["sent"]) == 2, result
     after = samples(prom.read_text())
     assert after[("finsent_alerts_unsent_live", ())] == 0
+    assert after[("finsent_alert_deliveries", (("channel", "email"), ("status", "sent")))] == 2
     assert (
         after[("finsent_alerts_notified", (("dimension", "topic"), ("severity", "critical"), ("status", "open")))] == 1
     )

@@ -28,12 +28,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     unknown = sorted(set(r.entities) - set(cat.entities))
     if unknown:
         raise CatalogueError(f"alert rules name entities that are not in the catalogue: {unknown[:10]}")
+    for route in r.routing.routes:
+        missing = sorted(set(route.watchlists) - set(cat.watchlists))
+        missing += sorted(set(route.companies) - set(cat.entities))
+        if missing:
+            raise CatalogueError(f"alert routing: route {route.name!r} names unknown watchlists or companies {missing}")
     _print(
         {
             "entities": len(cat.entities),
             "watchlists": {w.name: len(w.entities) for w in cat.watchlists.values()},
             "fingerprint": cat.fingerprint(),
             "alert_rules_per_entity": len(r.entities),
+            "alert_routes": len(r.routing.routes),
         }
     )
     return 0
