@@ -48,12 +48,12 @@ def test_dag_file_has_no_business_logic():
     assert "import psycopg2" not in text and "feedparser" not in text and "SELECT" not in text
 
 
-def dag_test(env: dict, logical_date: str, conf: dict) -> dict:
+def dag_test(env: dict, logical_date: str, conf: dict, dag_id: str = "finsent_hourly") -> dict:
     code = f"""
 import json, sys
 from datetime import datetime
 from airflow.dag_processing.dagbag import DagBag
-dag = DagBag(dag_folder={str(DAG_FILE)!r}).get_dag("finsent_hourly")
+dag = DagBag(dag_folder={str(DAG_FILE.parent / (dag_id + ".py"))!r}).get_dag({dag_id!r})
 run = dag.test(logical_date=datetime.fromisoformat({logical_date!r}), run_conf={conf!r})
 print(json.dumps({{"state": str(run.state), "run_id": run.run_id}}))
 """
@@ -139,3 +139,25 @@ def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airfl
     assert runs == [(str(in_day), "1"), ("0", "1")]
     # the live feed registry was not fetched, and the archive feed has no live state
     assert query(db_url, "SELECT name, last_status FROM feeds") == [("cnbc-finance", None)]
+
+
+def test_digest_dag_sends_yesterday_once(airflow_env, db_url, smtp_port):
+    """finsent_digest under dag.test(): the run at 07:00 UTC summarises the day before; a re-run sends nothing."""
+    import os
+
+    from pipeline import tasks
+    from tests.helpers import SMTPServer
+    from tests.seeding import H, seed, week_of_normal, window
+
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    tasks.detect(window(H))
+    env = {**airflow_env, "DATABASE_URL": db_url, "AIRFLOW_CONN_SMTP_ALERTS": os.environ["AIRFLOW_CONN_SMTP_ALERTS"]}
+    with SMTPServer(smtp_port) as smtp:
+        for _ in range(2):
+            assert dag_test(env, "2026-08-11T07:00:00+00:00", {}, "finsent_digest")["state"] == "success"
+    assert [m["Subject"] for m in smtp.messages] == [
+        "[finsent] Daily digest, 2026-08-10 UTC: 1,500 stories, 2 alerts open"
+    ]
+    assert query(db_url, "SELECT day::text, channel, status, attempts FROM digest_deliveries") == [
+        ("2026-08-10", "email", "sent", 1)
+    ]
