@@ -1,4 +1,12 @@
-"""Batched inference: length-sorted batches, inference mode, CUDA half precision when present."""
+"""Batched inference: length-sorted batches, inference mode, and the fastest faithful backend for the machine.
+
+Backends (``precision``): ``fp16`` on CUDA; on the CPU ``bf16`` autocast where
+the CPU has native bf16, ``onnx-fp32`` (ONNX Runtime, same labels as torch
+fp32) elsewhere, torch ``fp32`` when onnxruntime is missing; ``onnx-int8``
+and torch ``int8`` are opt-in (faster, but they change some labels: see
+docs/classifier.md#inference-backends). ``FINSENT_PRECISION`` overrides the
+automatic choice.
+"""
 
 from __future__ import annotations
 
@@ -39,14 +47,37 @@ class Predictions:
         ]
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8")
+
+
+def auto_precision(device: torch.device) -> str:
+    """The fastest faithful backend for this machine (figures: docs/classifier.md#inference-backends)."""
+    from pipeline.classify import onnx_backend
+
+    if device.type == "cuda":
+        return "fp16"
+    if cpu_bf16_ok():
+        return "bf16"
+    return "onnx-fp32" if onnx_backend.available() else "fp32"
+
+
 class Classifier:
     """A loaded model directory, ready to label texts."""
 
     def __init__(
-        self, model: DualHeadClassifier, meta: dict, tokenizer, device: torch.device, autocast_dtype: torch.dtype | None
+        self,
+        model: DualHeadClassifier,
+        meta: dict,
+        tokenizer,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        backend: str = "fp32",
+        runner=None,
     ) -> None:
         self.model, self.meta, self.tokenizer, self.device = model, meta, tokenizer, device
         self.autocast_dtype = autocast_dtype
+        self.backend = backend
+        self.runner = runner  # an ONNX Runtime session for the onnx-* backends; None: torch
         self.sentiments = meta["labels"]["sentiment"]
         self.topics = meta["labels"]["topic"]
         if self.sentiments != ["negative", "neutral", "positive"]:
@@ -57,18 +88,21 @@ class Classifier:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:
-        """``precision``: auto (fp16 on CUDA, bf16 autocast on capable CPUs, else fp32), fp32, bf16, fp16, or
-        int8 (CPU: torch dynamic quantisation of the linear layers; opt-in, see ``bench.classify``).
+        """``precision``: auto, or one of PRECISIONS (see the module docstring).
 
         ``FINSENT_PRECISION`` overrides ``auto``.
         """
         import os
 
+        from pipeline.classify import onnx_backend
+
         dev = pick_device(device)
         if precision == "auto":
             precision = os.environ.get("FINSENT_PRECISION", "").strip().lower() or "auto"
         if precision == "auto":
-            precision = "fp16" if dev.type == "cuda" else ("bf16" if cpu_bf16_ok() else "fp32")
+            precision = auto_precision(dev)
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} (known: auto, {', '.join(PRECISIONS)})")
         weights_dtype = torch.float16 if (dev.type == "cuda" and precision == "fp16") else None
         model, meta = modeldir.load(model_dir, torch_dtype=weights_dtype)
         model.to(dev)
@@ -80,8 +114,13 @@ class Classifier:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         tok = modeldir.load_tokenizer(model_dir)
         autocast = torch.bfloat16 if precision == "bf16" else None
+        runner = None
+        if precision.startswith("onnx-"):
+            if dev.type != "cpu":
+                raise ValueError("the ONNX Runtime backends run on the CPU only")
+            runner = onnx_backend.OnnxRunner(onnx_backend.ensure_export(model, meta, tok, Path(model_dir), precision))
         log.info("loaded model %s on %s (%s)", meta.get("version"), dev, precision)
-        return cls(model, meta, tok, dev, autocast)
+        return cls(model, meta, tok, dev, autocast, precision, runner)
 
     @torch.inference_mode()
     def logits(
@@ -98,14 +137,17 @@ class Classifier:
         for b, (idx, batch, mask) in enumerate(
             length_sorted_batches(enc["input_ids"], batch_size, self.tokenizer.pad_token_id)
         ):
-            batch, mask = batch.to(self.device), mask.to(self.device)
-            if self.autocast_dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    out = self.model(batch, mask)
+            if self.runner is not None:
+                s_logits[idx], t_logits[idx] = self.runner(batch, mask)
             else:
-                out = self.model(batch, mask)
-            s_logits[idx] = out["sentiment_logits"].float().cpu().numpy()
-            t_logits[idx] = out["topic_logits"].float().cpu().numpy()
+                batch, mask = batch.to(self.device), mask.to(self.device)
+                if self.autocast_dtype is not None:
+                    with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                        out = self.model(batch, mask)
+                else:
+                    out = self.model(batch, mask)
+                s_logits[idx] = out["sentiment_logits"].float().cpu().numpy()
+                t_logits[idx] = out["topic_logits"].float().cpu().numpy()
             done += len(idx)
             if progress and (b % 20 == 0 or done == n):
                 rate = done / max(time.monotonic() - t0, 1e-9)
