@@ -32,12 +32,20 @@ def cpu_info() -> dict:
     wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni"]
     import os
 
-    return {
+    from pipeline.classify.runtime import cpu_bf16_ok
+
+    out = {
         "model": model,
         "cores": os.cpu_count(),
         "flags": [f for f in wanted if f in flags],
         "native_bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
+        "bf16_used": cpu_bf16_ok(),
     }
+    # an emulated fp32-only CPU: torch's kernels held to AVX2 (ONNX Runtime ignores these)
+    for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):
+        if os.environ.get(var):
+            out[var] = os.environ[var]
+    return out
 
 
 def main() -> None:

@@ -105,6 +105,16 @@ def test_the_automatic_choice_follows_the_cpu(monkeypatch):
     assert predict.auto_precision(torch.device("cuda")) == "fp16"
 
 
+def test_bf16_is_not_chosen_when_torch_is_held_below_avx512(monkeypatch):
+    from pipeline.classify import runtime
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert runtime.cpu_bf16_ok() is False
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert runtime.cpu_bf16_ok() is False
+
+
 def test_an_unknown_backend_is_refused(tiny_models, monkeypatch):
     monkeypatch.setenv("FINSENT_PRECISION", "fp8")
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
