@@ -187,8 +187,12 @@ def page_alerts(model: str) -> None:
     )
     st.caption("Deliveries (one per channel; a failed one is retried by the next hourly run)")
     st.dataframe(q.alert_deliveries(pool(), int(alert_id)), hide_index=True, width="stretch")
+    stories = q.alert_stories(pool(), int(alert_id))
+    st.download_button(
+        "Download these headlines (CSV)", stories.to_csv(index=False), f"finsent-alert-{alert_id}.csv", "text/csv"
+    )
     st.dataframe(
-        q.alert_stories(pool(), int(alert_id)),
+        stories,
         hide_index=True,
         width="stretch",
         column_config={"url": st.column_config.LinkColumn("link", display_text="open")},

@@ -234,7 +234,12 @@ def send_digest(
                     to = [t.strip() for t in target.split(",") if t.strip()]
                     send(build_message(summary, to, from_email, dashboard_url), smtp_conn_id)
                 elif channel.startswith("slack:"):
-                    slack.send(slack.digest_message(summary, dashboard_url), target)
+                    slack.send(
+                        slack.digest_message(
+                            summary["day"], summary_lines(summary), summary["top_negative"], dashboard_url
+                        ),
+                        target,
+                    )
                 else:
                     raise NotifyError(f"unknown channel {channel!r}")
             except Exception as exc:

@@ -64,19 +64,16 @@ def alert_message(alert: dict, dashboard_url: str) -> dict:
     return {"text": f"[finsent] {headline}", "blocks": blocks}
 
 
-def digest_message(digest: dict, dashboard_url: str) -> dict:
-    """The daily digest as a webhook payload (same escaping as alerts)."""
-    from pipeline.alerts.digest import summary_lines
-
-    lines = [escape(line) for line in summary_lines(digest)]
+def digest_message(day, lines: list[str], top_negative: list[dict], dashboard_url: str) -> dict:
+    """The daily digest (its summary ``lines`` and most negative headlines) as a webhook payload."""
     heads = [
         f"• {link(s.get('url'), s['title'])} ({escape(s['source'])}, p_negative {s['p_negative']:.2f})"
-        for s in digest["top_negative"]
+        for s in top_negative
     ]
-    title = f"[finsent] Daily digest for {digest['day']:%Y-%m-%d} (UTC)"
+    title = f"[finsent] Daily digest for {day:%Y-%m-%d} (UTC)"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(escape(line) for line in lines)}},
         {
             "type": "section",
             "text": {"type": "mrkdwn", "text": "*Most negative headlines*\n" + ("\n".join(heads) or "none")},
