@@ -31,8 +31,11 @@ def register_and_promote(model_dir: str | Path, promote: bool = True, force: boo
     return out
 
 
-def train_and_register(train_args, evaluate: bool = True, promote: bool = True, force: bool = False) -> dict:
-    """Train (``TrainArguments``), evaluate on the held-out sets, register, and promote through the gate."""
+def train_and_register(
+    train_args, evaluate: bool = True, promote: bool = True, force: bool = False, entity_head: bool = False
+) -> dict:
+    """Train (``TrainArguments``), evaluate on the held-out sets, fit the entity head if asked, register, and
+    promote through the gate (which refuses a model without the entity head when the active one has it)."""
     from pipeline.classify.evaluate import evaluate as run_eval
     from pipeline.classify.train import train
 
@@ -40,6 +43,10 @@ def train_and_register(train_args, evaluate: bool = True, promote: bool = True, 
     out: dict = {"model_dir": str(model_dir)}
     if evaluate:
         out["held_out"] = run_eval(model_dir)["summary"]
+    if entity_head:
+        from pipeline.entities.train_head import gate_summary, train_head
+
+        out["entity"] = gate_summary(train_head(model_dir))
     out.update(register_and_promote(model_dir, promote=promote, force=force))
     return out
 
@@ -55,7 +62,8 @@ def install_shipped(promote: bool = True) -> dict:
 
 
 def reproduce_shipped(promote: bool = True) -> dict:
-    """``make model``: train the shipped recipe from scratch, evaluate, register and promote through the gate."""
+    """``make model``: train the shipped recipe from scratch, evaluate, fit the entity head (as shipped), register
+    and promote through the gate."""
     from pipeline.classify import modeldir, shipped
     from pipeline.classify.train import NOT_RECIPE, TrainArguments
 
@@ -63,4 +71,4 @@ def reproduce_shipped(promote: bool = True) -> dict:
     fields = TrainArguments.__dataclass_fields__
     args = TrainArguments(**{k: v for k, v in recipe.items() if k in fields and k not in NOT_RECIPE})
     log.info("reproducing the shipped recipe: %s", args)
-    return train_and_register(args, evaluate=True, promote=promote)
+    return train_and_register(args, evaluate=True, promote=promote, entity_head=True)

@@ -172,14 +172,14 @@ def train_head(model_dir: str | Path, device: str | None = None) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if meta.get("metrics"):
-        meta["metrics"]["entity"] = _summary(metrics)
+        meta["metrics"]["entity"] = gate_summary(metrics)
     modeldir.write_meta(model_dir, meta)
     _append_report(model_dir, metrics)
-    log.info("entity head written to %s: %s", model_dir, json.dumps(_summary(metrics)))
+    log.info("entity head written to %s: %s", model_dir, json.dumps(gate_summary(metrics)))
     return metrics
 
 
-def _summary(metrics: dict) -> dict:
+def gate_summary(metrics: dict) -> dict:
     """The gate's view: entity-level macro-F1 on the two held-out sets, and the baseline's."""
     t, f = metrics["sentfin_test"], metrics["finentity"]
     return {
