@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8")
 
 
 def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str, heldout: bool) -> dict:
@@ -118,6 +117,8 @@ def active_model_dir() -> str:
 
 
 def main() -> None:
+    from pipeline.classify.predict import PRECISIONS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the active model)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 128])

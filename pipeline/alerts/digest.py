@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from psycopg2.extensions import connection
 
 from pipeline.alerts import slack
-from pipeline.alerts.notify import SUBJECT_SQL, NotifyError, _safe_link, send
+from pipeline.alerts.notify import SUBJECT_SQL, NotifyError, safe_link, send
 from pipeline.alerts.routing import Routing
 
 log = logging.getLogger(__name__)
@@ -156,10 +156,10 @@ def render(f: dict, dashboard_url: str) -> tuple[str, str, str]:
     paras = "".join(f"<pre>{html.escape(line)}</pre>" for line in lines)
     items = []
     for s in f["top_negative"]:
-        title, url = html.escape(s["title"]), _safe_link(s["url"])
+        title, url = html.escape(s["title"]), safe_link(s["url"])
         linked = f'<a href="{html.escape(url, quote=True)}">{title}</a>' if url else title
         items.append(f"<li>{linked} <small>({html.escape(s['source'])}, p_negative {s['p_negative']:.2f})</small></li>")
-    dash = _safe_link(dashboard_url)
+    dash = safe_link(dashboard_url)
     body = (
         f"<html><body><h2>{html.escape(subject)}</h2>{paras}<h3>Most negative headlines</h3>"
         f"<ol>{''.join(items) or '<li>none</li>'}</ol>"

@@ -33,7 +33,7 @@ class NotifyError(RuntimeError):
     """At least one alert could not be sent; the others were."""
 
 
-def _safe_link(url: str | None) -> str | None:
+def safe_link(url: str | None) -> str | None:
     return url if url and urlsplit(url).scheme in ("http", "https") else None
 
 
@@ -69,7 +69,7 @@ def render(alert: dict, dashboard_url: str, chart_cid: str | None = None) -> tup
     items = []
     for s in stories:
         title = html.escape(s["title"])
-        url = _safe_link(s.get("url"))
+        url = safe_link(s.get("url"))
         title_html = f'<a href="{html.escape(url, quote=True)}">{title}</a>' if url else title
         items.append(
             f"<li>{title_html} <small>({html.escape(s['source'])}, p_negative {s['p_negative']:.2f})</small></li>"
