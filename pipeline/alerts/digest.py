@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 from psycopg2.extensions import connection
 
-from pipeline.alerts import slack
+from pipeline.alerts import outbox, slack
 from pipeline.alerts.notify import SUBJECT_SQL, NotifyError, safe_link, send
 from pipeline.alerts.routing import Routing
 
@@ -219,40 +219,30 @@ def send_digest(
     if not pending:
         return {"day": day.isoformat(), "sent": []}
     summary = facts(conn, model_version, day)  # read once, before any delivery row is claimed
-    sent, failed, tried = [], [], []
-    while True:
-        with conn.cursor() as cur:
-            cur.execute(_NEXT, (day, tried))
-            row = cur.fetchone()
-            if row is None:
-                conn.commit()
-                break
-            channel, target = row
-            tried.append(channel)
-            try:
-                if channel == "email":
-                    to = [t.strip() for t in target.split(",") if t.strip()]
-                    send(build_message(summary, to, from_email, dashboard_url), smtp_conn_id)
-                elif channel.startswith("slack:"):
-                    slack.send(
-                        slack.digest_message(
-                            summary["day"], summary_lines(summary), summary["top_negative"], dashboard_url
-                        ),
-                        target,
-                    )
-                else:
-                    raise NotifyError(f"unknown channel {channel!r}")
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                cur.execute(_MARK, {"status": "failed", "error": error, "day": day, "channel": channel})
-                conn.commit()
-                failed.append(channel)
-                log.error("digest %s not delivered to %s: %s", day, channel, error)
-                continue
-            cur.execute(_MARK, {"status": "sent", "error": None, "day": day, "channel": channel})
-            conn.commit()
-            sent.append(channel)
-            log.info("digest %s delivered to %s: %s", day, channel, target)
+
+    def deliver(row: tuple) -> None:
+        channel, target = row
+        if channel == "email":
+            to = [t.strip() for t in target.split(",") if t.strip()]
+            send(build_message(summary, to, from_email, dashboard_url), smtp_conn_id)
+        elif channel.startswith("slack:"):
+            lines = summary_lines(summary)
+            slack.send(slack.digest_message(summary["day"], lines, summary["top_negative"], dashboard_url), target)
+        else:
+            raise NotifyError(f"unknown channel {channel!r}")
+
+    result = outbox.drain(
+        conn,
+        _NEXT,
+        (day,),
+        key=lambda row: row[0],
+        send=deliver,
+        mark=lambda cur, row, status, error: cur.execute(
+            _MARK, {"status": status, "error": error, "day": day, "channel": row[0]}
+        ),
+        describe=lambda row: f"digest {day} to {row[0]}",
+    )
+    sent, failed = [c for c, _ in result.sent], [c for c, _ in result.failed]
     if failed:
         raise NotifyError(f"digest {day}: {len(failed)} channel(s) failed {failed}; {len(sent)} sent")
     return {"day": day.isoformat(), "sent": sent}

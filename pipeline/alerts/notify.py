@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 from psycopg2.extensions import connection
 
-from pipeline.alerts import slack
+from pipeline.alerts import outbox, slack
 from pipeline.alerts.routing import Routing
 
 log = logging.getLogger(__name__)
@@ -266,45 +266,30 @@ def notify_pending(
                     (f"no route sends alerts about {alert['subject']!r} anywhere", alert["id"]),
                 )
     conn.commit()
-    sent: list[tuple[int, str]] = []
-    failed: list[tuple[int, str]] = []
     done: list[int] = []
-    tried: list[str] = []
-    while True:
-        with conn.cursor() as cur:
-            cur.execute(_NEXT_DELIVERY, (list(due), tried))
-            row = cur.fetchone()
-            if row is None:
-                conn.commit()
-                break
-            alert_id, channel, target = row
-            tried.append(f"{alert_id} {channel}")
-            alert = due[alert_id]
-            try:
-                deliver(conn, alert, channel, target, smtp_conn_id, from_email, dashboard_url)
-            except Exception as exc:  # SMTP or webhook outage, refused recipients, bad connection
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                cur.execute(_MARK, {"status": "failed", "error": error, "id": alert_id, "channel": channel})
-                cur.execute(_ROLL_UP, (alert_id,))
-                conn.commit()
-                failed.append((alert_id, channel))
-                log.error("alert %d not delivered to %s: %s", alert_id, channel, error)
-                continue
-            cur.execute(_MARK, {"status": "sent", "error": None, "id": alert_id, "channel": channel})
-            cur.execute(_ROLL_UP + " RETURNING notified_at IS NOT NULL", (alert_id,))
-            if cur.fetchone()[0]:
-                done.append(alert_id)
-            conn.commit()
-            sent.append((alert_id, channel))
-            log.info(
-                "alert %d (%s, %s) delivered to %s: %s", alert_id, alert["subject"], alert["severity"], channel, target
-            )
+
+    def mark(cur, row: tuple, status: str, error: str | None) -> None:
+        cur.execute(_MARK, {"status": status, "error": error, "id": row[0], "channel": row[1]})
+        cur.execute(_ROLL_UP + " RETURNING notified_at IS NOT NULL", (row[0],))
+        if cur.fetchone()[0]:
+            done.append(row[0])
+
+    result = outbox.drain(
+        conn,
+        _NEXT_DELIVERY,
+        (list(due),),
+        key=lambda row: f"{row[0]} {row[1]}",
+        send=lambda row: deliver(conn, due[row[0]], row[1], row[2], smtp_conn_id, from_email, dashboard_url),
+        mark=mark,
+        describe=lambda row: f"alert {row[0]} ({due[row[0]]['subject']}, {due[row[0]]['severity']}) to {row[1]}",
+    )
+    failed = [(a, c) for a, c, _ in result.failed]
     if failed or unrouted:
         raise NotifyError(
             f"{len(failed)} delivery(ies) failed {failed}; {len(unrouted)} alert(s) with no route {unrouted}; "
-            f"{len(sent)} sent"
+            f"{len(result.sent)} sent"
         )
-    return {"sent": done, "deliveries": [f"{a} {c}" for a, c in sent]}
+    return {"sent": done, "deliveries": [f"{a} {c}" for a, c, _ in result.sent]}
 
 
 def deliver(
