@@ -83,17 +83,64 @@ def test_a_different_base_or_damaged_delta_is_refused(tiny_top, tiny_base, tmp_p
     (damaged / shipped.DELTA_FILE).write_bytes(data[:-10] + b"0123456789")
     with pytest.raises(shipped.ShippedModelError, match="damaged"):
         shipped.materialize(damaged, tmp_path / "m2", base=str(tiny_base))
-    with pytest.raises(shipped.ShippedModelError, match="only 'top' models"):
-        shipped.export(_heads_copy(tiny_top, tmp_path), tmp_path / "x", base=str(tiny_base))
 
 
-def _heads_copy(src, tmp_path):
-    d = tmp_path / "as-heads"
-    shutil.copytree(src, d)
-    meta = modeldir.read_meta(d)
-    meta["method"] = "heads"
-    modeldir.write_meta(d, meta)
-    return d
+def test_a_delta_over_the_size_limit_is_refused(tiny_top, tiny_base, tmp_path, monkeypatch):
+    monkeypatch.setattr(shipped, "MAX_BYTES", 1024)
+    with pytest.raises(shipped.ShippedModelError, match="over the 0 MiB limit"):
+        shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
+    assert not (tmp_path / "ship").exists() and not list(tmp_path.glob(".shipped-*"))  # nothing half-written
+
+
+def test_lowrank_factors_are_exact_for_a_low_rank_difference_and_refuse_a_full_rank_one():
+    torch.manual_seed(0)
+    diff = torch.randn(48, 3) @ torch.randn(3, 40) * 1e-3  # a merged rank-3 LoRA update
+    a, b = shipped.lowrank_factors(diff, 4)
+    assert a.shape == (48, 4) and b.shape == (4, 40) and a.dtype == torch.float16
+    assert torch.linalg.matrix_norm(diff - a.float() @ b.float()) <= 1e-3 * torch.linalg.matrix_norm(diff)
+    assert shipped.lowrank_factors(torch.randn(48, 40), 4) is None  # a block trained outright ships whole
+    assert shipped.lowrank_factors(diff, 0) is None and shipped.lowrank_factors(torch.randn(40), 4) is None
+
+
+def test_a_lora_stage_on_top_of_a_top_model_ships_as_factors_and_records_both_stages(tiny_top, tiny_base, tmp_path):
+    """Stage 2 (LoRA on every block, warm-started from the top model) ships as the top block whole plus rank-r
+    factors for the block below; the rebuild labels as the trained model does."""
+    from pipeline.classify.train import TrainArguments, train
+
+    lora = train(
+        TrainArguments(
+            init_model=str(tiny_top),
+            method="finetune",
+            train_layers=0,
+            lora_r=2,
+            limit_per_task=64,
+            epochs=1,
+            batch_size=16,
+            eval_steps=4,
+            learning_rate=5e-3,
+            output_root=str(tmp_path / "models"),
+        )
+    )
+    stages = modeldir.read_meta(lora)["training_stages"]
+    assert [s["method"] for s in stages] == ["top", "finetune"] and stages[1]["init_model"] == str(tiny_top)
+    out = shipped.export(lora, tmp_path / "ship", base=str(tiny_base))
+    info = modeldir.read_meta(out)["shipped"]
+    assert info["top_blocks"] == 1 and info["rank"] == 2 and info["lowrank_tensors"] == 7  # q k v o gate up down
+    from safetensors.torch import load_file
+
+    keys = set(load_file(str(out / shipped.DELTA_FILE)))
+    assert (
+        "backbone.layers.0.mlp.up_proj.weight.lowrank_a" in keys and "backbone.layers.0.mlp.up_proj.weight" not in keys
+    )
+    assert modeldir.read_meta(out)["training_stages"] == stages
+    rebuilt = shipped.materialize(out, tmp_path / "rebuilt", base=str(tiny_base))
+    texts = ["Shares slump after profit warning", "Company raises dividend", "Fed holds rates", "Oil rallies"] * 8
+    a, b = Classifier.load(lora).predict(texts), Classifier.load(rebuilt).predict(texts)
+    assert np.abs(a.probs - b.probs).max() < 0.02
+    trained = modeldir.load(lora)[0].backbone.state_dict()
+    again = modeldir.load(rebuilt)[0].backbone.state_dict()
+    name = "layers.0.self_attn.q_proj.weight"
+    assert torch.allclose(trained[name], again[name], atol=1e-4)  # the factors carry the LoRA update
 
 
 def test_installing_the_shipped_model_registers_its_committed_report(
@@ -170,3 +217,47 @@ def test_the_committed_model_applies_to_the_packaged_base_and_reads_news(smollm2
     )
     assert preds.sentiment == ["negative", "positive", "neutral"], preds.rows()
     assert np.allclose(preds.probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_make_model_replays_every_stage_of_a_two_stage_shipped_model(
+    tiny_top, tiny_base, tmp_path, db_url, monkeypatch
+):
+    """``make model`` on a model made in two stages (top, then LoRA warm-started from the top model's shipped
+    form): stage 1 is trained again, shipped and rebuilt the same way, and stage 2 starts from that rebuild."""
+    import json
+
+    from pipeline import config
+    from pipeline.classify import lifecycle
+    from pipeline.classify.train import TrainArguments, train
+
+    monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
+    monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("FINSENT_EVAL_PEERS", "tfidf_lr")
+    stage1 = shipped.materialize(shipped.export(tiny_top, tmp_path / "s1"), tmp_path / "m", base=str(tiny_base))
+    lora = train(
+        TrainArguments(
+            init_model=str(stage1),
+            method="finetune",
+            train_layers=0,
+            lora_r=2,
+            limit_per_task=64,
+            epochs=1,
+            batch_size=16,
+            eval_steps=4,
+            learning_rate=5e-3,
+            output_root=str(tmp_path / "models"),
+        )
+    )
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", shipped.export(lora, tmp_path / "ship"))
+    result = lifecycle.reproduce_shipped(promote=True)
+    meta = modeldir.read_meta(result["model_dir"])
+    replayed, recorded = meta["training_stages"], modeldir.read_meta(lora)["training_stages"]
+    assert [s["method"] for s in replayed] == ["top", "finetune"]
+    assert replayed[0] == recorded[0]  # stage 1: the same recipe, trained again
+    new_parent = replayed[1].pop("init_model")
+    assert new_parent.endswith("-delta") and new_parent != recorded[1].pop("init_model")
+    assert replayed[1] == recorded[1]
+    assert modeldir.read_meta(new_parent)["parent_version"] != modeldir.read_meta(stage1)["parent_version"]
+    progress = list((config.state_dir() / "runs").glob("reproduce-*.json"))
+    assert len(progress) == 1 and len(json.loads(progress[0].read_text())) == 1  # stage 1 done: a rerun skips it
+    assert result["held_out"] and "entity" in result and result["promotion"]["promoted"]

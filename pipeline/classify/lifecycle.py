@@ -62,13 +62,41 @@ def install_shipped(promote: bool = True) -> dict:
 
 
 def reproduce_shipped(promote: bool = True) -> dict:
-    """``make model``: train the shipped recipe from scratch, evaluate, fit the entity head (as shipped), register
-    and promote through the gate."""
-    from pipeline.classify import modeldir, shipped
-    from pipeline.classify.train import NOT_RECIPE, TrainArguments
+    """``make model``: replay the shipped model's training stages from scratch, evaluate, fit the entity head (as
+    shipped), register and promote through the gate.
 
-    recipe = modeldir.read_meta(shipped.SHIPPED_DIR)["training"]  # read at call time (tests point it elsewhere)
+    A stage that warm-starts from a shipped (``-delta``) form of its parent starts here from the same form of the
+    reproduced parent. Finished stages are recorded under ``.state/runs/``, so an interrupted run resumes at the
+    stage it was in (and each stage resumes from its own checkpoints).
+    """
+    import hashlib
+    import json
+
+    from pipeline import config
+    from pipeline.classify import modeldir, shipped
+    from pipeline.classify.train import NOT_RECIPE, TrainArguments, train, training_stages
+
+    stages = training_stages(modeldir.read_meta(shipped.SHIPPED_DIR))  # read at call time (tests point it elsewhere)
     fields = TrainArguments.__dataclass_fields__
-    args = TrainArguments(**{k: v for k, v in recipe.items() if k in fields and k not in NOT_RECIPE})
-    log.info("reproducing the shipped recipe: %s", args)
-    return train_and_register(args, evaluate=True, promote=promote, entity_head=True)
+    key = hashlib.sha256(json.dumps(stages, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    progress_file = config.state_dir() / "runs" / f"reproduce-{key}.json"
+    done: list[str] = json.loads(progress_file.read_text()) if progress_file.is_file() else []
+    parent: Path | None = None
+    for i, stage in enumerate(stages):
+        if i < len(stages) - 1 and i < len(done) and (Path(done[i]) / modeldir.META_FILE).is_file():
+            parent = Path(done[i])
+            log.info("stage %d/%d already reproduced: %s", i + 1, len(stages), parent)
+            continue
+        args = TrainArguments(**{k: v for k, v in stage.items() if k in fields and k not in NOT_RECIPE})
+        if i and args.init_model and parent is not None:
+            if Path(args.init_model).name.endswith("-delta"):  # it started from its parent's shipped form
+                parent = shipped.materialize(shipped.export(parent, progress_file.with_suffix(f".stage{i}")))
+            args.init_model = str(parent)
+        log.info("reproducing stage %d/%d of the shipped recipe: %s", i + 1, len(stages), args)
+        if i == len(stages) - 1:
+            return train_and_register(args, evaluate=True, promote=promote, entity_head=True)
+        parent = train(args)
+        done = [*done[:i], str(parent)]
+        progress_file.parent.mkdir(parents=True, exist_ok=True)
+        progress_file.write_text(json.dumps(done))
+    raise ValueError("the shipped model records no training stage")

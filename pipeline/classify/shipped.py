@@ -1,10 +1,11 @@
 """The model that ships with the product: a compact delta over the packaged base model.
 
-Full weights of a 135M model do not belong in git. A model trained with the
-``top`` recipe differs from its base only in its top blocks, the final norm
-and the two heads, so the shipped form is exactly that: those tensors in one
-safetensors file (blocks and norm in fp16, heads in fp32; ~21 MB for three
-blocks), with the model's metadata, its held-out report and model card.
+Full weights of a 135M model do not belong in git. A trained model differs
+from its base in a few places, and each ships in the smallest exact form:
+tensors a recipe trained outright (the ``top`` recipe's top blocks and final
+norm) in fp16, tensors a LoRA stage changed as the two fp16 factors of their
+rank-r difference from the base (found by SVD and checked to reproduce the
+difference), and the heads in fp32; ~21-27 MB in all for the shipped models.
 
 ``materialize`` rebuilds a normal model directory from the base and the
 delta, after checking that the base's weights hash to the value recorded at
@@ -51,39 +52,76 @@ def weights_sha256(backbone: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+LOWRANK_A, LOWRANK_B = ".lowrank_a", ".lowrank_b"  # delta = A @ B, A: (out, r), B: (r, in)
+LOWRANK_TOLERANCE = 1e-3  # relative Frobenius error of the rank-r factors against the exact difference
+
+
+def lowrank_factors(diff: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """fp16 factors (A, B) with A @ B == ``diff`` to within LOWRANK_TOLERANCE, or None if ``diff`` is not rank-r.
+
+    A merged LoRA update is exactly low rank, so its two small factors carry it; a fully trained block is not,
+    and ships whole.
+    """
+    if rank <= 0 or diff.ndim != 2 or rank * sum(diff.shape) >= diff.numel():
+        return None
+    u, s, vh = torch.linalg.svd(diff.to(torch.float32), full_matrices=False)
+    root = s[:rank].sqrt()
+    a, b = (u[:, :rank] * root).to(torch.float16), (root[:, None] * vh[:rank]).to(torch.float16)
+    err = torch.linalg.matrix_norm(diff - a.float() @ b.float()) / torch.linalg.matrix_norm(diff).clamp(min=1e-12)
+    return (a.contiguous(), b.contiguous()) if float(err) <= LOWRANK_TOLERANCE else None
+
+
 def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:
-    """Write the compact delta of a trained ``top`` model (plus metadata, report, card) to ``out_dir``."""
+    """Write the compact delta of a trained model (plus metadata, report, card) to ``out_dir``.
+
+    Refused when the delta would exceed MAX_BYTES (an all-layer fine-tune without LoRA, say).
+    """
     model_dir, out_dir = Path(model_dir), Path(out_dir or SHIPPED_DIR)
+    from pipeline.classify.train import training_stages
+
     model, meta = modeldir.load(model_dir)
-    k = int(meta.get("training_details", {}).get("trained_layers") or 0)
-    if meta["method"] != "top" or k <= 0:
-        raise ShippedModelError(f"{model_dir}: only 'top' models ship as a delta (this one is {meta['method']!r})")
-    base_backbone, _, _ = base_model.load(base or meta["training"].get("base_model"))
-    n = len(model.backbone.layers)
-    delta = {}
+    stages = training_stages(meta)  # kept in the shipped metadata: ``make model`` replays them in order
+    base_backbone, _, _ = base_model.load(base or stages[0].get("base_model"))
+    base_state, rank = base_backbone.state_dict(), max(int(stage.get("lora_r") or 0) for stage in stages)
+    delta: dict[str, torch.Tensor] = {}
+    full_blocks: set[str] = set()
+    n_lowrank = 0
     for name, t in model.backbone.state_dict().items():
-        in_top = name.startswith("norm.") or any(name.startswith(f"layers.{i}.") for i in range(n - k, n))
-        if in_top:
+        if name not in base_state or base_state[name].shape != t.shape:
+            raise ShippedModelError(f"{model_dir}: {name} does not fit the base model")
+        if torch.equal(t, base_state[name]):
+            continue
+        factors = lowrank_factors(t.float() - base_state[name].float(), rank)
+        if factors is None:
             delta[f"backbone.{name}"] = t.to(torch.float16).contiguous()
-        elif not torch.equal(t, base_backbone.state_dict()[name]):
-            raise ShippedModelError(f"{model_dir}: {name} differs from the base, but only the top {k} blocks may")
+            full_blocks.add(".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0])
+        else:
+            delta[f"backbone.{name}{LOWRANK_A}"], delta[f"backbone.{name}{LOWRANK_B}"] = factors
+            n_lowrank += 1
     delta.update(modeldir.head_tensors(model))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".shipped-", dir=out_dir.parent))  # beside it: the rename stays on one disk
-    save_file(delta, str(tmp / DELTA_FILE), metadata={"format": "finsent-top-delta", "layers": str(k)})
+    save_file(delta, str(tmp / DELTA_FILE), metadata={"format": "finsent-delta", "rank": str(rank)})
     size = (tmp / DELTA_FILE).stat().st_size
     if size > MAX_BYTES:
         shutil.rmtree(tmp)
-        raise ShippedModelError(f"delta is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
+        raise ShippedModelError(
+            f"delta is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit "
+            f"({len(full_blocks)} parts trained outright; train the lower blocks with LoRA, or fewer top blocks)"
+        )
+    top_blocks = sum(1 for b in full_blocks if b.startswith("layers."))
     meta = {
         **meta,
         "version": f"{meta['version']}-delta",  # a model of its own: fp16 blocks, evaluated in this form
         "parent_version": meta["version"],
+        "training_stages": stages,
         "metrics": None,
         "shipped": {
-            "format": "top-blocks delta",
-            "top_blocks": k,
-            "dtype": "float16 blocks, float32 heads",
+            "format": "top-blocks delta" if not n_lowrank else f"top-blocks + rank-{rank} delta",
+            "top_blocks": top_blocks,
+            "lowrank_tensors": n_lowrank,
+            "rank": rank if n_lowrank else 0,
+            "dtype": "float16 blocks and low-rank factors, float32 heads",
             "base_weights_sha256": weights_sha256(base_backbone),
             "delta_bytes": size,
             "delta_sha256": hashlib.sha256((tmp / DELTA_FILE).read_bytes()).hexdigest(),
@@ -93,7 +131,14 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
-    log.info("shipped %s: %d top blocks, %.1f MiB", meta["version"], k, size / 2**20)
+    log.info(
+        "shipped %s: %d top blocks whole, %d tensors as rank-%d factors, %.1f MiB",
+        meta["version"],
+        top_blocks,
+        n_lowrank,
+        rank,
+        size / 2**20,
+    )
     return out_dir
 
 
@@ -126,10 +171,17 @@ def materialize(
     model = DualHeadClassifier(backbone, len(meta["labels"]["sentiment"]), len(meta["labels"]["topic"]))
     state = backbone.state_dict()
     for key, t in delta.items():
-        if key.startswith("backbone."):
-            name = key.removeprefix("backbone.")
-            if name not in state or state[name].shape != t.shape:
-                raise ShippedModelError(f"{DELTA_FILE}: {name} does not fit the base model")
+        if not key.startswith("backbone.") or key.endswith(LOWRANK_B):
+            continue
+        name = key.removeprefix("backbone.").removesuffix(LOWRANK_A)
+        if key.endswith(LOWRANK_A):
+            b = delta.get(f"backbone.{name}{LOWRANK_B}")
+            if name not in state or b is None or (t.shape[0], b.shape[1]) != state[name].shape:
+                raise ShippedModelError(f"{DELTA_FILE}: the low-rank delta of {name} does not fit the base model")
+            state[name].add_(t.float() @ b.float())
+        elif name not in state or state[name].shape != t.shape:
+            raise ShippedModelError(f"{DELTA_FILE}: {name} does not fit the base model")
+        else:
             state[name].copy_(t.to(torch.float32))
     modeldir.load_heads(model, delta)
     tmp = out.with_name(out.name + ".partial")

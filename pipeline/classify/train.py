@@ -344,7 +344,7 @@ def finetune(
         data_seed=args.seed,
         train_sampling_strategy="group_by_length",
         dataloader_num_workers=0,
-        save_only_model=True,
+        save_only_model=False,  # optimizer and scheduler too: an interrupted run resumes where it stopped
         disable_tqdm=False,
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=args.patience)]
@@ -360,8 +360,13 @@ def finetune(
         optimizers=(optim, sched),
         callbacks=callbacks,
     )
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    if last:
+        log.info("resuming from %s (an interrupted run of the same recipe)", last)
     t0 = time.monotonic()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=last)
     best = trainer.evaluate()
     if args.lora_r:
         model.backbone = model.backbone.merge_and_unload()
@@ -380,6 +385,21 @@ NOT_RECIPE = ("device", "output_root")  # where a model trains or lands, not wha
 def recipe(args: TrainArguments) -> dict:
     """The arguments that shape the model (reproduced by ``make model``, keyed for resuming)."""
     return {k: v for k, v in asdict(args).items() if k not in NOT_RECIPE}
+
+
+def training_stages(meta: dict) -> list[dict]:
+    """Every recipe that made a model, first stage first: a warm-started model's stages follow its parent's.
+
+    Read from the metadata (``training_stages``), or, for a model trained before that was recorded, from the
+    parent directory its ``init_model`` names, when that is still present.
+    """
+    if meta.get("training_stages"):
+        return list(meta["training_stages"])
+    own = {k: v for k, v in (meta.get("training") or {}).items() if k not in NOT_RECIPE}
+    parent_dir = own.get("init_model")
+    if parent_dir and (Path(parent_dir) / modeldir.META_FILE).is_file():
+        return training_stages(modeldir.read_meta(parent_dir)) + [own]
+    return [own]
 
 
 def run_dir(args: TrainArguments, sent: TaskData, topic: TaskData) -> Path:
@@ -464,7 +484,8 @@ def train(args: TrainArguments) -> Path:
         details = train_top(model, tok, sent, topic, args, class_weights, device, work_dir=work)
         val_logits = details.pop("val_logits")
     elif args.method == "finetune":
-        details = finetune(model, tok, sent, topic, args, device, out_dir.with_name(version + ".work"))
+        work = run_dir(args, sent, topic)
+        details = finetune(model, tok, sent, topic, args, device, work)
     else:
         raise ValueError(f"unknown method {args.method!r} (heads, top or finetune)")
     calibration = calibrate(model, tok, sent, topic, args, device, val_logits)
@@ -477,6 +498,7 @@ def train(args: TrainArguments) -> Path:
         "labels": {"sentiment": SENTIMENTS, "topic": TOPICS},
         "max_length": args.max_length,
         "training": asdict(args),
+        "training_stages": (training_stages(parent) if parent else []) + [recipe(args)],
         "training_details": details,
         "calibration": calibration,
         "training_data": {
@@ -494,7 +516,6 @@ def train(args: TrainArguments) -> Path:
     log.info("saved model %s to %s in %.0fs", version, out_dir, time.monotonic() - t0)
     import shutil
 
-    shutil.rmtree(out_dir.with_name(version + ".work"), ignore_errors=True)
     if work is not None:
         shutil.rmtree(work, ignore_errors=True)  # finished: the resume state is spent
     return out_dir
