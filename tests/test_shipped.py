@@ -261,3 +261,23 @@ def test_make_model_replays_every_stage_of_a_two_stage_shipped_model(
     progress = list((config.state_dir() / "runs").glob("reproduce-*.json"))
     assert len(progress) == 1 and len(json.loads(progress[0].read_text())) == 1  # stage 1 done: a rerun skips it
     assert result["held_out"] and "entity" in result and result["promotion"]["promoted"]
+
+
+def test_a_stage_stopped_by_its_time_budget_is_replayed_to_the_same_step():
+    from transformers import TrainerControl, TrainerState
+
+    from pipeline.classify.train import TimeBudget, replayable
+
+    stage = {"method": "finetune", "max_minutes": 80, "epochs": 1}
+    assert replayable(stage, {"steps": 1788}) == {
+        "method": "finetune",
+        "max_minutes": None,
+        "epochs": 1,
+        "max_steps": 1788,
+    }
+    assert replayable({"method": "top", "epochs": 2}, {"steps": 10}) == {"method": "top", "epochs": 2}
+    budget, control = TimeBudget(steps=3), TrainerControl()
+    for step in (1, 2):
+        assert not budget.on_step_end(None, TrainerState(global_step=step), control).should_training_stop
+    stopped = budget.on_step_end(None, TrainerState(global_step=3), control)
+    assert stopped.should_training_stop and stopped.should_evaluate and stopped.should_save

@@ -72,6 +72,13 @@ class TrainArguments:
     eval_steps: int = 200
     patience: int = 3
     max_minutes: float | None = field(default=None, metadata={"help": "stop fine-tuning after this long"})
+    max_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "finetune: stop after this many steps (the schedule still spans --epochs); make model replays "
+            "a stage that its time budget stopped this way, so the replay does not depend on the machine's speed"
+        },
+    )
     device: str | None = None
     output_root: str | None = None
 
@@ -271,15 +278,18 @@ def freeze_for(model: DualHeadClassifier, args: TrainArguments) -> DualHeadClass
 
 
 class TimeBudget(TrainerCallback):
-    """Stop training (after a final evaluation and save) once ``minutes`` have passed."""
+    """Stop training (after a final evaluation and save) once ``minutes`` have passed or ``steps`` are done."""
 
-    def __init__(self, minutes: float) -> None:
-        self.minutes = minutes
-        self.deadline = time.monotonic() + minutes * 60
+    def __init__(self, minutes: float | None = None, steps: int | None = None) -> None:
+        self.minutes, self.steps = minutes, steps
+        self.deadline = time.monotonic() + minutes * 60 if minutes else None
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() > self.deadline:
-            log.info("time budget of %.0f min spent at step %d: stopping", self.minutes, state.global_step)
+        timed_out = self.deadline is not None and time.monotonic() > self.deadline
+        if timed_out or (self.steps is not None and state.global_step >= self.steps):
+            log.info(
+                "budget (%s min, %s steps) spent at step %d: stopping", self.minutes, self.steps, state.global_step
+            )
             control.should_training_stop = True
             control.should_evaluate = True
             control.should_save = True
@@ -348,8 +358,8 @@ def finetune(
         disable_tqdm=False,
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=args.patience)]
-    if args.max_minutes:
-        callbacks.append(TimeBudget(args.max_minutes))
+    if args.max_minutes or args.max_steps:
+        callbacks.append(TimeBudget(args.max_minutes, args.max_steps))
     trainer = Trainer(
         model=model,
         args=targs,
@@ -387,6 +397,13 @@ def recipe(args: TrainArguments) -> dict:
     return {k: v for k, v in asdict(args).items() if k not in NOT_RECIPE}
 
 
+def replayable(stage: dict, details: dict) -> dict:
+    """A fine-tune stopped by its time budget is replayed to the same step, not for the same minutes."""
+    if stage.get("method") == "finetune" and stage.get("max_minutes") and details.get("steps"):
+        return {**stage, "max_minutes": None, "max_steps": int(details["steps"])}
+    return stage
+
+
 def training_stages(meta: dict) -> list[dict]:
     """Every recipe that made a model, first stage first: a warm-started model's stages follow its parent's.
 
@@ -396,6 +413,7 @@ def training_stages(meta: dict) -> list[dict]:
     if meta.get("training_stages"):
         return list(meta["training_stages"])
     own = {k: v for k, v in (meta.get("training") or {}).items() if k not in NOT_RECIPE}
+    own = replayable(own, meta.get("training_details") or {})
     parent_dir = own.get("init_model")
     if parent_dir and (Path(parent_dir) / modeldir.META_FILE).is_file():
         return training_stages(modeldir.read_meta(parent_dir)) + [own]
@@ -498,7 +516,7 @@ def train(args: TrainArguments) -> Path:
         "labels": {"sentiment": SENTIMENTS, "topic": TOPICS},
         "max_length": args.max_length,
         "training": asdict(args),
-        "training_stages": (training_stages(parent) if parent else []) + [recipe(args)],
+        "training_stages": (training_stages(parent) if parent else []) + [replayable(recipe(args), details)],
         "training_details": details,
         "calibration": calibration,
         "training_data": {
