@@ -137,3 +137,18 @@ def test_gate_keeps_company_labels_once_they_exist():
     assert (
         gate({k: v for k, v in ok.items() if k != "entity"}, {k: v for k, v in active.items() if k != "entity"}) == []
     )
+
+
+def test_the_story_weight_is_the_largest_within_one_standard_error_of_the_best():
+    import numpy as np
+
+    from pipeline.entities.train_head import bootstrap_se, one_se_choice
+
+    scores = {0.0: 0.8806, 0.25: 0.8742, 0.5: 0.8741, 1.0: 0.8688, 2.0: 0.8555}
+    assert one_se_choice(scores, 0.01) == 0.5  # 0.8688 is further than one SE below the best
+    assert one_se_choice(scores, 0.0) == 0.0 and one_se_choice(scores, 0.05) == 2.0
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 1200)
+    pred = np.where(rng.random(1200) < 0.8, y, (y + 1) % 3)
+    se = bootstrap_se(y, pred)
+    assert 0.005 < se < 0.03  # about sqrt(p(1-p)/n) for 1,200 rows at 80 % agreement
