@@ -33,7 +33,7 @@ def render(meta: dict, report: dict) -> str:
         f"# Model card: finsent {meta['version']}",
         "",
         f"- **Architecture**: {meta.get('architecture', '')}; base model {meta['base_model']}.",
-        f"- **Recipe**: `{meta['method']}`; training arguments in `finsent_model.json` (`training`).",
+        f"- **Recipe**: {_recipe(meta)}; every stage's arguments in `finsent_model.json` (`training_stages`).",
         "- **Intended use**: topic and sentiment (negative / neutral / positive, calibrated probabilities) of finance "
         "news headlines, aggregated per hour for trends and surge alerts. Not for single-story trading decisions.",
         "",
@@ -122,3 +122,19 @@ def write(model_dir: str | Path, meta: dict, report: dict) -> Path:
     path = Path(model_dir) / CARD_FILE
     path.write_text(render(meta, report))
     return path
+
+
+def _recipe(meta: dict) -> str:
+    """The training stages in order, e.g. ``top`` (3 blocks) then ``finetune`` (LoRA r16, all blocks)."""
+    stages = meta.get("training_stages") or [meta.get("training") or {"method": meta.get("method")}]
+    parts = []
+    for st in stages:
+        method = st.get("method") or meta.get("method")
+        if method == "finetune" and st.get("lora_r"):
+            what = f"LoRA r{st['lora_r']} on all blocks" if not st.get("train_layers") else f"LoRA r{st['lora_r']}"
+        elif method in ("top", "finetune"):
+            what = f"{st.get('train_layers') or 'all'} top blocks" if st.get("train_layers") else "all blocks"
+        else:
+            what = "heads only"
+        parts.append(f"`{method}` ({what})")
+    return " then ".join(parts)
