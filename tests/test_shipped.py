@@ -102,14 +102,13 @@ def test_lowrank_factors_are_exact_for_a_low_rank_difference_and_refuse_a_full_r
     assert shipped.lowrank_factors(diff, 0) is None and shipped.lowrank_factors(torch.randn(40), 4) is None
 
 
-def test_a_lora_stage_on_top_of_a_top_model_ships_as_factors_and_records_both_stages(tiny_top, tiny_base, tmp_path):
-    """Stage 2 (LoRA on every block, warm-started from the top model) ships as the top block whole plus rank-r
-    factors for the block below; the rebuild labels as the trained model does."""
+def _lora_stage(init_model, output_root):
+    """Stage 2 on a tiny model: LoRA r2 on every block, warm-started from ``init_model``."""
     from pipeline.classify.train import TrainArguments, train
 
-    lora = train(
+    return train(
         TrainArguments(
-            init_model=str(tiny_top),
+            init_model=str(init_model),
             method="finetune",
             train_layers=0,
             lora_r=2,
@@ -118,9 +117,15 @@ def test_a_lora_stage_on_top_of_a_top_model_ships_as_factors_and_records_both_st
             batch_size=16,
             eval_steps=4,
             learning_rate=5e-3,
-            output_root=str(tmp_path / "models"),
+            output_root=str(output_root),
         )
     )
+
+
+def test_a_lora_stage_on_top_of_a_top_model_ships_as_factors_and_records_both_stages(tiny_top, tiny_base, tmp_path):
+    """Stage 2 (LoRA on every block, warm-started from the top model) ships as the top block whole plus rank-r
+    factors for the block below; the rebuild labels as the trained model does."""
+    lora = _lora_stage(tiny_top, tmp_path / "models")
     stages = modeldir.read_meta(lora)["training_stages"]
     assert [s["method"] for s in stages] == ["top", "finetune"] and stages[1]["init_model"] == str(tiny_top)
     out = shipped.export(lora, tmp_path / "ship", base=str(tiny_base))
@@ -227,26 +232,12 @@ def test_make_model_replays_every_stage_of_a_two_stage_shipped_model(
 
     from pipeline import config
     from pipeline.classify import lifecycle
-    from pipeline.classify.train import TrainArguments, train
 
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("FINSENT_EVAL_PEERS", "tfidf_lr")
     stage1 = shipped.materialize(shipped.export(tiny_top, tmp_path / "s1"), tmp_path / "m", base=str(tiny_base))
-    lora = train(
-        TrainArguments(
-            init_model=str(stage1),
-            method="finetune",
-            train_layers=0,
-            lora_r=2,
-            limit_per_task=64,
-            epochs=1,
-            batch_size=16,
-            eval_steps=4,
-            learning_rate=5e-3,
-            output_root=str(tmp_path / "models"),
-        )
-    )
+    lora = _lora_stage(stage1, tmp_path / "models")
     monkeypatch.setattr(shipped, "SHIPPED_DIR", shipped.export(lora, tmp_path / "ship"))
     result = lifecycle.reproduce_shipped(promote=True)
     meta = modeldir.read_meta(result["model_dir"])
