@@ -28,7 +28,7 @@ model: setup
 	$(PY) -m pipeline models reproduce
 
 dashboard: setup
-	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1
+	$(VENV)/bin/streamlit run dashboard/app.py --server.headless true --server.address 127.0.0.1 --browser.serverAddress 127.0.0.1 --browser.gatherUsageStats false
 
 # Debian packages the integration tests use: chromium (dashboard browser test), redis-server
 # (Celery broker) and docker-compose (validates deploy/docker-compose.yml; no engine needed).

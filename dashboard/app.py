@@ -23,6 +23,7 @@ import streamlit as st
 
 from dashboard import auth, view
 from dashboard import queries as q
+from dashboard.safe import csv_bytes, int_param, text_param
 from pipeline.classify.labels import SENTIMENTS
 
 TTL = 60
@@ -129,7 +130,7 @@ def page_overview(model: str) -> None:
         width="stretch",
     )
     st.download_button(
-        "Download these series (CSV)", df.to_csv(index=False), file_name=f"finsent-{bucket}-series.csv", mime="text/csv"
+        "Download these series (CSV)", csv_bytes(df), file_name=f"finsent-{bucket}-series.csv", mime="text/csv"
     )
     st.subheader("Topics at a glance (last 24 h of data vs the 7 days before)")
     st.dataframe(cached("topic_state", model, hi), hide_index=True, width="stretch")
@@ -172,7 +173,8 @@ def page_alerts(model: str) -> None:
     )
     wanted = st.query_params.get("alert")
     ids = df["id"].tolist()
-    default = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in ids else 0
+    wanted = int_param(wanted)
+    default = ids.index(wanted) if wanted in ids else 0
     alert_id = st.selectbox(
         "Drill down into alert",
         ids,
@@ -189,7 +191,7 @@ def page_alerts(model: str) -> None:
     st.dataframe(q.alert_deliveries(pool(), int(alert_id)), hide_index=True, width="stretch")
     stories = q.alert_stories(pool(), int(alert_id))
     st.download_button(
-        "Download these headlines (CSV)", stories.to_csv(index=False), f"finsent-alert-{alert_id}.csv", "text/csv"
+        "Download these headlines (CSV)", csv_bytes(stories), f"finsent-alert-{alert_id}.csv", "text/csv"
     )
     st.dataframe(
         stories,
@@ -226,7 +228,7 @@ def page_companies(model: str) -> None:
     st.subheader("Company")
     c1, c2 = st.columns([2, 1])
     if "company_search" not in st.session_state:  # a shared link (?company=...) opens on that company
-        st.session_state["company_search"] = st.query_params.get("company", "")
+        st.session_state["company_search"] = text_param(st.query_params.get("company", ""), 80)
     search = c1.text_input("Search by name or ticker", key="company_search", max_chars=80)
     bucket = c2.selectbox("Bucket", ["day", "week", "hour"], index=0)
     found = cached("find_companies", search)
@@ -260,14 +262,10 @@ def page_companies(model: str) -> None:
         .properties(height=260),
         width="stretch",
     )
-    st.download_button(
-        "Download this series (CSV)", series.to_csv(index=False), f"finsent-{entity_id}-{bucket}.csv", "text/csv"
-    )
+    st.download_button("Download this series (CSV)", csv_bytes(series), f"finsent-{entity_id}-{bucket}.csv", "text/csv")
     st.subheader("Headlines (company label beside the story's own)")
     heads = cached("company_headlines", model, entity_id)
-    st.download_button(
-        "Download these headlines (CSV)", heads.to_csv(index=False), f"finsent-{entity_id}.csv", "text/csv"
-    )
+    st.download_button("Download these headlines (CSV)", csv_bytes(heads), f"finsent-{entity_id}.csv", "text/csv")
     st.dataframe(
         heads,
         hide_index=True,
@@ -282,7 +280,7 @@ def page_companies(model: str) -> None:
 def page_headlines(model: str) -> None:
     c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
     if "hl_search" not in st.session_state:
-        st.session_state["hl_search"] = st.query_params.get("q", "")[:200]
+        st.session_state["hl_search"] = text_param(st.query_params.get("q", ""), 200)
     search = c1.text_input("Search titles", max_chars=200, key="hl_search")
     from_url("hl_sent", "sentiment", SENTIMENTS, [], many=True)
     sentiments = c2.multiselect("Sentiment", SENTIMENTS, key="hl_sent")
@@ -293,7 +291,7 @@ def page_headlines(model: str) -> None:
     to_url(q=search, sentiment=sentiments, topic=topics, source=srcs)
     df = cached("headlines", model, search, sentiments, topics, srcs)
     st.metric("Stories shown (latest first, at most 200)", len(df))
-    st.download_button("Download these stories (CSV)", df.to_csv(index=False), "finsent-headlines.csv", "text/csv")
+    st.download_button("Download these stories (CSV)", csv_bytes(df), "finsent-headlines.csv", "text/csv")
     st.dataframe(
         df,
         hide_index=True,

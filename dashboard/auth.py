@@ -9,8 +9,9 @@ Three sources, first match wins:
    anyone could send the header.
 2. **Streamlit's OIDC login** (``st.login``), when ``.streamlit/secrets.toml``
    configures ``[auth]``: the user's e-mail or name.
-3. **A local developer** (``FINSENT_DASHBOARD_DEV_USER``), honoured only on a
-   loopback bind: for ``make dashboard`` on one's own machine and for tests.
+3. **A local developer** (``FINSENT_DASHBOARD_DEV_USER``), honoured only on an
+   explicit loopback bind (``server.address`` 127.0.0.1, ::1 or localhost; unset
+   means every interface): for ``make dashboard`` on one's own machine and for tests.
 
 Without any of them the dashboard is read-only: nobody can acknowledge.
 Acknowledging never silences an alert's email; it only records who looked.
@@ -72,7 +73,7 @@ def current_user() -> tuple[str | None, str]:
     except (BadUserName, AttributeError, KeyError):
         pass
     dev = os.environ.get("FINSENT_DASHBOARD_DEV_USER", "").strip()
-    if dev and _bound_address() in LOOPBACK | {""}:
+    if dev and _bound_address() in LOOPBACK:  # unset means every interface: never a developer's own machine
         try:
             return check_name(dev), "local developer (FINSENT_DASHBOARD_DEV_USER)"
         except BadUserName:

@@ -166,9 +166,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from pipeline.alerts.refresh import refresh
     from pipeline.classify.registry import NoActiveModel
 
+    start, end = windows.checked(args.start, args.end, "--start/--end: ")  # before any work
     url = db.database_url()
     db.migrate(url)
-    start, end = windows.floor_hour(windows.to_utc(args.start)), windows.floor_hour(windows.to_utc(args.end))
     conn = db.connect(url)
     try:
         out = refresh(conn, (start, end), model=args.model, judge=args.detect)
@@ -339,8 +339,9 @@ def guarded(func, args, verbose: bool = False) -> int:
     from pipeline.classify.modeldir import ModelDirError
     from pipeline.entities.catalogue import CatalogueError
     from pipeline.ingest.registry import RegistryError
+    from pipeline.windows import WindowError
 
-    bad_input = (RegistryError, ModelDirError, CatalogueError, RulesError, InputError)
+    bad_input = (RegistryError, ModelDirError, CatalogueError, RulesError, InputError, WindowError)
     try:
         return func(args)
     except (*bad_input, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

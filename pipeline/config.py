@@ -93,6 +93,11 @@ def entities_file() -> Path:
     return Path(_env("FINSENT_ENTITIES_FILE", str(REPO_ROOT / "config" / "entities.yaml")))
 
 
+def slack_timeout_s() -> float:
+    """Seconds one Slack webhook post may take before it counts as failed (retried by the next run)."""
+    return float(_env("FINSENT_SLACK_TIMEOUT_S", "20"))
+
+
 def alert_rules_file() -> Path:
     """Surge thresholds per topic and for companies (``FINSENT_ALERT_RULES``)."""
     return Path(_env("FINSENT_ALERT_RULES", str(REPO_ROOT / "config" / "alert_rules.yaml")))

@@ -13,11 +13,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 HOUR = timedelta(hours=1)
+# The longest window one command or run may cover: two decades of hours (175,320) is a whole archive backfill;
+# a typo of thousands of years is refused before anything lists its hours.
+MAX_SPAN = timedelta(days=20 * 366)
+
+
+class WindowError(ValueError):
+    """A window that is malformed, reversed, empty or longer than MAX_SPAN; the message says which."""
 
 
 def to_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:64].replace("Z", "+00:00"))
+        except ValueError:
+            raise WindowError(f"{text[:40]!r} is not an ISO 8601 time (e.g. 2026-03-01T09:00)") from None
+        if len(text) > 64:
+            raise WindowError(f"{text[:40]!r}… is not an ISO 8601 time")
+    if not isinstance(value, datetime):
+        raise WindowError(f"{type(value).__name__} is not a time")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -33,17 +48,32 @@ def run_window(logical_date: datetime, conf: Mapping[str, Any] | None = None) ->
     if conf.get("start") or conf.get("end"):
         if not (conf.get("start") and conf.get("end")):
             raise ValueError("conf needs both 'start' and 'end' (ISO 8601)")
-        start, end = floor_hour(to_utc(conf["start"])), floor_hour(to_utc(conf["end"]))
-        if end <= start:
-            raise ValueError(f"conf 'end' ({end.isoformat()}) must be after 'start' ({start.isoformat()})")
-        return start, end
+        return checked(conf["start"], conf["end"], "conf ")
     end = floor_hour(logical_date)
     return end - HOUR, end
 
 
+def checked(start: datetime | str, end: datetime | str, what: str = "") -> tuple[datetime, datetime]:
+    """[start, end) floored to whole hours, refused when reversed, empty or longer than MAX_SPAN.
+
+    The one check every CLI command and DAG run's conf goes through.
+    """
+    start, end = floor_hour(to_utc(start)), floor_hour(to_utc(end))
+    if end <= start:
+        raise WindowError(
+            f"{what}'end' ({end.isoformat()}) must be after 'start' ({start.isoformat()}) once both are floored to the hour"
+        )
+    if end - start > MAX_SPAN:
+        raise WindowError(
+            f"{what}window {start:%Y-%m-%d}..{end:%Y-%m-%d} spans {(end - start).days:,} days; at most "
+            f"{MAX_SPAN.days:,} days (split it into several runs)"
+        )
+    return start, end
+
+
 def hours(window: tuple[datetime, datetime]) -> list[datetime]:
-    """Start of every hour in the window."""
-    start, end = window
+    """Start of every hour in the window (checked first: a huge window is refused, never listed)."""
+    start, end = checked(*window)
     out, t = [], start
     while t < end:
         out.append(t)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import sys
+import time
 import uuid
 from datetime import UTC
 from email import policy
@@ -107,7 +108,8 @@ class SMTPServer:
 class WebhookServer:
     """A real HTTP server on 127.0.0.1 that takes Slack-style webhook posts (JSON), answering ``ok``.
 
-    ``fail`` makes it answer 500 until it is set back to False, as a chat service in an outage would.
+    ``fail`` makes it answer 500 until it is set back to False, as a chat service in an outage would;
+    ``hang_s`` makes it read the post and then say nothing for that long (a hung service).
     """
 
     def __init__(self) -> None:
@@ -117,11 +119,17 @@ class WebhookServer:
 
         self.posts: list[dict] = []
         self.fail = False
+        self.hang_s = 0.0
+        self.hung = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if outer.hang_s:
+                    outer.hung += 1
+                    time.sleep(outer.hang_s)
+                    return
                 if outer.fail:
                     self.send_response(500)
                     self.end_headers()

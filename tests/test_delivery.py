@@ -242,3 +242,29 @@ def test_validate_checks_routed_watchlists_and_companies_against_the_catalogue(t
     rules.write_text("routing:\n  routes:\n    - {watchlists: [megacaps], email: [a@example.com]}\n")
     assert cli(["entities", "validate"]) == 0
     assert '"alert_routes": 1' in capsys.readouterr().out
+
+
+def test_a_hung_slack_webhook_times_out_email_still_goes_and_the_next_run_posts_once(
+    db_url, smtp_port, chat, monkeypatch
+):
+    import time
+
+    _surge(db_url)
+    live_now = H + timedelta(hours=1, minutes=5)
+    monkeypatch.setenv("FINSENT_SLACK_TIMEOUT_S", "1")
+    chat.hang_s = 4.0  # reads the post, then never answers within the timeout
+    with SMTPServer(smtp_port) as smtp:
+        t0 = time.monotonic()
+        with pytest.raises(NotifyError, match="1 delivery"):
+            tasks.notify(window(H), {}, now=live_now)
+        assert time.monotonic() - t0 < 30  # bounded by the timeout, not by the hung service
+        assert chat.hung == 1 and len(smtp.messages) == 2 and not chat.posts
+        assert sorted(query(db_url, "SELECT channel, status FROM alert_deliveries")) == [
+            ("email", "sent"),
+            ("email", "sent"),
+            ("slack:risk-chat", "failed"),
+        ]
+        chat.hang_s = 0.0
+        out = tasks.notify(window(H + timedelta(hours=1)), {}, now=live_now + timedelta(hours=1))
+        assert out["deliveries"] == [f"{out['sent'][0]} slack:risk-chat"]
+        assert len(chat.posts) == 1 and len(smtp.messages) == 2  # posted once, no second email

@@ -1,4 +1,4 @@
-"""Faults: a killed classify worker, a PostgreSQL restart mid-run, the same hour twice at once."""
+"""Faults: a killed classify worker, PostgreSQL restarts mid-ingest, mid-classify and mid-refresh, runs at once."""
 
 import os
 import signal
@@ -151,3 +151,105 @@ def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(db_url, feed_
     assert query(db_url, "SELECT count(*) FROM ingest_runs")[0][0] == 2
     keys = query(db_url, "SELECT count(*), count(DISTINCT (hour, dimension, key)) FROM hourly_stats")[0]
     assert keys[0] == keys[1]
+
+
+def _restart_postgres(datadir: Path) -> None:
+    """Fast shutdown (every connection cut), then start again: what a PostgreSQL restart does to a run."""
+    os.kill(_postmaster_pid(datadir), signal.SIGINT)
+    for _ in range(200):
+        if not (datadir / "postmaster.pid").exists():
+            break
+        time.sleep(0.05)
+    db.start_embedded(datadir)
+
+
+def _in_thread(fn) -> tuple[threading.Thread, list]:
+    errors: list = []
+
+    def run():
+        try:
+            fn()
+        except Exception as exc:  # what makes the Airflow task fail, so that Airflow retries it
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, errors
+
+
+@pytest.mark.skipif(
+    os.environ.get("FINSENT_TEST_DATABASE_URL") is not None, reason="needs the embedded server to restart"
+)
+def test_postgres_restart_mid_classify_fails_the_task_and_the_retry_scores_each_story_once(
+    db_url, pg_server_url, tiny_models
+):
+    from pipeline.classify.score import score_pending
+
+    datadir = Path(psycopg2.extensions.parse_dsn(pg_server_url)["host"])
+    total = 6000
+    seed_articles(db_url, [f"Lender {i} cuts guidance as defaults rise" for i in range(total)])
+    promote(db_url, tiny_models[0])
+    worker, errors = _in_thread(lambda: score_pending(db_url, chunk_size=100, batch_size=50))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and query(db_url, "SELECT count(*) FROM scores")[0][0] < 300:
+        time.sleep(0.02)
+    _restart_postgres(datadir)
+    worker.join(timeout=120)
+    assert errors and isinstance(errors[0], psycopg2.Error), errors
+    at_fault = query(db_url, "SELECT count(*) FROM scores")[0][0]
+    assert 0 < at_fault < total and at_fault % 100 == 0  # whole chunks only: nothing half-written
+    retry = tasks.classify()
+    assert retry["scored"] == total - at_fault and retry["remaining"] == 0
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(total, total)]
+
+
+@pytest.mark.skipif(
+    os.environ.get("FINSENT_TEST_DATABASE_URL") is not None, reason="needs the embedded server to restart"
+)
+def test_postgres_restart_mid_alert_refresh_then_retry_raises_each_alert_once(db_url, pg_server_url):
+    from tests.seeding import H, seed, week_of_normal, window
+
+    datadir = Path(psycopg2.extensions.parse_dsn(pg_server_url)["host"])
+    seed(db_url, week_of_normal(H) + [(H, "Energy | Oil", 50, 30), (H, "Earnings", 50, 10)])
+    blocker = psycopg2.connect(db_url)  # holds the alerts table, so the refresh is caught mid-way for sure
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")
+    worker, errors = _in_thread(lambda: tasks.detect(window(H)))
+    deadline = time.monotonic() + 60
+    waiting = []
+    while time.monotonic() < deadline and not waiting:
+        waiting = query(
+            db_url, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        time.sleep(0.05)
+    assert waiting, "the refresh never reached the alerts table"
+    _restart_postgres(datadir)
+    worker.join(timeout=60)
+    blocker.close()
+    assert errors and isinstance(errors[0], psycopg2.Error), errors
+    assert query(db_url, "SELECT count(*) FROM alerts")[0][0] == 0  # the cut transaction left nothing
+    retry = tasks.detect(window(H))
+    assert len(retry["opened"]) == 2
+    again = tasks.detect(window(H))  # and a second retry changes nothing
+    assert again["opened"] == [] and query(db_url, "SELECT count(*) FROM alerts")[0][0] == 2
+    keys = query(db_url, "SELECT count(*), count(DISTINCT (hour, dimension, key, model_version)) FROM hourly_stats")
+    assert keys[0][0] == keys[0][1] > 0
+
+
+def test_two_classify_runs_at_once_score_each_story_once(db_url, tiny_models):
+    total = 3000
+    seed_articles(db_url, [f"Refiner {i} warns on margins" for i in range(total)])
+    promote(db_url, tiny_models[0])
+    results: list = []
+    barrier = threading.Barrier(2)
+
+    def run():
+        barrier.wait()
+        results.append(tasks.classify())
+
+    pairs = [_in_thread(run) for _ in range(2)]
+    for t, _ in pairs:
+        t.join(timeout=300)
+    assert [e for _, errs in pairs for e in errs] == []
+    assert sum(r["scored"] for r in results) == total  # the two runs split the work; neither scored a story twice
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(total, total)]

@@ -271,3 +271,115 @@ def test_a_stage_stopped_by_its_time_budget_is_replayed_to_the_same_step():
         assert not budget.on_step_end(None, TrainerState(global_step=step), control).should_training_stop
     stopped = budget.on_step_end(None, TrainerState(global_step=3), control)
     assert stopped.should_training_stop and stopped.should_evaluate and stopped.should_save
+
+
+# --- model folders from careless operators and attackers (issue 21) ---------------------------------------------
+
+
+def _run_cli(args: list[str], capsys) -> tuple[int, str]:
+    from pipeline import cli
+
+    code = cli.main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_folder_that_cannot_load_is_never_registered_or_promoted(tiny_top, tmp_path, db_url, capsys, monkeypatch):
+    import json
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    only_meta = tmp_path / "only-meta"
+    only_meta.mkdir()
+    meta = modeldir.read_meta(tiny_top)
+    (only_meta / modeldir.META_FILE).write_text(json.dumps({**meta, "version": "only-meta"}))
+    code, err = _run_cli(["models", "register", str(only_meta)], capsys)
+    assert code == 2 and "incomplete" in err and "\n" not in err
+    no_field = shutil.copytree(tiny_top, tmp_path / "no-field")
+    (no_field / modeldir.META_FILE).write_text(json.dumps({k: v for k, v in meta.items() if k != "created_at"}))
+    code, err = _run_cli(["models", "register", str(no_field)], capsys)
+    assert code == 2 and "'created_at' is missing" in err
+    bad_version = shutil.copytree(tiny_top, tmp_path / "bad-version")
+    (bad_version / modeldir.META_FILE).write_text(json.dumps({**meta, "version": "../evil"}))
+    code, err = _run_cli(["models", "register", str(bad_version)], capsys)
+    assert code == 2 and "not a valid model version" in err
+
+    good = shutil.copytree(tiny_top, tmp_path / "good")  # registered whole, then damaged before promotion
+    conn = db.connect(db_url)
+    try:
+        version = registry.register(conn, good)
+        (good / "backbone" / "model.safetensors").unlink()
+        with pytest.raises(registry.PromotionRefused, match="does not load"):
+            registry.promote(conn, version, force=True)
+        assert registry.active(conn) is None
+        with conn.cursor() as cur:
+            cur.execute("SELECT version FROM models")
+            assert [r[0] for r in cur.fetchall()] == [version]  # only the whole one was ever registered
+    finally:
+        conn.close()
+
+
+def test_a_shipped_version_cannot_leave_the_models_root(tiny_top, tiny_base, tmp_path):
+    import json
+
+    out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
+    meta = modeldir.read_meta(out)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    root = tmp_path / "models"
+    for version in ("../victim", "/tmp/abs", "a/b", "..", "x" * 200):
+        (out / modeldir.META_FILE).write_text(json.dumps({**meta, "version": version}))
+        with pytest.raises(modeldir.ModelDirError, match="not a valid model version"):
+            shipped.materialize(out, root, base=str(tiny_base))
+    assert (victim / "keep.txt").read_text() == "mine" and not list(tmp_path.glob("victim.partial"))
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_a_delta_that_inflates_past_the_cap_is_refused_in_bounded_memory(tiny_top, tiny_base, tmp_path, monkeypatch):
+    import gzip
+    import hashlib
+    import json
+    import resource
+
+    out = shipped.export(tiny_top, tmp_path / "ship", base=str(tiny_base))
+    bomb = out / shipped.DELTA_FILE
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:  # 64 MB of zeros in ~60 KB, its hash duly recorded
+        for _ in range(64):
+            fh.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 200_000
+    meta = modeldir.read_meta(out)
+    meta["shipped"]["delta_sha256"] = hashlib.sha256(bomb.read_bytes()).hexdigest()
+    (out / modeldir.META_FILE).write_text(json.dumps(meta))
+    monkeypatch.setattr(shipped, "MAX_INFLATED_BYTES", 8_000_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(shipped.ShippedModelError, match="inflates past 8 MB"):
+        shipped.materialize(out, tmp_path / "models", base=str(tiny_base))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 40  # stopped at the cap, not after inflating all 64 MB
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_planted_checkpoint_is_never_unpickled(tiny_base, tmp_path):
+    """The top recipe resumes from checkpoint.pt with weights_only=True: a pickle that runs code is refused."""
+    import pickle
+
+    from pipeline.classify.data import load_task
+    from pipeline.classify.model import DualHeadClassifier
+    from pipeline.classify.top import train_top
+    from pipeline.classify.train import TrainArguments, class_weights, load_backbone
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "checkpoint.pt").write_bytes(pickle.dumps({"top": Payload()}))
+    args = TrainArguments(
+        base_model=str(tiny_base), method="top", train_layers=1, limit_per_task=32, epochs=1, batch_size=16
+    )
+    backbone, tok, _ = load_backbone(args)
+    model = DualHeadClassifier(backbone, 3, 20)
+    sent, topic = load_task("sentiment", 0.1, 42, 32), load_task("topic", 0.1, 42, 32)
+    with pytest.raises(pickle.UnpicklingError):
+        train_top(model, tok, sent, topic, args, class_weights, work_dir=tmp_path)
+    assert not marker.exists()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pipeline.safeyaml import short
+
 SEVERITIES = ("warning", "critical")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -111,10 +113,10 @@ def _strings(value, where: str, check=None, what: str = "entry") -> tuple[str, .
     out = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            raise RoutingError(f"{where}[{i}]: {item!r} is not a non-empty string")
+            raise RoutingError(f"{where}[{i}]: {short(item)} is not a non-empty string")
         item = item.strip()
         if check and not check(item):
-            raise RoutingError(f"{where}[{i}]: {item!r} is not a valid {what}")
+            raise RoutingError(f"{where}[{i}]: {short(item)} is not a valid {what}")
         out.append(item)
     return tuple(dict.fromkeys(out))
 
@@ -126,21 +128,24 @@ def parse(doc, where: str, topics: tuple[str, ...], watchlists: set[str] | None 
     if not isinstance(doc, dict) or set(doc) - {"slack", "routes", "digest"}:
         raise RoutingError(f"{where}: must be a mapping with 'slack', 'routes' and/or 'digest'")
     slack = {}
-    for name, spec in (doc.get("slack") or {}).items():
-        at = f"{where}.slack[{name!r}]"
+    declared = doc.get("slack") or {}
+    if not isinstance(declared, dict):
+        raise RoutingError(f"{where}.slack: must be a mapping of channel name to {{conn_id: ...}}, not a list")
+    for name, spec in declared.items():
+        at = f"{where}.slack[{short(name)}]"
         if not isinstance(name, str) or not _NAME.match(name):
             raise RoutingError(f"{at}: channel names are lower-case letters, digits, '-' and '_'")
         if not isinstance(spec, dict) or set(spec) != {"conn_id"}:
             raise RoutingError(f"{at}: must be {{conn_id: AIRFLOW_CONNECTION_ID}} (the webhook URL stays in Airflow)")
         if not isinstance(spec["conn_id"], str) or not _CONN_ID.match(spec["conn_id"]):
-            raise RoutingError(f"{at}.conn_id: {spec['conn_id']!r} is not an Airflow connection id")
+            raise RoutingError(f"{at}.conn_id: {short(spec['conn_id'])} is not an Airflow connection id")
         slack[name] = spec["conn_id"]
 
     def channels(value, at: str) -> tuple[str, ...]:
         names = _strings(value, at)
         for name in names:
             if name not in slack:
-                raise RoutingError(f"{at}: Slack channel {name!r} is not declared under {where}.slack")
+                raise RoutingError(f"{at}: Slack channel {short(name)} is not declared under {where}.slack")
         return names
 
     routes = []
@@ -153,20 +158,22 @@ def parse(doc, where: str, topics: tuple[str, ...], watchlists: set[str] | None 
             raise RoutingError(f"{at}: a route is a mapping of {', '.join(sorted(_ROUTE_KEYS))}")
         name = r.get("name", f"route {i + 1}")
         if not isinstance(name, str) or not name.strip() or len(name) > 80:
-            raise RoutingError(f"{at}.name: {name!r} is not a short name")
-        at = f"{at} ({name!r})"
+            raise RoutingError(f"{at}.name: {short(name)} is not a short name")
+        at = f"{at} ({short(name)})"
         chosen = _strings(r.get("topics"), f"{at}.topics")
         for t in chosen:
             if t != "overall" and t not in topics:
-                raise RoutingError(f"{at}.topics: {t!r} is not a topic (or 'overall'; see pipeline/classify/labels.py)")
+                raise RoutingError(
+                    f"{at}.topics: {short(t)} is not a topic (or 'overall'; see pipeline/classify/labels.py)"
+                )
         lists = _strings(r.get("watchlists"), f"{at}.watchlists")
         if watchlists is not None:
             for w in lists:
                 if w not in watchlists:
-                    raise RoutingError(f"{at}.watchlists: no watchlist {w!r} in the entities file")
+                    raise RoutingError(f"{at}.watchlists: no watchlist {short(w)} in the entities file")
         severity = r.get("min_severity", "warning")
         if severity not in SEVERITIES:
-            raise RoutingError(f"{at}.min_severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
+            raise RoutingError(f"{at}.min_severity: {short(severity)} is not one of {', '.join(SEVERITIES)}")
         route = Route(
             name=name.strip(),
             topics=chosen,

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import yaml
-
-from pipeline import config
+from pipeline import config, safeyaml
 from pipeline.alerts.routing import Routing, RoutingError
 from pipeline.alerts.routing import parse as parse_routing
 from pipeline.config import Thresholds
+from pipeline.safeyaml import short
 
 # A company is quiet most hours: judge its last day as one window against four weeks.
 ENTITY_DEFAULTS = {
@@ -90,14 +89,14 @@ def _apply(base: Thresholds, doc, where: str) -> Thresholds:
     changes = {}
     for name, value in doc.items():
         if name not in known:
-            raise RulesError(f"{where}: unknown threshold {name!r} (known: {', '.join(sorted(known))})")
+            raise RulesError(f"{where}: unknown threshold {short(name)} (known: {', '.join(sorted(known))})")
         kind = type(known[name].default)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or (kind is int and not float(value).is_integer())
         ):
-            raise RulesError(f"{where}.{name}: {value!r} is not a {kind.__name__}")
+            raise RulesError(f"{where}.{name}: {short(value)} is not a {kind.__name__}")
         value = kind(value)
         lo, hi = _LIMITS[name]
         if not lo <= value <= hi:
@@ -111,6 +110,14 @@ def _apply(base: Thresholds, doc, where: str) -> Thresholds:
     return th
 
 
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RulesError(f"{where}: must be a mapping (name: value), not a {type(value).__name__}")
+    return value
+
+
 def load(path: Path | None = None) -> Rules:
     """The rules file over the built-in defaults (and the env overrides); a missing file means defaults only."""
     path = Path(path) if path else config.alert_rules_file()
@@ -118,9 +125,9 @@ def load(path: Path | None = None) -> Rules:
     if not path.exists():
         return Rules(defaults=base)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        doc = safeyaml.load_file(path) or {}
+    except safeyaml.YamlFileError as exc:
+        raise RulesError(str(exc)) from None
     if not isinstance(doc, dict):
         raise RulesError(f"{path}: the top level must be a mapping")
     unknown = set(doc) - {"defaults", "topics", "entities", "routing"}
@@ -128,19 +135,19 @@ def load(path: Path | None = None) -> Rules:
         raise RulesError(f"{path}: unknown sections {sorted(unknown)} (known: defaults, topics, entities, routing)")
     defaults = _apply(base, doc.get("defaults"), f"{path}: defaults")
     topics = {}
-    for name, over in (doc.get("topics") or {}).items():
+    for name, over in _mapping(doc.get("topics"), f"{path}: topics").items():
         from pipeline.classify.labels import TOPICS
 
         if name not in TOPICS:
-            raise RulesError(f"{path}: topics: {name!r} is not a topic (see pipeline/classify/labels.py)")
-        topics[name] = _apply(defaults, over, f"{path}: topics[{name!r}]")
+            raise RulesError(f"{path}: topics: {short(name)} is not a topic (see pipeline/classify/labels.py)")
+        topics[name] = _apply(defaults, over, f"{path}: topics[{short(name)}]")
     ent = doc.get("entities") or {}
     if not isinstance(ent, dict) or set(ent) - {"defaults", "per_entity"}:
         raise RulesError(f"{path}: entities must be a mapping with 'defaults' and/or 'per_entity'")
     entity_defaults = _apply(replace(defaults, **ENTITY_DEFAULTS), ent.get("defaults"), f"{path}: entities.defaults")
     entities = {
-        str(k): _apply(entity_defaults, v, f"{path}: entities.per_entity[{k!r}]")
-        for k, v in (ent.get("per_entity") or {}).items()
+        str(k): _apply(entity_defaults, v, f"{path}: entities.per_entity[{short(k)}]")
+        for k, v in _mapping(ent.get("per_entity"), f"{path}: entities.per_entity").items()
     }
     from pipeline.classify.labels import TOPICS
 

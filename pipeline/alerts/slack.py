@@ -84,9 +84,14 @@ def digest_message(day, lines: list[str], top_negative: list[dict], dashboard_ur
 
 
 def send(payload: dict, conn_id: str) -> None:
-    """Post through the Slack provider's webhook hook (the URL lives in the Airflow connection)."""
+    """Post through the Slack provider's webhook hook (the URL lives in the Airflow connection).
+
+    A webhook that hangs fails after FINSENT_SLACK_TIMEOUT_S; the delivery stays pending for the next run.
+    """
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-    SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=20).send(
+    from pipeline import config
+
+    SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=config.slack_timeout_s()).send(
         text=payload["text"], blocks=payload["blocks"], unfurl_links=False, unfurl_media=False
     )

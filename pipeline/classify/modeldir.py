@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.classify.model import DualHeadClassifier
 from pipeline.classify.runtime import prepare_tokenizer
+from pipeline.safeyaml import short
 
 META_FILE = "finsent_model.json"
 HEADS_FILE = "heads.safetensors"
@@ -34,6 +36,27 @@ class ModelDirError(ValueError):
 
 
 _META_KEYS = ("version", "method", "labels", "base_model")
+# what registering a model records: a folder without them cannot be registered
+_REGISTER_KEYS = {"training_data": dict, "training": dict, "created_at": str}
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+def check_version(version: object, where: str = "version") -> str:
+    """A model version is a plain folder name: no separators, no ``..``, no absolute path, at most 128 chars."""
+    if not isinstance(version, str) or not _VERSION.match(version) or ".." in version:
+        raise ModelDirError(
+            f"{where}: {short(version)} is not a valid model version (letters, digits, '.', '_', '+', '-'; no '..')"
+        )
+    return version
+
+
+def under(root: str | Path, name: str) -> Path:
+    """``root / name``, refused unless it stays inside ``root`` (after resolving links)."""
+    root = Path(root).resolve()
+    path = (root / check_version(name, str(root))).resolve()
+    if path.parent != root:
+        raise ModelDirError(f"{short(name)} would leave {root}")
+    return path
 
 
 def read_meta(model_dir: str | Path) -> dict:
@@ -49,11 +72,33 @@ def read_meta(model_dir: str | Path) -> dict:
     missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
     if missing:
         raise ModelDirError(f"{path} lacks {missing}")
+    check_version(meta["version"], f"{path}: version")
+    for key in ("method", "base_model"):
+        if not isinstance(meta[key], str):
+            raise ModelDirError(f"{path}: {key!r} must be text")
     labels = meta["labels"]
     if not isinstance(labels, dict) or not all(
         isinstance(labels.get(t), list) and labels[t] for t in ("sentiment", "topic")
     ):
         raise ModelDirError(f"{path}: 'labels' must hold non-empty 'sentiment' and 'topic' lists")
+    return meta
+
+
+def check_registrable(model_dir: str | Path) -> dict:
+    """Metadata with every field the registry records, and a folder whose model and tokenizer load.
+
+    Called before a folder is registered or promoted, so a folder holding only a
+    metadata file (or a damaged one) never becomes the active model.
+    """
+    meta = read_meta(model_dir)
+    path = Path(model_dir) / META_FILE
+    for key, kind in _REGISTER_KEYS.items():
+        if not isinstance(meta.get(key), kind):
+            raise ModelDirError(f"{path}: {key!r} is missing or not a {kind.__name__}")
+    if not isinstance(meta["training_data"].get("sha256"), str):
+        raise ModelDirError(f"{path}: 'training_data.sha256' is missing")
+    load(model_dir)
+    load_tokenizer(model_dir)
     return meta
 
 

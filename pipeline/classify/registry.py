@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
-from pipeline.classify.modeldir import read_meta
+from pipeline.classify.modeldir import ModelDirError, check_registrable
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _evaluate_active(conn: connection, version: str, path: str) -> dict | None:
 def register(conn: connection, model_dir: Path) -> str:
     """Insert (or refresh the metrics of) the model in ``model_dir``; returns its version."""
     model_dir = Path(model_dir).resolve()
-    meta = read_meta(model_dir)
+    meta = check_registrable(model_dir)
     with conn.cursor() as cur:
         cur.execute(
             """
@@ -132,6 +132,12 @@ def promote(conn: connection, version: str, force: bool = False, by: str | None 
         if current and current[0] == version:
             conn.rollback()
             return {"promoted": False, "reason": "already active", "version": version}
+        cur.execute("SELECT path FROM models WHERE version = %s", (version,))
+        try:  # the folder may have changed since it was registered: never activate one that cannot load
+            check_registrable(cur.fetchone()[0])
+        except ModelDirError as exc:
+            conn.rollback()
+            raise PromotionRefused(f"{version} cannot be promoted: its folder does not load: {exc}") from None
         old_metrics = current[1] if current else None
         if current and not force and old_metrics is not None and not old_metrics.get("news"):
             old_metrics = _evaluate_active(conn, current[0], current[2]) or old_metrics

@@ -37,6 +37,7 @@ SHIPPED_DIR = config.REPO_ROOT / "data" / "model"
 ENTITY_HEAD = "entity_head.safetensors"  # pipeline.entities.sentiment.HEAD_FILE
 DELTA_FILE = "delta.safetensors.gz"  # safetensors, gzip -9 (fp16 weights: ~8 % smaller; checked before reading)
 MAX_BYTES = 30_000_000  # the whole shipped folder (delta, entity head, metadata, report) stays within 30 MB
+MAX_INFLATED_BYTES = 400_000_000  # a delta never decompresses past this (the shipped one: 30 MB; fp16 base: 270 MB)
 
 
 class ShippedModelError(modeldir.ModelDirError):
@@ -62,10 +63,22 @@ def write_delta(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str
     path.write_bytes(gzip.compress(save(tensors, metadata=metadata), compresslevel=9, mtime=0))
 
 
-def read_delta(path: Path) -> dict[str, torch.Tensor]:
-    """The delta's tensors (call after its sha256 is checked: the bytes are then the ones exported)."""
+def read_delta(path: Path, max_bytes: int | None = None) -> dict[str, torch.Tensor]:
+    """The delta's tensors, decompressed in chunks and refused past ``max_bytes`` (a gzip bomb stops there).
+
+    A recorded sha256 only proves the bytes are the ones someone recorded, not that they are small.
+    """
+    max_bytes = max_bytes or MAX_INFLATED_BYTES
+    out = bytearray()
     try:
-        return load(gzip.decompress(path.read_bytes()))
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                out += chunk
+                if len(out) > max_bytes:
+                    raise ShippedModelError(
+                        f"{path} inflates past {max_bytes / 1e6:.0f} MB: not a finsent delta (refused)"
+                    )
+        return load(bytes(out))
     except (OSError, EOFError, ValueError) as exc:
         raise ShippedModelError(f"{path} is not a gzip-compressed safetensors delta: {exc}") from exc
 
@@ -165,15 +178,22 @@ def materialize(
     info = meta.get("shipped")
     if not info or not (shipped_dir / DELTA_FILE).is_file():
         raise ShippedModelError(f"{shipped_dir} holds no shipped delta ({DELTA_FILE} and metadata 'shipped')")
+    if not isinstance(info, dict) or not all(
+        isinstance(info.get(k), str) for k in ("delta_sha256", "base_weights_sha256")
+    ):
+        raise ShippedModelError(f"{shipped_dir}: metadata 'shipped' lacks delta_sha256 or base_weights_sha256")
+    if (shipped_dir / DELTA_FILE).stat().st_size > MAX_BYTES:
+        raise ShippedModelError(f"{shipped_dir / DELTA_FILE} is over the {MAX_BYTES / 1e6:.0f} MB limit")
     digest = hashlib.sha256((shipped_dir / DELTA_FILE).read_bytes()).hexdigest()
     if digest != info["delta_sha256"]:
         raise ShippedModelError(
             f"{shipped_dir / DELTA_FILE} is damaged: sha256 {digest[:12]}… != {info['delta_sha256'][:12]}…"
         )
-    out = Path(models_root or config.state_dir() / "models") / meta["version"]
+    out = modeldir.under(models_root or config.state_dir() / "models", meta["version"])
     if (out / modeldir.META_FILE).exists():
         _refresh_entity_head(shipped_dir, out, meta)
         return out
+    delta = read_delta(shipped_dir / DELTA_FILE)  # capped: a bomb is refused before the base is even loaded
     backbone, tok, _ = base_model.load(base)
     found = weights_sha256(backbone)
     if found != info["base_weights_sha256"]:
@@ -181,7 +201,6 @@ def materialize(
             f"the base model's weights (sha256 {found[:12]}…) are not the ones this model was made for "
             f"({info['base_weights_sha256'][:12]}…): refusing to apply the delta"
         )
-    delta = read_delta(shipped_dir / DELTA_FILE)
     model = DualHeadClassifier(backbone, len(meta["labels"]["sentiment"]), len(meta["labels"]["topic"]))
     state = backbone.state_dict()
     for key, t in delta.items():

@@ -27,9 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from pipeline import config
+from pipeline import config, safeyaml
 from pipeline.classify.labels import SENTIMENTS, TFNS_TOPIC, TOPICS
 from pipeline.classify.text import prepare_text
 
@@ -80,7 +79,7 @@ def registry(path: Path = REGISTRY) -> dict[str, Source]:
 
 @lru_cache(maxsize=4)
 def _registry(path: str) -> tuple[tuple[str, Source], ...]:
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    doc = safeyaml.load_file(path)
     out = []
     for name, entry in (doc or {}).get("sources", {}).items():
         where = f"{path}: {name}"

@@ -143,6 +143,21 @@ def _cached(work_dir, name: str, compute):
     return value
 
 
+def _best_for_checkpoint(best):
+    """The best epoch's state with its numpy validation logits as tensors, so ``weights_only=True`` can read it."""
+    if best is None:
+        return None
+    score, top_state, head_states, val = best
+    return score, top_state, head_states, {t: torch.from_numpy(np.ascontiguousarray(v)) for t, v in val.items()}
+
+
+def _best_from_checkpoint(saved):
+    if saved is None:
+        return None
+    score, top_state, head_states, val = saved
+    return score, top_state, head_states, {t: v.numpy() for t, v in val.items()}
+
+
 def train_top(
     model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args, class_weights, device=None, work_dir=None
 ) -> dict:
@@ -191,7 +206,7 @@ def train_top(
     best, history, step, t0, start_epoch = None, [], 0, time.monotonic(), 0
     ckpt = work_dir / "checkpoint.pt" if work_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=True)  # tensors and plain containers only: nothing is unpickled
         top.load_state_dict(state["top"])
         for t, h in heads.items():
             h.load_state_dict(state["heads"][t])
@@ -199,7 +214,8 @@ def train_top(
         sched.load_state_dict(state["sched"])
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
-        best, history, step, start_epoch = state["best"], state["history"], state["step"], state["epoch"]
+        history, step, start_epoch = state["history"], state["step"], state["epoch"]
+        best = _best_from_checkpoint(state["best"])
         log.info("resuming from %s after epoch %d (step %d)", ckpt, start_epoch, step)
     for epoch in range(start_epoch, math.ceil(args.epochs)):
         plan = [
@@ -266,7 +282,7 @@ def train_top(
                     "sched": sched.state_dict(),
                     "rng": rng.getstate(),
                     "torch_rng": torch.get_rng_state(),
-                    "best": best,
+                    "best": _best_for_checkpoint(best),
                     "history": history,
                     "step": step,
                     "epoch": epoch + 1,

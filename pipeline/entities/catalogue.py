@@ -21,9 +21,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
+from pipeline import safeyaml
 from pipeline.config import REPO_ROOT
+from pipeline.safeyaml import short
 
 DEFAULT_CATALOGUE = REPO_ROOT / "data" / "entities" / "catalogue.csv"
 DEFAULT_USER_FILE = REPO_ROOT / "config" / "entities.yaml"
@@ -111,7 +111,7 @@ def read_bundled(path: Path = DEFAULT_CATALOGUE) -> dict[str, Entity]:
     out: dict[str, Entity] = {}
     with open(path, newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):
-            where = f"{path}:{i} (id {row.get('id')!r})"
+            where = f"{path}:{i} (id {short(row.get('id'))})"
             e = _entity(
                 {
                     "id": row.get("id", ""),
@@ -175,19 +175,19 @@ def _entity(doc: dict, where: str, source: str, partial: bool = False) -> Entity
         raise CatalogueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_ENTITY_KEYS)})")
     eid = _text(doc.get("id"), where, "id", required=True, limit=80)
     if not _ID.match(eid):
-        raise CatalogueError(f"{where}: id {eid!r} must be lower-case letters, digits, '.', '_' or '-'")
+        raise CatalogueError(f"{where}: id {short(eid)} must be lower-case letters, digits, '.', '_' or '-'")
     name = _text(doc.get("name"), where, "name", required=not partial, limit=MAX_ALIAS)
     aliases = []
     for j, a in enumerate(_list(doc.get("aliases"), where, "aliases")):
         a = _text(a, where, f"aliases[{j}]", required=True, limit=MAX_ALIAS)
         if not any(c.isalnum() for c in a):
-            raise CatalogueError(f"{where}: aliases[{j}] {a!r} has no letter or digit")
+            raise CatalogueError(f"{where}: aliases[{j}] {short(a)} has no letter or digit")
         aliases.append(a)
     tickers = []
     for j, t in enumerate(_list(doc.get("tickers"), where, "tickers")):
         t = _text(t, where, f"tickers[{j}]", required=True, limit=30).upper()
         if not _TICKER.match(t):
-            raise CatalogueError(f"{where}: tickers[{j}] {t!r} must be EXCHANGE:SYMBOL, e.g. NASDAQ:AAPL")
+            raise CatalogueError(f"{where}: tickers[{j}] {short(t)} must be EXCHANGE:SYMBOL, e.g. NASDAQ:AAPL")
         tickers.append(t)
     ambiguous = [
         _text(a, where, "ambiguous", required=True, limit=MAX_ALIAS)
@@ -229,15 +229,15 @@ def load(user_file: Path | None = None, bundled: Path | None = DEFAULT_CATALOGUE
     if not user_file.exists():
         return cat
     try:
-        doc = yaml.safe_load(user_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise CatalogueError(f"{user_file}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        doc = safeyaml.load_file(user_file) or {}
+    except safeyaml.YamlFileError as exc:
+        raise CatalogueError(str(exc)) from None
     if not isinstance(doc, dict) or set(doc) - {"entities", "watchlists"}:
         raise CatalogueError(f"{user_file}: top level must be a mapping with 'entities' and/or 'watchlists'")
     seen: set[str] = set()
     for i, item in enumerate(_list(doc.get("entities"), str(user_file), "entities")):
         ident = item.get("id") if isinstance(item, dict) else None
-        where = f"{user_file}: entities[{i}] (id {ident!r})"
+        where = f"{user_file}: entities[{i}] (id {short(ident)})"
         known = isinstance(ident, str) and ident in entities
         if isinstance(item, dict) and item.get("disabled") is True and not known:
             raise CatalogueError(f"{where}: disabled, but there is no bundled entity with that id")
@@ -253,7 +253,7 @@ def load(user_file: Path | None = None, bundled: Path | None = DEFAULT_CATALOGUE
             entities[e.id] = e
     for i, item in enumerate(_list(doc.get("watchlists"), str(user_file), "watchlists")):
         name = item.get("name") if isinstance(item, dict) else None
-        where = f"{user_file}: watchlists[{i}] (name {name!r})"
+        where = f"{user_file}: watchlists[{i}] (name {short(name)})"
         if not isinstance(item, dict):
             raise CatalogueError(f"{where}: a watchlist must be a mapping with name and entities")
         unknown = set(item) - _WATCHLIST_KEYS
@@ -285,5 +285,5 @@ def _resolve(ref: str, entities: dict[str, Entity], where: str) -> str:
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise CatalogueError(f"{where}: {ref!r} is ambiguous ({', '.join(sorted(hits)[:5])}); use an id")
-    raise CatalogueError(f"{where}: {ref!r} is not an entity id or ticker in the catalogue")
+        raise CatalogueError(f"{where}: {short(ref)} is ambiguous ({', '.join(sorted(hits)[:5])}); use an id")
+    raise CatalogueError(f"{where}: {short(ref)} is not an entity id or ticker in the catalogue")

@@ -78,7 +78,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+LINK_CELL_CHARS = 2_000  # each input cell is copied into a mention row at most this long
+LINK_MAX_MENTIONS = 50  # mentions written per input row (the first ones in reading order)
+
+
 def cmd_link(args: argparse.Namespace) -> int:
+    """One output row per mention. The input row's cells come along cut to LINK_CELL_CHARS (``row`` is its
+    number in the input, ``start``/``end`` index its full text), so a huge cell cannot multiply the output."""
     import pandas as pd
 
     from pipeline.entities.link import Linker
@@ -87,13 +93,18 @@ def cmd_link(args: argparse.Namespace) -> int:
     df = read_input_csv(args.input, required=("text",))
     cat = _catalogue(args)
     linker = Linker(cat)
-    rows = []
-    for _, row in df.iterrows():
-        for m in linker.link(str(row["text"])):
+    rows, cut, capped = [], 0, 0
+    for n, (_, row) in enumerate(df.iterrows()):
+        mentions = linker.link(str(row["text"]))
+        capped += len(mentions) > LINK_MAX_MENTIONS
+        cells = {k: str(v)[:LINK_CELL_CHARS] if isinstance(v, str) else v for k, v in row.to_dict().items()}
+        cut += any(isinstance(v, str) and len(v) > LINK_CELL_CHARS for v in row.to_dict().values()) and bool(mentions)
+        for m in mentions[:LINK_MAX_MENTIONS]:
             e = cat.entities[m.entity_id]
             rows.append(
                 {
-                    **row.to_dict(),
+                    **cells,
+                    "row": n,
                     "entity": e.name,
                     "entity_id": e.id,
                     "ticker": e.primary_ticker,
@@ -104,9 +115,18 @@ def cmd_link(args: argparse.Namespace) -> int:
                     "confidence": m.confidence,
                 }
             )
-    cols = list(df.columns) + ["entity", "entity_id", "ticker", "span", "start", "end", "method", "confidence"]
+    cols = list(df.columns) + ["row", "entity", "entity_id", "ticker", "span", "start", "end", "method", "confidence"]
     pd.DataFrame(rows, columns=cols).to_csv(out_path, index=False)
-    _print({"texts": len(df), "mentions": len(rows), "output": str(out_path), "catalogue": len(cat.entities)})
+    _print(
+        {
+            "texts": len(df),
+            "mentions": len(rows),
+            "output": str(out_path),
+            "catalogue": len(cat.entities),
+            "cells_cut": cut,
+            "rows_over_mention_cap": capped,
+        }
+    )
     return 0
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import yaml
-
+from pipeline import safeyaml
 from pipeline.ingest.model import FeedSpec
 
 _KNOWN_KEYS = {"name", "url", "timezone", "dedupe_titles", "enabled", "timeout_s", "max_bytes", "tags", "allow_hosts"}
@@ -48,9 +47,9 @@ def read(path: str | Path) -> Registry:
     """Read a registry; valid entries become specs, each bad one an InvalidEntry naming entry and field."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeError, yaml.YAMLError, RecursionError) as exc:
-        raise RegistryError(f"{path}: cannot read feed registry: {exc}") from exc
+        doc = safeyaml.load_file(path)
+    except safeyaml.YamlFileError as exc:
+        raise RegistryError(f"cannot read feed registry: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("feeds"), list):
         raise RegistryError(f"{path}: expected a top-level 'feeds:' list")
     out = Registry()
