@@ -208,7 +208,7 @@ def run_entities(labels_pool: tuple[int, int], args: argparse.Namespace) -> None
                 )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--volumes",
@@ -231,7 +231,7 @@ def main() -> None:
         action="store_true",
         help="also replay 2x surges under other pool_hours / warning_p settings (how the defaults were chosen)",
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     from dataclasses import replace
 
     import pandas as pd

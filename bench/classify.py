@@ -116,7 +116,7 @@ def active_model_dir() -> str:
     return model["path"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from pipeline.classify.predict import PRECISIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +132,7 @@ def main() -> None:
     )
     ap.add_argument("--heldout", action="store_true", help="also label every held-out set: macro-F1 per backend")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.worker:
         dev, bs = args.worker.rsplit(":", 1)[0], int(args.worker.rsplit(":", 1)[1])
         print(json.dumps(worker(args.model, dev, bs, args.n, args.precision, args.heldout)))

@@ -136,10 +136,10 @@ def seed(url: str, n: int, days: int, seed_: int = 1) -> None:
         for i, topic in enumerate(TOPICS[:6]):
             h = end - timedelta(hours=30 * (i + 1))
             cur.execute(
-                "INSERT INTO alerts (topic, model_version, started_at, last_hour, window_end, observed_stories,"
-                " observed_negatives, observed_share, baseline_share, baseline_stories, p_value, score, severity,"
-                " peak_severity, status) VALUES (%s, %s, %s, %s, %s, 40, 24, 0.6, 0.2, 3000, 1e-7, 6.1,"
-                " 'critical', 'critical', %s)",
+                "INSERT INTO alerts (dimension, key, model_version, started_at, last_hour, window_end,"
+                " observed_stories, observed_negatives, observed_share, baseline_share, baseline_stories, p_value,"
+                " score, severity, peak_severity, status) VALUES ('topic', %s, %s, %s, %s, %s, 40, 24, 0.6, 0.2,"
+                " 3000, 1e-7, 6.1, 'critical', 'critical', %s)",
                 (topic, MODEL, h, h, h + timedelta(hours=1), "open" if i < 2 else "resolved"),
             )
         cur.execute("ANALYZE")
@@ -187,12 +187,12 @@ def naive_baseline(url: str) -> float:
     return time.perf_counter() - t
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stories", type=int, default=1_000_000)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--keep", action="store_true", help="keep the bench database")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     server = db.database_url()
     name = "bench_dashboard_" + uuid.uuid4().hex[:8]
     url = db.ensure_database(server, name)

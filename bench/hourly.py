@@ -82,12 +82,12 @@ def task_times(meta_url: str, dag_id: str = "finsent_hourly") -> list[tuple[str,
         conn.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stories", type=int, default=1000)
     ap.add_argument("--per-feed", type=int, default=100)
     ap.add_argument("--model", default=None, help="model directory (default: the active model of the demo database)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import psycopg2
     from psycopg2 import sql

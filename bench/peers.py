@@ -48,7 +48,7 @@ def cpu_info() -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from pipeline import db
     from pipeline.classify import registry
     from pipeline.classify.evaluate import DEFAULT_PEERS, evaluate
@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the active model)")
     ap.add_argument("--peers", nargs="*", default=list(DEFAULT_PEERS))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     model_dir = args.model
     if model_dir is None:
         conn = db.connect()

@@ -67,23 +67,28 @@ def page_overview(model: str) -> None:
     hi_end = hi + timedelta(hours=1)
     per_hour = cached("overall_hours", model)
     c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
-    from_url("ov_range", "range", list(view.RANGES), view.default_range(per_hour, hi_end))
-    span = c1.selectbox("Time range (to the latest data hour)", list(view.RANGES), key="ov_range")
-    start = lo if view.RANGES[span] is None else max(lo, hi_end - view.RANGES[span])
+    ranges = list(view.RANGES) + [view.BUSY]
+    from_url("ov_range", "range", ranges, view.first_view(per_hour, hi_end))
+    span = c1.selectbox("Time range (to the latest data hour)", ranges, key="ov_range")
+    end = hi_end
+    if span == view.BUSY:
+        start, end = view.busy_period(per_hour)
+    else:
+        start = lo if view.RANGES[span] is None else max(lo, hi_end - view.RANGES[span])
     from_url("ov_topics", "topic", cached("topics", model), [], many=True)
     chosen = c2.multiselect("Topics", cached("topics", model), key="ov_topics", placeholder="overall only")
     from_url("ov_sources", "source", cached("sources"), [], many=True)
     srcs = c3.multiselect("Sources", cached("sources"), key="ov_sources", placeholder="all sources")
-    from_url("ov_bucket", "bucket", list(view.BUCKETS), view.default_bucket(per_hour["hour"], start, hi_end))
+    from_url("ov_bucket", "bucket", list(view.BUCKETS), view.default_bucket(per_hour["hour"], start, end))
     bucket = c4.selectbox("Bucket", list(view.BUCKETS), key="ov_bucket")
     to_url(range=span, bucket=bucket, topic=chosen, source=srcs)
-    df = cached("hourly", model, start, hi_end, chosen, srcs)
+    df = cached("hourly", model, start, end, chosen, srcs)
     if df.empty:
         st.info("No stories in this range.")
         return
     overall = df[df["series"] == "overall"]
     stories, negatives = int(overall["stories"].sum()), int(overall["negatives"].sum())
-    st.caption(view.span_note(start, hi_end, stories, bucket, lo, hi_end))
+    st.caption(view.span_note(start, end, stories, bucket, lo, hi_end))
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Stories", f"{stories:,}")
     m2.metric("Negative share", f"{100 * negatives / max(stories, 1):.1f}%")
@@ -92,7 +97,7 @@ def page_overview(model: str) -> None:
     live = cached("alerts", model, ["open", "acknowledged"])
     m4.metric("Live alerts", f"{len(live)}")
 
-    df = view.rebucket(df, bucket, start)
+    df = view.fill_gaps(view.rebucket(df, bucket, start), bucket, start, end)
     df = df.assign(neg_pct=100 * df["neg_share"].astype(float), mean_sentiment=df["mean_sentiment"].astype(float))
     series = df[df["series"] == "overall"]
     base = alt.Chart(df).encode(x=alt.X("period:T", title=f"{bucket} (UTC)"))
@@ -102,9 +107,7 @@ def page_overview(model: str) -> None:
         tooltip=["period:T", "series:N", "stories:Q", "negatives:Q", alt.Tooltip("neg_pct:Q", format=".1f")],
     )
     alerts_in_range = cached("alerts", model, ["open", "acknowledged", "resolved"])
-    alerts_in_range = alerts_in_range[
-        (alerts_in_range["started_at"] >= start) & (alerts_in_range["started_at"] < hi_end)
-    ]
+    alerts_in_range = alerts_in_range[(alerts_in_range["started_at"] >= start) & (alerts_in_range["started_at"] < end)]
     layers = [share]
     if not alerts_in_range.empty:
         marks = (

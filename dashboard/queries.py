@@ -214,7 +214,8 @@ def alert_stories(pool, alert_id: int) -> pd.DataFrame:
              AND es.entity_id = al.key AND es.model_version = al.model_version
         WHERE al.id = %s AND coalesce(es.sentiment, sc.sentiment) = 'negative'
           AND (al.dimension <> 'entity' OR es.article_id IS NOT NULL)
-          AND a.story_time >= al.started_at - CASE WHEN al.dimension = 'entity' THEN interval '23 hours'
+          AND a.story_time >= al.started_at - CASE WHEN al.kind = 'regime' THEN interval '71 hours'
+                                                   WHEN al.dimension = 'entity' THEN interval '23 hours'
                                                    ELSE interval '0 hours' END
           AND a.story_time < al.window_end
         ORDER BY 7 DESC, a.id LIMIT 200

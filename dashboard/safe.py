@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.csvio import FORMULA_START, neutralise
+
+__all__ = ["FORMULA_START", "csv_bytes", "int_param", "neutralise", "text_param"]
 MAX_ID_DIGITS = 12
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def int_param(value: object, max_digits: int = MAX_ID_DIGITS) -> int | None:
@@ -30,13 +32,6 @@ def text_param(value: object, limit: int) -> str:
     if not isinstance(value, str):
         return ""
     return "".join(c for c in value[: limit * 2] if c.isprintable())[:limit]
-
-
-def neutralise(value: object) -> object:
-    """One cell, made inert for a spreadsheet (text only; numbers stay numbers)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:

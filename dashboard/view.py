@@ -19,6 +19,9 @@ RANGES: dict[str, timedelta | None] = {
     "Last 365 days": timedelta(days=365),
     "All": None,
 }
+BUSY = "Latest busy period"  # offered when the newest data are thin but an older period is dense
+BUSY_SPAN = timedelta(days=62)
+BUSY_SHARE = 0.7  # a day is "busy" when its trailing week holds this share of the busiest week's stories
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 ENOUGH_STORIES = 200  # a range is "enough" when it holds this many stories, or half of all stored
 FILLED = 0.5  # a bucket size fits when at least this share of its buckets in the range hold a story
@@ -37,6 +40,48 @@ def default_range(per_hour: pd.DataFrame, latest_end: datetime) -> str:
         if span is None or int(per_hour.loc[per_hour["hour"] >= latest_end - span, "stories"].sum()) >= want:
             return name
     return "All"
+
+
+def busy_period(per_hour: pd.DataFrame) -> tuple[datetime, datetime] | None:
+    """[start, end) of the latest dense stretch of the history (up to BUSY_SPAN long), or None without data.
+
+    A replayed archive (say, two months of 2023) next to a trickle of recent live stories: the first look
+    belongs on the archive, where there is something to read, not on an almost empty last year.
+    """
+    if per_hour.empty:
+        return None
+    daily = per_hour.set_index(pd.DatetimeIndex(per_hour["hour"]))["stories"].astype(float).resample("1D").sum()
+    week = daily.rolling(7, min_periods=1).sum()
+    busy = week[week >= BUSY_SHARE * week.max()]
+    end = (busy.index[-1] + pd.Timedelta(days=1)).to_pydatetime()
+    return max(daily.index[0].to_pydatetime(), end - BUSY_SPAN), end
+
+
+def first_view(per_hour: pd.DataFrame, latest_end: datetime) -> str:
+    """The range the Overview opens on: ``default_range``, unless the recent data are thin and an older
+    stretch is dense, then BUSY."""
+    name = default_range(per_hour, latest_end)
+    span = RANGES.get(name)
+    busy = busy_period(per_hour)
+    if busy and (span is None or span > timedelta(days=30)) and busy[1] < latest_end - timedelta(days=30):
+        return BUSY
+    return name
+
+
+def fill_gaps(buckets: pd.DataFrame, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Every bucket of [start, end) for every series: empty ones get 0 stories and no share, so a line
+    chart breaks there instead of drawing a line across weeks without data."""
+    size = pd.Timedelta(BUCKETS[bucket])
+    n = max(1, -(-(pd.Timestamp(end) - pd.Timestamp(start)) // size))
+    grid = pd.Timestamp(start) + size * pd.RangeIndex(n)
+    parts = []
+    for name, part in buckets.groupby("series", sort=False):
+        full = part.set_index("period").reindex(grid)
+        full.index.name = "period"
+        full["series"] = name
+        full[["stories", "negatives"]] = full[["stories", "negatives"]].fillna(0).astype(int)
+        parts.append(full.reset_index())
+    return pd.concat(parts, ignore_index=True) if parts else buckets
 
 
 def _slot(times: pd.Series, start: datetime, size: timedelta) -> pd.Series:

@@ -182,6 +182,31 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """``history import``: store a headline archive; ``history replay``: also score and judge it hour by hour."""
+    from pipeline.alerts import replay
+    from pipeline.ingest.headlines import import_csv
+
+    if args.action == "import":
+        from pipeline import windows
+
+        window = windows.bounds(args.start, args.end)
+        url = db.database_url()
+        db.migrate(url)
+        _print_json(import_csv(args.csv, database_url=url, window=window))
+        return 0
+    out = replay.replay(args.csv, start=args.start, end=args.end, rules_file=args.rules)
+    if args.format == "json":
+        _print_json(out)
+    elif args.format == "csv":
+        sys.stdout.write(replay.as_csv(out["alerts"]))
+    else:
+        print(replay.as_table(out["alerts"]))
+        facts = {k: out[k] for k in ("span", "hours_judged", "seconds") if k in out}
+        print(json.dumps({"imported": out["imported"], **facts}, default=str), file=sys.stderr)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline import status
 
@@ -303,6 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect", action="store_true", help="also judge every hour and open/update/resolve alerts")
     p.set_defaults(func=cmd_aggregate)
 
+    p = sub.add_parser("history", help="import a headline archive (CSV) or replay it: score and judge hour by hour")
+    p.add_argument("action", choices=["import", "replay"])
+    p.add_argument("--csv", required=True, help="CSV (or .gz) with published, source, title; optional url, summary")
+    p.add_argument("--start", default=None, help="only rows published at or after this (ISO 8601, UTC if no zone)")
+    p.add_argument("--end", default=None, help="only rows published before this")
+    p.add_argument(
+        "--rules", default=None, help="replay: alert rules file to judge with (default: FINSENT_ALERT_RULES)"
+    )
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table", help="replay: how to print alerts")
+    p.set_defaults(func=cmd_history)
+
     p = sub.add_parser("status", help="feed health, last runs, unscored backlog, active model, alerts")
     p.add_argument("--strict", action="store_true", help="exit 1 when any feed is failing (for monitoring)")
     p.set_defaults(func=cmd_status)
@@ -338,10 +374,11 @@ def guarded(func, args, verbose: bool = False) -> int:
     from pipeline.alerts.rules import RulesError
     from pipeline.classify.modeldir import ModelDirError
     from pipeline.entities.catalogue import CatalogueError
+    from pipeline.ingest.headlines import ArchiveError
     from pipeline.ingest.registry import RegistryError
     from pipeline.windows import WindowError
 
-    bad_input = (RegistryError, ModelDirError, CatalogueError, RulesError, InputError, WindowError)
+    bad_input = (RegistryError, ModelDirError, CatalogueError, RulesError, InputError, WindowError, ArchiveError)
     try:
         return func(args)
     except (*bad_input, FileNotFoundError, IsADirectoryError, PermissionError) as exc:

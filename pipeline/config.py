@@ -81,6 +81,18 @@ class Thresholds:
     resolve_ratio: float = 1.25  # back under this ratio = resolved
     prior_strength: float = 20.0  # pseudo-stories of the global share mixed into thin baselines
     window_hours: int = 1  # hours judged as one observation (companies: 24, see config/alert_rules.yaml)
+    # Cold start: no subject is judged until the whole stream holds this many stories in its baseline window
+    # (a first hour of 4/10 negative against an empty history is not a surge).
+    min_history_stories: int = 100
+    # The slow view (alert kind 'regime'): the last regime_days (the current partial day included) against
+    # the regime_baseline_days before them, frozen at the alert's start while it is live (python -m bench.events).
+    regime_days: int = 3
+    regime_baseline_days: int = 90
+    regime_min_baseline_days: int = 28  # baseline days with at least regime_min_day_stories stories
+    regime_min_day_stories: int = 20
+    regime_z: float = 3.0  # recent share above the baseline mean, in baseline day-to-day standard errors
+    regime_ratio: float = 1.3  # ... and at least this multiple of it
+    regime_resolve_ratio: float = 1.1  # resolved when the recent share is back under this multiple
 
     @property
     def hours_before(self) -> int:

@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+# A cell a spreadsheet would evaluate (OWASP "CSV injection"): written with a leading ' so it shows as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """One cell, made inert for a spreadsheet (text only; numbers stay numbers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
 
 class InputError(ValueError):
     """The command's input (file, column, path) is unusable."""

@@ -71,6 +71,18 @@ def checked(start: datetime | str, end: datetime | str, what: str = "") -> tuple
     return start, end
 
 
+def bounds(start: datetime | str | None, end: datetime | str | None) -> tuple[datetime, datetime] | None:
+    """A row filter [start, end) where either end may be open (None: no filter); no span limit, since
+    nothing is listed per hour from it. Reversed bounds are refused as in ``checked``."""
+    if start is None and end is None:
+        return None
+    lo = to_utc(start) if start is not None else datetime(1, 1, 2, tzinfo=UTC)
+    hi = to_utc(end) if end is not None else datetime(9999, 12, 30, tzinfo=UTC)
+    if hi <= lo:
+        raise WindowError(f"'end' ({hi.isoformat()}) must be after 'start' ({lo.isoformat()})")
+    return lo, hi
+
+
 def hours(window: tuple[datetime, datetime]) -> list[datetime]:
     """Start of every hour in the window (checked first: a huge window is refused, never listed)."""
     start, end = checked(*window)

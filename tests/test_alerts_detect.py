@@ -86,3 +86,34 @@ def test_invalid_counts_are_rejected():
 )
 def test_one_surge_is_one_alert(live, stories, negatives, action):
     assert transition(live, judge(stories, negatives, BASE_N, BASE_K, 0.2)).action == action
+
+
+def test_regime_needs_enough_baseline_days_then_sees_a_sustained_rise():
+    from pipeline.alerts.detect import judge_regime
+    from pipeline.config import Thresholds
+
+    th = Thresholds()
+    calm = [(100, 20 + (i % 5) - 2) for i in range(60)]  # 18-22 % a day
+    cold = judge_regime((300, 120), calm[:10], th)
+    assert not cold.judged and cold.severity is None  # ten days are not a baseline
+    quiet = judge_regime((300, 63), calm, th)
+    assert quiet.judged and quiet.severity is None and not quiet.elevated
+    rise = judge_regime((300, 90), calm, th)  # 30 % for three days against 20 %
+    assert rise.severity == "warning" and rise.ratio == pytest.approx(1.5) and rise.z > th.regime_z
+    crash = judge_regime((300, 150), calm, th)
+    assert crash.severity == "critical"
+    small = judge_regime((300, 70), calm, th)  # 23 %: significant perhaps, but not 1.3 x the baseline
+    assert small.severity is None and small.elevated
+    thin = [(15, 3)] * 60  # days with fewer than regime_min_day_stories stories do not count
+    assert not judge_regime((300, 150), thin, th).judged
+
+
+def test_regime_uses_the_baselines_own_day_to_day_spread():
+    """A baseline whose days swing widely needs a bigger rise than a steady one (overdispersion)."""
+    from pipeline.alerts.detect import judge_regime
+    from pipeline.config import Thresholds
+
+    steady = [(200, 40)] * 40
+    swinging = [(200, 20 if i % 2 else 60) for i in range(40)]  # the same 20 % on average
+    assert judge_regime((600, 165), steady).severity is not None
+    assert judge_regime((600, 165), swinging, Thresholds()).severity is None

@@ -30,6 +30,22 @@ two calm hours. The baseline excludes all pooled hours.
 0.001 were chosen: against 2 hours at 0.002 they raise recall at every volume
 and cut false alerts, for about 0.15 h more mean delay.
 
+Cold start: ``min_history_stories`` must be in the whole stream's baseline
+before anything is judged; the very first hours of a history are not compared
+with nothing.
+
+The slow view (``judge_regime``, alert kind ``regime``) answers another question:
+has the daily negative share risen and stayed up, against a long baseline
+(``regime_baseline_days``, 90)? An hourly test with a 7-day baseline follows a
+crisis that builds over weeks and never fires. Days vary more than binomial
+noise (news cycles), so the test uses the baseline's own day-to-day spread:
+z = (recent share - baseline share) / (sd of baseline daily shares / sqrt(days)),
+floored at the binomial standard error. It needs ``regime_min_baseline_days``
+days with stories (no cold start), z >= ``regime_z`` and a share at least
+``regime_ratio`` x baseline; it stays open until the recent share is back under
+``regime_resolve_ratio`` x baseline, and the baseline is frozen at the alert's
+start so that the crisis does not become its own baseline.
+
 Severity: ``critical`` when p < ``critical_p`` and share >= ``critical_ratio``
 x baseline, else ``warning`` when p < ``warning_p`` and share >=
 ``min_ratio`` x baseline. A live alert is resolved once the share is back
@@ -147,3 +163,37 @@ def transition(live_alert: bool, verdict: Verdict) -> Transition:
     if live_alert:
         return Transition("update", None)  # still elevated, no longer significant: keep it open
     return Transition("none", None)
+
+
+@dataclass(frozen=True)
+class RegimeVerdict:
+    severity: str | None  # None, 'warning' or 'critical' (critical: z >= 2 x regime_z)
+    observed_share: float
+    baseline_share: float
+    z: float
+    ratio: float
+    elevated: bool  # still above regime_resolve_ratio x baseline: a live alert stays open
+    judged: bool  # False on a cold start (too few baseline days): nothing can be said
+
+
+def judge_regime(
+    recent: tuple[int, int], baseline_days: Sequence[tuple[int, int]], th: Thresholds = Thresholds()
+) -> RegimeVerdict:
+    """Is the recent (stories, negatives) share a sustained rise over the baseline's daily (stories, negatives)?"""
+    n, k = recent
+    days = [(dn, dk) for dn, dk in baseline_days if dn >= th.regime_min_day_stories]
+    share = k / n if n else 0.0
+    if len(days) < th.regime_min_baseline_days or n < th.regime_min_day_stories:
+        return RegimeVerdict(None, share, 0.0, 0.0, 0.0, elevated=True, judged=False)
+    total_n, total_k = sum(d[0] for d in days), sum(d[1] for d in days)
+    p0 = min(max(total_k / total_n, 1e-3), 0.999)
+    shares = [dk / dn for dn, dk in days]
+    mean = sum(shares) / len(shares)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in shares) / (len(shares) - 1))
+    se = max(sd / math.sqrt(th.regime_days), math.sqrt(p0 * (1 - p0) / n))
+    z = (share - p0) / se if se > 0 else 0.0
+    ratio = share / p0
+    severity = None
+    if z >= th.regime_z and ratio >= th.regime_ratio:
+        severity = "critical" if z >= 2 * th.regime_z else "warning"
+    return RegimeVerdict(severity, share, p0, z, ratio, elevated=ratio >= th.regime_resolve_ratio, judged=True)

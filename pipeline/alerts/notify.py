@@ -198,10 +198,10 @@ _COLUMNS = [
 
 
 # What the alert is about, as people read it: the topic, "overall", or the company's name and ticker.
-SUBJECT_SQL = """CASE WHEN al.dimension = 'overall' THEN 'overall'
+SUBJECT_SQL = """(CASE WHEN al.dimension = 'overall' THEN 'overall'
      WHEN al.dimension = 'entity' THEN coalesce((SELECT e.name || coalesce(' (' || e.tickers[1] || ')', '')
                                                  FROM entities e WHERE e.id = al.key), al.key)
-     ELSE al.key END"""
+     ELSE al.key END) || CASE WHEN al.kind = 'regime' THEN ' (sustained rise)' ELSE '' END"""
 _SELECT = {
     "subject": SUBJECT_SQL,
     "watchlists": "ARRAY(SELECT we.watchlist FROM watchlist_entities we "

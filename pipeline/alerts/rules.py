@@ -45,6 +45,14 @@ _LIMITS = {
     "critical_ratio": (1.0, 100.0),
     "resolve_ratio": (1.0, 100.0),
     "prior_strength": (0.0, 10_000.0),
+    "min_history_stories": (0, 10_000_000),
+    "regime_days": (1, 30),
+    "regime_baseline_days": (7, 730),
+    "regime_min_baseline_days": (2, 730),
+    "regime_min_day_stories": (1, 100_000),
+    "regime_z": (0.5, 100.0),
+    "regime_ratio": (1.0, 100.0),
+    "regime_resolve_ratio": (1.0, 100.0),
 }
 
 

@@ -9,7 +9,7 @@ from psycopg2.extensions import connection, cursor
 from psycopg2.extras import Json
 
 from pipeline import windows
-from pipeline.alerts.detect import Verdict, judge_recent, transition
+from pipeline.alerts.detect import Verdict, judge_recent, judge_regime, transition
 from pipeline.alerts.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,19 @@ WHERE model_version = %s AND hour = %s
 _SUBJECTS_LIVE = "SELECT dimension, key FROM alerts WHERE model_version = %s AND status <> 'resolved'"
 _LIVE_ALERT = """
 SELECT id, started_at, last_hour FROM alerts
-WHERE dimension = %s AND key = %s AND model_version = %s AND status <> 'resolved' FOR UPDATE
+WHERE dimension = %s AND key = %s AND model_version = %s AND kind = %s AND status <> 'resolved' FOR UPDATE
+"""
+# A re-run of an hour that a resolved alert of this subject already covers: it was judged, and raised, before.
+_COVERED = """
+SELECT 1 FROM alerts WHERE dimension = %s AND key = %s AND model_version = %s AND kind = %s
+  AND status = 'resolved' AND started_at <= %s AND resolved_at > %s LIMIT 1
+"""
+# Daily (24-hour) blocks of a subject's stats before ``end``, numbered 0, 1, ... backwards.
+_DAILY = """
+SELECT floor(extract(epoch FROM %(end)s - hour) / 86400)::int AS d, sum(stories), sum(negatives)
+FROM hourly_stats
+WHERE model_version = %(m)s AND dimension = %(dim)s AND key = %(key)s AND hour >= %(start)s AND hour < %(end)s
+GROUP BY d
 """
 _TOP_STORIES = """
 SELECT a.id, a.title, a.url, f.name, s.p_negative
@@ -53,12 +65,12 @@ WHERE es.model_version = %(m)s AND es.entity_id = %(t)s AND es.sentiment = 'nega
 ORDER BY es.p_negative DESC, a.story_time DESC, a.id LIMIT %(n)s
 """
 _OPEN = """
-INSERT INTO alerts (dimension, key, model_version, started_at, last_hour, window_end, observed_stories,
+INSERT INTO alerts (dimension, key, kind, model_version, started_at, last_hour, window_end, observed_stories,
     observed_negatives, observed_share, baseline_share, baseline_stories, p_value, score, severity, peak_severity,
     top_stories)
-VALUES (%(dimension)s, %(key)s, %(model)s, %(hour)s, %(hour)s, %(end)s, %(n)s, %(k)s, %(share)s, %(base)s, %(bn)s,
-        %(p)s, %(score)s, %(sev)s, %(sev)s, %(top)s)
-ON CONFLICT (dimension, key, model_version, started_at) DO NOTHING
+VALUES (%(dimension)s, %(key)s, %(kind)s, %(model)s, %(hour)s, %(hour)s, %(end)s, %(n)s, %(k)s, %(share)s, %(base)s,
+        %(bn)s, %(p)s, %(score)s, %(sev)s, %(sev)s, %(top)s)
+ON CONFLICT (dimension, key, kind, model_version, started_at) DO NOTHING
 RETURNING id
 """
 # Every judged hour of a surge extends it and keeps its strongest evidence ...
@@ -168,18 +180,24 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
         prior_end = hour - th0.hours_before * windows.HOUR
         prior_n, prior_k = _stats(cur, model, OVERALL, hour - timedelta(days=th0.baseline_days), prior_end)
         prior_share = prior_k / prior_n if prior_n else 0.2
+        if prior_n < th0.min_history_stories:  # a cold start is not a surge: nothing to compare the hour with
+            conn.commit()
+            return out
         for subject in _subjects(cur, model, hour):
             th = rules.for_subject(*subject)
             (n, k), prev, (bn, bk), span = _observe(cur, model, subject, hour, th)
             verdict = judge_recent((n, k), prev, (bn, bk), prior_share, th)
-            cur.execute(_LIVE_ALERT, (*subject, model))
+            cur.execute(_LIVE_ALERT, (*subject, model, "surge"))
             live = cur.fetchone()
             if live and hour < live[1]:
                 continue  # a re-run of an hour before this surge began: leave the later alert alone
+            if not live and _covered(cur, model, subject, "surge", hour):
+                continue  # a re-run inside a surge that was raised and resolved: nothing new to say
             step = transition(live is not None, verdict)
             fields = {
                 "dimension": subject[0],
                 "key": subject[1],
+                "kind": "surge",
                 "model": model,
                 "hour": hour,
                 "end": hour + windows.HOUR,
@@ -209,8 +227,87 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
                     *subject,
                     100 * verdict.observed_share,
                 )
+            if subject[0] != "entity":  # companies have their own slow rule (24 h against 28 days)
+                _judge_regime(cur, model, subject, hour, th, out)
     conn.commit()
     return out
+
+
+def _covered(cur: cursor, model: str, subject: Subject, kind: str, hour: datetime) -> bool:
+    cur.execute(_COVERED, (*subject, model, kind, hour, hour))
+    return cur.fetchone() is not None
+
+
+def _judge_regime(cur: cursor, model: str, subject: Subject, hour: datetime, th, out: dict) -> None:
+    """The slow view for one subject at one hour: open, extend or resolve its 'regime' alert.
+
+    Recent: the ``regime_days`` x 24 hours ending with this hour (the current partial day included).
+    Baseline: the ``regime_baseline_days`` before that, in 24-hour blocks; while an alert is live the
+    baseline stays where it was when the alert opened, so a crisis that lasts never becomes its own baseline.
+    """
+    from scipy.stats import norm
+
+    end = hour + windows.HOUR
+    recent_start = end - timedelta(days=th.regime_days)
+    cur.execute(_LIVE_ALERT, (*subject, model, "regime"))
+    live = cur.fetchone()
+    if (live and hour < live[1]) or (not live and _covered(cur, model, subject, "regime", hour)):
+        return
+    base_end = recent_start if not live else live[1] + windows.HOUR - timedelta(days=th.regime_days)
+    cur.execute(
+        _DAILY,
+        {
+            "end": base_end,
+            "start": base_end - timedelta(days=th.regime_baseline_days),
+            "m": model,
+            "dim": subject[0],
+            "key": subject[1],
+        },
+    )
+    daily = [(int(n), int(k)) for _, n, k in cur.fetchall()]
+    n, k = _stats(cur, model, subject, recent_start, end)
+    verdict = judge_regime((n, k), daily, th)
+    if not verdict.judged:
+        return
+    fields = {
+        "dimension": subject[0],
+        "key": subject[1],
+        "kind": "regime",
+        "model": model,
+        "hour": hour,
+        "end": end,
+        "n": n,
+        "k": k,
+        "share": verdict.observed_share,
+        "base": verdict.baseline_share,
+        "bn": sum(d[0] for d in daily),
+        "p": float(norm.sf(verdict.z)),
+        "score": verdict.z,
+        "sev": verdict.severity,
+    }
+    if verdict.severity and not live:
+        fields["top"] = Json(_top_stories(cur, model, subject, (recent_start, end)))
+        cur.execute(_OPEN, fields)
+        row = cur.fetchone()
+        if row:
+            out["opened"].append(row[0])
+            log.warning(
+                "sustained-rise alert opened: %s:%s at %s: %.0f%% negative over %d days vs %.0f%% (z=%.1f)",
+                *subject,
+                hour.isoformat(),
+                100 * verdict.observed_share,
+                th.regime_days,
+                100 * verdict.baseline_share,
+                verdict.z,
+            )
+    elif live and verdict.elevated:
+        fields.update(top=Json(_top_stories(cur, model, subject, (recent_start, end))), id=live[0])
+        fields["sev"] = verdict.severity or "warning"
+        _update(cur, fields, latest=hour >= live[2])
+        out["updated"].append(live[0])
+    elif live and hour > live[2]:
+        cur.execute(_RESOLVE, (hour, live[0]))
+        out["resolved"].append(live[0])
 
 
 def detect_window(conn: connection, model: str, window: tuple[datetime, datetime], rules: Rules) -> dict:
