@@ -83,7 +83,7 @@ class Thresholds:
     window_hours: int = 1  # hours judged as one observation (companies: 24, see config/alert_rules.yaml)
     # Cold start: no subject is judged until the whole stream holds this many stories in its baseline window
     # (a first hour of 4/10 negative against an empty history is not a surge).
-    min_history_stories: int = 100
+    min_history_stories: int = 50
     # The slow view (alert kind 'regime'): the last regime_days (the current partial day included) against
     # the regime_baseline_days before them, frozen at the alert's start while it is live (python -m bench.events).
     regime_days: int = 3

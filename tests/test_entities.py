@@ -102,7 +102,35 @@ watchlists:
 def test_bundled_catalogue_is_valid_and_sizeable(bundled):
     assert len(bundled.entities) > 2000
     assert bundled.entities["apple"].tickers == ("NASDAQ:AAPL",)
-    assert {e.source for e in bundled.entities.values()} == {"pytickersymbols", "sentfin"}
+    assert {e.source for e in bundled.entities.values()} == {
+        "pytickersymbols",
+        "sentfin",
+        "financedatabase",
+        "ftse100-history",
+    }
+    # world listings, delisted names and former names an archive backfill needs
+    svb, cs, shire = (bundled.entities[i] for i in ("svb-financial", "credit-suisse", "shire-pharmaceuticals"))
+    assert "Silicon Valley Bank" in svb.aliases and cs.delisted and cs.isin == "CH0012138530"
+    assert shire.delisted and shire.successor == "takeda-pharmaceutical"
+    assert "WPP Group" in bundled.entities["wpp"].former_names
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("BP profits jump as oil prices rise", [("bp", "BP")]),
+        ("BP oil spill hearing", []),  # two capitals need a company noun right after them
+        ("Next raises guidance after strong Christmas", [("next", "Next")]),
+        ("Next week's vote on rates", []),
+        ("ITV shares slump on advertising warning", [("itv", "ITV")]),
+        ("SVB collapse rattles banks", [("svb-financial", "SVB")]),
+        ("Royal Dutch Shell to buy BG Group", [("royal-dutch-shell", "Royal Dutch Shell")]),
+        ("Two companies agree to merge", []),
+        ("Mr Burton said the plan was sound", []),  # a surname from an old FTSE name needs context
+    ],
+)
+def test_world_catalogue_names_short_capitals_and_former_names(bundled, text, expected):
+    assert [(m.entity_id, m.span) for m in Linker(bundled).link(text)] == expected
 
 
 # ---- linking rules ------------------------------------------------------------------------------------------

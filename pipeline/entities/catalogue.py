@@ -18,7 +18,7 @@ import csv
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pipeline import safeyaml
@@ -50,6 +50,10 @@ class Entity:
     country: str = ""
     source: str = "user"
     ambiguous: tuple[str, ...] = ()  # surface forms that are also common words: they need context to count
+    isin: str = ""
+    former_names: tuple[str, ...] = ()  # names it had before (also in aliases, so an archive backfill finds it)
+    successor: str = ""  # the entity id that took it over, where one did
+    delisted: bool = False
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -125,6 +129,13 @@ def read_bundled(path: Path = DEFAULT_CATALOGUE) -> dict[str, Entity]:
                 where,
                 source=row.get("source") or "bundled",
             )
+            e = replace(
+                e,
+                isin=(row.get("isin") or "")[:12],
+                former_names=_split(row.get("former_names", "")),
+                successor=(row.get("successor") or "")[:80],
+                delisted=(row.get("delisted") or "").lower() == "true",
+            )
             if e.id in out:
                 raise CatalogueError(f"{where}: duplicate id")
             out[e.id] = e
@@ -133,7 +144,8 @@ def read_bundled(path: Path = DEFAULT_CATALOGUE) -> dict[str, Entity]:
 
 def write_bundled(entities: list[Entity], path: Path = DEFAULT_CATALOGUE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["id", "name", "aliases", "tickers", "sector", "country", "ambiguous", "source"]
+    cols = ["id", "name", "aliases", "tickers", "sector", "country", "ambiguous", "source", "isin", "former_names"]
+    cols += ["successor", "delisted"]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
         w.writeheader()
@@ -207,8 +219,8 @@ def _entity(doc: dict, where: str, source: str, partial: bool = False) -> Entity
 
 def _amend(base: Entity, doc: dict, change: Entity) -> Entity:
     """A user entry for a bundled id: given fields replace, aliases and tickers are added."""
-    return Entity(
-        id=base.id,
+    return replace(
+        base,
         name=change.name or base.name,
         aliases=tuple(dict.fromkeys(base.aliases + change.aliases)),
         tickers=tuple(dict.fromkeys(base.tickers + change.tickers)),

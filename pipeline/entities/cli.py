@@ -173,10 +173,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_defaults():
+    from pipeline.entities.build import FINANCEDATABASE, FTSE_HISTORY
+
+    return FINANCEDATABASE, FTSE_HISTORY
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from pipeline.entities import build
 
-    out = build.build(Path(args.sentfin_list))
+    out = build.build(Path(args.sentfin_list), equities=Path(args.equities), ftse_history=Path(args.ftse_history))
     if args.common_words:
         out["common_words"] = build.write_common_words(args.base)
     _print(out)
@@ -223,6 +229,8 @@ def add_parser(sub) -> None:
     q = esub.add_parser("build-catalogue", help="regenerate data/entities/catalogue.csv (needs pytickersymbols)")
     q.add_argument("--sentfin-list", default=str(DATA_ROOT / "labeled" / "sentfin" / "entity_list_comprehensive.csv"))
     q.add_argument("--common-words", action="store_true", help="also regenerate common_words.txt from the base model")
+    q.add_argument("--equities", default=str(build_defaults()[0]), help="FinanceDatabase equities.csv")
+    q.add_argument("--ftse-history", default=str(build_defaults()[1]), help="FTSE 100 names since 1984 (CSV)")
     q.add_argument("--base", default=None)
     q.set_defaults(func=cmd_build)
     q = esub.add_parser("train-head", help="fit the entity head on SEntFiN, write it beside the model, report")

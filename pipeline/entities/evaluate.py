@@ -84,6 +84,84 @@ def _find_word(folded: str, needle: str) -> int:
     return m.start() if m else -1
 
 
+SENTIVENT_TARGETS = (
+    DATA_ROOT.parent.parent / "shared" / "data" / "labeled" / "news" / "sentivent_en" / ("sentivent_en_targets.csv")
+)
+_GENERIC = re.compile(r"(?i)^(the|a|an|its|their|this|that|these|those|shares?|stocks?|investors?|analysts?)\b")
+
+
+def sentivent_targets(path: Path = SENTIVENT_TARGETS) -> list[Example]:
+    """SENTiVENT's (sentence, target) pairs, one example per sentence; targets that are proper names only
+    (capitalised, not "the company" or "shares"), located in the sentence. Absent (no copy here): []."""
+    if not Path(path).is_file():
+        return []
+    df = pd.read_csv(path)
+    out = []
+    for i, (text, group) in enumerate(df.groupby("text", sort=False)):
+        folded = _fold(text)
+        gold = []
+        for target, lab in zip(group["target"].astype(str), group["label"].astype(str)):
+            if not target[:1].isupper() or _GENERIC.match(target):
+                continue
+            pos = _find_word(folded, _fold(target))
+            if pos >= 0:
+                gold.append(Gold(pos, pos + len(target), target, LABELS.get(lab, "neutral")))
+        out.append(Example(f"sentivent:{i}", text, gold))
+    return out
+
+
+def mention_class(g: Gold, cat: Catalogue) -> str:
+    """How a gold mention names its company: former name, ticker, common word / short capitals, full name,
+    or short name (any other alias)."""
+    e = cat.entities.get(g.entity_id or "")
+    if e is None:
+        return "unknown"
+    key = _fold(" ".join(g.text.split())).removesuffix("'s").strip()
+    if key in {_fold(f) for f in e.former_names}:
+        return "former name"
+    if key in {_fold(s) for s in e.symbols} and key not in {_fold(f) for f in e.surface_forms()}:
+        return "ticker"
+    from pipeline.entities.link import is_ambiguous
+
+    if is_ambiguous(g.text, common_words()) or len(g.text) <= 4:
+        return "common word / short"
+    if key == _fold(e.name):
+        return "full name"
+    return "short name"
+
+
+def by_class(linker: Linker, examples: list[Example], cat: Catalogue) -> dict[str, dict]:
+    """Recall per mention class, and precision of the mentions whose gold span has that class."""
+    out: dict[str, dict] = {}
+    for ex in examples:
+        mentions = linker.link(ex.text)
+        for g in ex.gold:
+            if not g.entity_id:
+                continue
+            c = out.setdefault(mention_class(g, cat), {"gold": 0, "found": 0, "wrong": 0})
+            c["gold"] += 1
+            hits = [m for m in mentions if _overlaps(m, g)]
+            c["found"] += any(m.entity_id == g.entity_id for m in hits)
+            c["wrong"] += any(m.entity_id != g.entity_id for m in hits)
+    for c in out.values():
+        c["recall"] = round(c["found"] / max(1, c["gold"]), 3)
+        c["precision"] = round(c["found"] / max(1, c["found"] + c["wrong"]), 3)
+    return out
+
+
+def any_company_recall(linker: Linker, examples: list[Example]) -> float:
+    """Share of all gold company spans (known to the catalogue or not) that some link overlaps: coverage."""
+    n = hit = 0
+    for ex in examples:
+        mentions = linker.link(ex.text)
+        for g in ex.gold:
+            if g.start < 0:
+                continue
+            n += 1
+            hit += any(_overlaps(m, g) for m in mentions)
+    return round(hit / max(1, n), 4)
+
+
 def surface_index(cat: Catalogue) -> dict[str, str]:
     """Folded name/alias/ticker -> entity id, for forms that name exactly one entity."""
     seen: dict[str, set[str]] = {}

@@ -13,7 +13,9 @@ the catalogue's size. Each hit must then pass its rule:
   *and* have evidence: a possessive, a legal suffix ("Target Corp"), the
   company's ticker in the same text, or a finance cue word. In Title Case
   headlines, where every word is capitalised, a finance cue is not enough
-  unless the name opens the headline;
+  unless the name opens the headline; a name opening the headline needs a
+  company noun after it, or a company verb and a cue ("Next raises guidance");
+  a name of one or two capitals ("BP", "GE") needs a company noun after it;
 * **tickers**: a cashtag (``$AAPL``) or a ticker in an exchange context
   (``(NYSE: ALL)``, ``NASDAQ:AAPL``, Reuters codes ``<JNJ.N>``) always counts;
   a bare ticker counts only in exact upper case, three letters or more, not a
@@ -60,6 +62,12 @@ CUES = frozenset(
 NEXT_NOUNS = frozenset(
     """shares share stock stocks earnings profit profits revenue revenues sales results ceo cfo chief chairman
     dividend investors shareholders board quarterly inc corp plc ltd bonds""".split()
+)
+# Verbs a headline puts right after a company that opens it ("Next raises guidance", "Target cuts outlook").
+VERBS = frozenset(
+    """raises raise cuts cut lowers lifts posts reports warns beats misses tops slashes sues buys sells agrees
+    plans launches wins loses rises falls jumps slumps drops gains surges tumbles plunges soars hikes trims
+    boosts names appoints fires settles fails collapses closes""".split()
 )
 _SUFFIXES = frozenset("inc inc. corp corp. corporation co co. ltd ltd. plc ag se sa nv llc group holdings".split())
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00a0": " "})
@@ -192,13 +200,19 @@ class Linker:
             return Mention(f.entity_id, start, stop, surface, method, 0.85)
         if _strong_evidence(ctx.raw, start, stop, f, hits):
             return Mention(f.entity_id, start, stop, surface, method, 0.9)
-        if len(f.form) <= 2 or f.form in ACRONYMS:
-            return None  # "Q2", "GE": nothing weaker than a ticker, suffix or possessive will do
+        if f.form in ACRONYMS:
+            return None  # "CEO", "EU": never a company by itself
+        if len(f.form) <= 2:
+            # "BP profits jump", "GE shares fall": a short upper-case name needs a company noun right after it
+            ok = f.form.isupper() and f.form.isalpha() and ctx.next_word(stop) in NEXT_NOUNS
+            return Mention(f.entity_id, start, stop, surface, method, 0.8) if ok else None
         if ctx.capitalised_before(start):
             return None  # the tail of a longer proper noun: "New York City", "Sales Target"
         if start == ctx.first_word or ctx.title_case:
-            # capitals prove nothing at the start of a sentence or in Title Case: a company noun must follow
-            ok = ctx.next_word(stop) in NEXT_NOUNS
+            # capitals prove nothing at the start of a sentence or in Title Case: a company noun must follow,
+            # or a company verb and a finance cue elsewhere ("Next raises guidance", not "Next week's vote")
+            after = ctx.next_word(stop)
+            ok = after in NEXT_NOUNS or (after in VERBS and ctx.has_cue(start, stop))
         else:
             ok = ctx.has_cue(start, stop)
         if ok:
