@@ -66,6 +66,9 @@ default_args = {
         "archive_dir": Param(
             None, type=["null", "string"], description="folder of archived feed files to replay for the window"
         ),
+        "history_csv": Param(
+            None, type=["null", "string"], description="headline archive CSV (published, source, title) to import"
+        ),
     },
 )
 def finsent_hourly():

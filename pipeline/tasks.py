@@ -44,7 +44,8 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
 
     Live runs fetch the registry's feeds. A backfill (past window) does not,
     since feeds only list recent items, unless ``params["ingest_live"]``;
-    with ``params["archive_dir"]`` it replays archived feed files for the window.
+    with ``params["archive_dir"]`` it replays archived feed files for the window, and with
+    ``params["history_csv"]`` the rows of a headline archive published inside it.
     """
     from pipeline.ingest.archive import ingest_archive
     from pipeline.ingest.run import ingest as run_ingest
@@ -70,6 +71,10 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
     if params.get("archive_dir"):
         summary = ingest_archive(params["archive_dir"], span, database_url=url, run_key=run_key, settings=settings)
         out["archive"] = {"run_id": summary["run_id"], **summary["totals"]}
+    if params.get("history_csv"):  # a headline archive (published, source, title): the window's rows only
+        from pipeline.ingest.headlines import import_csv
+
+        out["history"] = import_csv(params["history_csv"], database_url=url, window=span, settings=settings)
     return out
 
 

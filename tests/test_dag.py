@@ -40,7 +40,7 @@ print(json.dumps({{
     assert info["catchup"] is False and info["max_active_runs"] == 1
     assert "finsent" in info["tags"] and info["doc"]
     assert all(r >= 2 for r in info["retries"])
-    assert {"start", "end", "feeds_file", "notify", "ingest_live", "archive_dir"} <= set(info["params"])
+    assert {"start", "end", "feeds_file", "notify", "ingest_live", "archive_dir", "history_csv"} <= set(info["params"])
 
 
 def test_dag_file_has_no_business_logic():
@@ -161,3 +161,27 @@ def test_digest_dag_sends_yesterday_once(airflow_env, db_url, smtp_port):
     assert query(db_url, "SELECT day::text, channel, status, attempts FROM digest_deliveries") == [
         ("2026-08-10", "email", "sent", 1)
     ]
+
+
+def test_a_backfill_run_imports_a_headline_archive_for_its_window(airflow_env, db_url, tmp_path, tiny_models):
+    """conf history_csv: the rows published inside the run's window are stored, scored and counted, once."""
+    from pipeline import db
+    from pipeline.classify import registry
+
+    archive = tmp_path / "headlines.csv"
+    rows = ["published,source,title,url"] + [
+        f"2023-03-{d:02d}T{h:02d}:15:00Z,Wire,Bank shares slide {d}-{h},https://news.example/{d}/{h}"
+        for d in (9, 10, 11)
+        for h in range(0, 24, 3)
+    ]
+    archive.write_text("\n".join(rows) + "\n")
+    conn = db.connect(db_url)
+    registry.promote(conn, registry.register(conn, tiny_models[0]))
+    conn.close()
+    env = {**airflow_env, "DATABASE_URL": db_url}
+    conf = {"start": "2023-03-10T00:00:00Z", "end": "2023-03-11T00:00:00Z", "history_csv": str(archive)}
+    for _ in range(2):
+        assert dag_test(env, "2026-11-01T00:00:00+00:00", conf)["state"] == "success"
+    assert query(db_url, "SELECT count(*), min(published_at)::date::text FROM articles") == [(8, "2023-03-10")]
+    assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(8, 8)]
+    assert query(db_url, "SELECT sum(stories) FROM hourly_stats WHERE dimension = 'overall'")[0][0] == 8
