@@ -107,6 +107,8 @@ def replay(n: np.ndarray, k: np.ndarray, th, history_weeks: int = 1) -> list[tup
         first = h - wide + 1  # the judged span [first, h]
         a, b = max(0, first - span), first - back
         prior = window(ok, a, b) / max(1, window(on, a, b))
+        if window(on, a, b) < th.min_history_stories:
+            continue  # the cold-start guard, as in detect_hour
         for t in range(topics):
             if n[t, h] == 0 and not live[t]:
                 continue

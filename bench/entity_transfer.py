@@ -12,7 +12,8 @@ story-grouped validation split of those) and scored on the one left out. Compare
 * ``head: SEntFiN only``: today's recipe (trained on SEntFiN alone), when SEntFiN is not the one left out;
 * ``head: pooled``: trained on both other sources;
 * ``pooled, multi-company only``: the head where the text names several companies, the headline label elsewhere;
-* ``pooled, confident only``: the head where its probability is >= 0.7, the headline label elsewhere.
+* ``pooled, confident only``: the head where its probability is >= 0.7, the headline label elsewhere;
+* the same two rules on today's head (``today, ...``).
 
 Macro-F1 over all pairs and over pairs whose text names several companies with different gold labels
 ("disagreeing"). Features are the entity head's (``pipeline.entities.sentiment.features``), cached under the
@@ -87,6 +88,21 @@ def fit_head(z: np.ndarray, story: np.ndarray, y: np.ndarray, groups: np.ndarray
     return lambda zz, ss: softmax(lr.decision_function(zz) + w * ss), {"C": c, "story_weight": w}
 
 
+def shipped_probabilities(model_dir: Path, clf, x: np.ndarray, story: np.ndarray) -> np.ndarray | None:
+    """The model's own entity head on every pair (calibrated as at run time), or None without one."""
+    import torch
+
+    from pipeline.entities.sentiment import HEAD_FILE, EntityHead
+
+    if not (model_dir / HEAD_FILE).is_file():
+        return None
+    head = EntityHead.load(model_dir)
+    temperature = float((clf.meta.get("entity_head") or {}).get("temperature", 1.0))
+    with torch.no_grad():
+        logits = head(torch.from_numpy(x).float(), torch.from_numpy(story).float()) / temperature
+    return torch.softmax(logits, -1).numpy()
+
+
 def main(argv: list[str] | None = None) -> dict:
     from bench.peers import cpu_info
     from pipeline import config, db
@@ -115,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     y = pairs["label"].map({s: i for i, s in enumerate(SENTIMENTS)}).to_numpy()
     src = pairs["split"].to_numpy()
     companies = pairs.groupby("story")["entity"].transform("nunique").to_numpy()
+    shipped = shipped_probabilities(Path(model_dir), clf, x, story)
     rows = []
     for out in SOURCES:
         test, train = src == out, src != out
@@ -129,7 +146,15 @@ def main(argv: list[str] | None = None) -> dict:
         if out != "sentfin":
             only = src == "sentfin"
             predict, chosen = fit_head(z[only], story[only], y[only], pairs["story"].to_numpy()[only])
-            systems["head: SEntFiN only (today)"] = predict(z[test], story[test]).argmax(1)
+            today = predict(z[test], story[test])
+            systems["head: SEntFiN only (today)"] = today.argmax(1)
+            systems["today, multi-company only"] = np.where(multi, today.argmax(1), story_pred)
+            systems["today, confident only"] = np.where(today.max(1) >= CONFIDENT, today.argmax(1), story_pred)
+        if shipped is not None and out != "sentfin":  # the head as shipped (trained on SEntFiN), never refitted
+            sp = shipped[test]
+            systems["shipped head"] = sp.argmax(1)
+            systems["shipped, multi-company only"] = np.where(multi, sp.argmax(1), story_pred)
+            systems["shipped, confident only"] = np.where(sp.max(1) >= CONFIDENT, sp.argmax(1), story_pred)
         predict, chosen = fit_head(z[train], story[train], y[train], pairs["story"].to_numpy()[train])
         prob = predict(z[test], story[test])
         pooled = prob.argmax(1)

@@ -1,6 +1,6 @@
 """Serve the dashboard on 127.0.0.1 and photograph pages with a headless Chromium (the README's screenshot).
 
-    .state/venv/bin/python -m dashboard.screenshot --out docs/img/overview.png      # after `make demo`
+    .state/venv/bin/python -m dashboard.screenshot --all docs/img      # after `make demo`: one picture per page
 
 The same serve-and-browse code runs in the browser test (``tests/test_dashboard.py``).
 """
@@ -81,6 +81,15 @@ def browser() -> Iterator[object]:
             b.close()
 
 
+PAGES = {  # page -> text that is on it once it has drawn (the file name is the page's, lower-case)
+    "Overview": "Negative share per",
+    "Alerts": "Drill down into alert",
+    "Headlines": "Search titles",
+    "Companies": "Search by name or ticker",
+    "Pipeline health": "Model in use",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline import db
 
@@ -88,16 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/img/overview.png")
     ap.add_argument("--page", default="Overview")
     ap.add_argument("--marker", default="Negative share per", help="text to wait for before the picture")
+    ap.add_argument("--all", metavar="FOLDER", help="one picture per page into FOLDER (docs/img for the README)")
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    shots = (
+        [(name, marker, Path(args.all) / f"{name.lower().replace(' ', '-')}.png") for name, marker in PAGES.items()]
+        if args.all
+        else [(args.page, args.marker, Path(args.out))]
+    )
     with serve(db.database_url()) as base, browser() as b:
         page = b.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{base}/?page={args.page.replace(' ', '%20')}")
-        page.get_by_text(args.marker).first.wait_for(timeout=60000)
-        page.wait_for_timeout(2500)  # charts finish drawing
-        page.screenshot(path=str(out), full_page=True)
-    print(f"wrote {out}")
+        for name, marker, out in shots:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.goto(f"{base}/?page={name.replace(' ', '%20')}")
+            page.get_by_text(marker).first.wait_for(timeout=60000)
+            page.wait_for_timeout(2500)  # charts finish drawing
+            page.screenshot(path=str(out), full_page=True)
+            print(f"wrote {out}")
     return 0
 
 

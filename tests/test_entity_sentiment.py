@@ -152,3 +152,20 @@ def test_the_story_weight_is_the_largest_within_one_standard_error_of_the_best()
     pred = np.where(rng.random(1200) < 0.8, y, (y + 1) % 3)
     se = bootstrap_se(y, pred)
     assert 0.005 < se < 0.03  # about sqrt(p(1-p)/n) for 1,200 rows at 80 % agreement
+
+
+def test_the_entity_rule_in_the_metadata_decides_where_the_head_speaks():
+    import numpy as np
+
+    from pipeline.entities.sentiment import apply_rule, parse_rule
+
+    head = np.array([[0.8, 0.1, 0.1], [0.4, 0.35, 0.25]])
+    story = np.array([[0.1, 0.2, 0.7], [0.1, 0.2, 0.7]])
+    assert parse_rule("confident:0.6") == ("confident", 0.6) and parse_rule("head") == ("head", 0.7)
+    assert (apply_rule("head", 0.7, head, story) == head).all()
+    assert (apply_rule("inherit", 0.7, head, story) == story).all()
+    assert (apply_rule("multi", 0.7, head[:1], story[:1]) == story[:1]).all()  # one company: the headline's
+    assert (apply_rule("multi", 0.7, head, story) == head).all()
+    assert (apply_rule("confident", 0.7, head, story) == np.array([head[0], story[1]])).all()
+    with pytest.raises(ValueError, match="unknown entity rule"):
+        parse_rule("magic")

@@ -161,12 +161,39 @@ def features(
     return out, story_logits
 
 
+RULES = ("head", "inherit", "confident", "multi")
+
+
+def parse_rule(text: str) -> tuple[str, float]:
+    """``head`` | ``inherit`` | ``multi`` | ``confident:P`` (the rule in the model's entity_head metadata)."""
+    name, _, value = str(text).partition(":")
+    if name not in RULES:
+        raise ValueError(f"unknown entity rule {text!r} (one of {', '.join(RULES)}; confident takes :P)")
+    return name, float(value or 0.7)
+
+
+def apply_rule(rule: str, threshold: float, head: np.ndarray, inherited: np.ndarray) -> np.ndarray:
+    """Per pair of one text: the head's probabilities, or the headline's where the rule says so (pure).
+
+    ``inherit``: always the headline's; ``multi``: the head only when the text names several companies;
+    ``confident``: the head only where its top probability reaches ``threshold``.
+    """
+    if rule == "inherit" or (rule == "multi" and len(head) < 2):
+        return inherited
+    if rule == "confident":
+        keep = head.max(1, keepdims=True) >= threshold
+        return np.where(keep, head, inherited)
+    return head
+
+
 class EntityScorer:
     """A classifier with its entity head: ``score`` labels (text, span) pairs, one forward pass per text."""
 
     def __init__(self, clf: Classifier, head: EntityHead) -> None:
         self.clf, self.head = clf, head.to("cpu")
-        self.temperature = float((clf.meta.get("entity_head") or {}).get("temperature", 1.0))
+        info = clf.meta.get("entity_head") or {}
+        self.temperature = float(info.get("temperature", 1.0))
+        self.rule, self.threshold = parse_rule(info.get("rule", "head"))
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None, clf: Classifier | None = None) -> EntityScorer:
@@ -180,7 +207,9 @@ class EntityScorer:
             return np.zeros((0, len(SENTIMENTS)), np.float32)
         story = torch.from_numpy(np.asarray(story_logits, np.float32)).expand(len(feats), -1)
         logits = self.head(torch.from_numpy(feats).float(), story) / self.temperature
-        return torch.softmax(logits, -1).numpy()
+        head = torch.softmax(logits, -1).numpy()
+        inherited = torch.softmax(story / self.clf.temperatures[0], -1).numpy()
+        return apply_rule(self.rule, self.threshold, head, inherited)
 
     def score(self, pairs: Sequence[Pair], batch_size: int = 32) -> list[dict]:
         """Label each pair; pairs on the same text share one forward pass."""
