@@ -52,7 +52,7 @@ def busy_period(per_hour: pd.DataFrame) -> tuple[datetime, datetime] | None:
         return None
     daily = per_hour.set_index(pd.DatetimeIndex(per_hour["hour"]))["stories"].astype(float).resample("1D").sum()
     week = daily.rolling(7, min_periods=1).sum()
-    busy = week[week >= BUSY_SHARE * week.max()]
+    busy = week[(week >= BUSY_SHARE * week.max()) & (daily > 0)]
     end = (busy.index[-1] + pd.Timedelta(days=1)).to_pydatetime()
     return max(daily.index[0].to_pydatetime(), end - BUSY_SPAN), end
 

@@ -186,3 +186,17 @@ def test_history_replay_cli_prints_the_alerts_as_csv(db_url, tmp_path, capsys, m
     assert cli.main(["history", "replay", "--csv", str(path)]) == 0
     table = capsys.readouterr().out
     assert "still open" in table and "NEG Markets story" in table
+
+
+def test_the_bundled_demo_window_reads_whole():
+    """data/history: every row readable, inside its stated window, and the bank failures in it."""
+    from pipeline.demo import HISTORY
+    from pipeline.ingest.headlines import ImportSummary, read_rows
+
+    summary = ImportSummary()
+    rows = list(read_rows(HISTORY, summary))
+    assert len(rows) == summary.rows == 4324 and not summary.skipped
+    times = [s.published_at for _, s in rows]
+    assert min(times) >= datetime(2023, 1, 23, tzinfo=UTC) and max(times) < datetime(2023, 3, 25, tzinfo=UTC)
+    titles = " ".join(s.title for _, s in rows)
+    assert "Silicon Valley Bank" in titles and "Credit Suisse" in titles

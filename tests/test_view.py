@@ -53,3 +53,43 @@ def test_rebucket_sums_counts_and_weights_the_mean():
     assert day["mean_sentiment"].iloc[0] == (2 * 0.1 + 3 * 0.2) / 5
     assert list(view.rebucket(df, "hour", datetime(2026, 8, 10, tzinfo=UTC))["stories"]) == [2, 3, 5]
     assert "Stored data spans 2024-01-01" in view.span_note(END, END, 3, "day", datetime(2024, 1, 1, tzinfo=UTC), END)
+
+
+def test_the_first_look_goes_to_the_latest_busy_stretch_when_recent_data_are_thin():
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from dashboard import view
+
+    archive = [datetime(2023, 1, 23, tzinfo=UTC) + timedelta(hours=h) for h in range(0, 60 * 24, 2)]
+    trickle = [datetime(2026, 11, 1, tzinfo=UTC) + timedelta(days=d) for d in range(20)]
+    per_hour = pd.DataFrame({"hour": archive + trickle, "stories": [3] * len(archive) + [1] * len(trickle)})
+    latest = trickle[-1] + timedelta(hours=1)
+    assert view.first_view(per_hour, latest) == view.BUSY
+    start, end = view.busy_period(per_hour)
+    assert (start, end) == (datetime(2023, 1, 23, tzinfo=UTC), datetime(2023, 3, 24, tzinfo=UTC))
+    steady = pd.DataFrame({"hour": archive, "stories": [3] * len(archive)})  # dense up to the newest hour
+    assert view.first_view(steady, archive[-1] + timedelta(hours=1)) != view.BUSY
+
+
+def test_empty_buckets_break_the_line_instead_of_joining_it():
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from dashboard import view
+
+    t0 = datetime(2023, 3, 1, tzinfo=UTC)
+    hourly = pd.DataFrame(
+        {
+            "hour": [t0, t0 + timedelta(days=3)],
+            "series": ["overall", "overall"],
+            "stories": [10, 5],
+            "negatives": [2, 1],
+            "mean_sentiment": [0.1, -0.2],
+        }
+    )
+    filled = view.fill_gaps(view.rebucket(hourly, "day", t0), "day", t0, t0 + timedelta(days=4))
+    assert len(filled) == 4 and list(filled["stories"]) == [10, 0, 0, 5]
+    assert filled["neg_share"].isna().tolist() == [False, True, True, False]  # no value: the line breaks
