@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     conn = db.connect(url)
     t0 = time.monotonic()
     if registry.active(conn) is None or args.model:
-        from pipeline.classify.lifecycle import install_shipped, register_and_promote
+        from pipeline.lifecycle import install_shipped, register_and_promote
 
         install_shipped() if not args.model else register_and_promote(Path(args.model), force=True)
     model = registry.active(conn)["version"]

@@ -47,8 +47,8 @@ def cmd_train(argv: Sequence[str]) -> int:
 
     from transformers import HfArgumentParser
 
-    from pipeline.classify.lifecycle import train_and_register
     from pipeline.classify.train import TrainArguments
+    from pipeline.lifecycle import train_and_register
 
     @dataclass
     class RunOptions:
@@ -134,7 +134,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _models_shipped(args: argparse.Namespace) -> int:
-    from pipeline.classify import lifecycle, shipped
+    from pipeline import lifecycle
+    from pipeline.classify import shipped
 
     if args.action == "ship":
         if not args.target:

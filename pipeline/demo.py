@@ -121,7 +121,7 @@ def ensure_model(url: str) -> None:
         return
     t0 = time.monotonic()
     if (shipped.SHIPPED_DIR / shipped.DELTA_FILE).exists():
-        from pipeline.classify.lifecycle import install_shipped
+        from pipeline.lifecycle import install_shipped
 
         print("  no active model: installing the shipped model (base + committed delta) ...", file=sys.stderr)
         out = install_shipped()
@@ -134,8 +134,8 @@ def ensure_model(url: str) -> None:
             file=sys.stderr,
         )
         return
-    from pipeline.classify.lifecycle import train_and_register
     from pipeline.classify.train import TrainArguments
+    from pipeline.lifecycle import train_and_register
 
     print("  no active model and none shipped: training the fast-path classifier ...", file=sys.stderr)
     out = train_and_register(TrainArguments(**DEMO_TRAIN))

@@ -148,7 +148,7 @@ def evaluate_model(model_dir: str) -> dict:
 
 
 def register_and_promote(model_dir: str, force: bool = False) -> dict:
-    from pipeline.classify.lifecycle import register_and_promote as run
+    from pipeline.lifecycle import register_and_promote as run
 
     return run(model_dir, force=force)["promotion"]
 

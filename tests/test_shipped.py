@@ -150,7 +150,7 @@ def test_a_lora_stage_on_top_of_a_top_model_ships_as_factors_and_records_both_st
 def test_installing_the_shipped_model_registers_its_committed_report(
     tiny_top, tiny_base, tmp_path, db_url, monkeypatch
 ):
-    from pipeline.classify import lifecycle
+    from pipeline import lifecycle
 
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
@@ -230,8 +230,7 @@ def test_make_model_replays_every_stage_of_a_two_stage_shipped_model(
     form): stage 1 is trained again, shipped and rebuilt the same way, and stage 2 starts from that rebuild."""
     import json
 
-    from pipeline import config
-    from pipeline.classify import lifecycle
+    from pipeline import config, lifecycle
 
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))

@@ -104,6 +104,8 @@ def render(meta: dict, report: dict) -> str:
                 f"| {name} | {m['pairs']:,} | {m['entity_head_macro_f1']:.3f} | {m['story_label_baseline_macro_f1']:.3f} "
                 f"| {m['disagreeing_entity_head_macro_f1']:.3f} | {m['disagreeing_baseline_macro_f1']:.3f} |"
             )
+        if head.get("rule"):
+            lines += ["", f"**Rule in use: `{head['rule']}`.** {head.get('rule_chosen_by', '')}".rstrip()]
     weak = [w for w in WEAKNESSES if not (ent and w.startswith("One label per story"))]
     weak += [WEAKNESSES_ENTITY] if ent else []
     lines += ["", "## Known weaknesses", ""] + [f"- {w}" for w in weak]

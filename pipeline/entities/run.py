@@ -47,7 +47,7 @@ def link_and_score(database_url: str | None = None, version: str | None = None, 
         if model is None:
             return out
         scorer = None
-        if model.get("path") and (Path(model["path"]) / HEAD_FILE).is_file():
+        if model.get("path") and (Path(model["path"]) / HEAD_FILE).is_file() and not _inherits(Path(model["path"])):
             from pipeline.entities.sentiment import EntityScorer
 
             scorer = EntityScorer.load(model["path"], device=device)
@@ -56,6 +56,13 @@ def link_and_score(database_url: str | None = None, version: str | None = None, 
         return out
     finally:
         conn.close()
+
+
+def _inherits(model_dir: Path) -> bool:
+    """The model's entity rule says companies take their headline's label: no second pass is needed."""
+    from pipeline.classify import modeldir
+
+    return (modeldir.read_meta(model_dir).get("entity_head") or {}).get("rule") == "inherit"
 
 
 def _path(conn, version: str) -> str | None:

@@ -1,6 +1,7 @@
-"""A model's way into service: train, evaluate on the held-out sets, register, promote through the gate.
+"""A model's way into service: train, evaluate on the held-out sets, fit the entity head, register, promote.
 
-The CLI (``train``), the demo and the training DAG all call these, so the
+It sits above ``classify`` and ``entities`` (it drives both), so neither imports the other upwards. The
+CLI (``train``), the demo and the training DAG all call these, so the
 steps and the gate are written once.
 """
 
