@@ -38,9 +38,11 @@ The slow view (``judge_regime``, alert kind ``regime``) answers another question
 has the daily negative share risen and stayed up, against a long baseline
 (``regime_baseline_days``, 90)? An hourly test with a 7-day baseline follows a
 crisis that builds over weeks and never fires. Days vary more than binomial
-noise (news cycles), so the test uses the baseline's own day-to-day spread:
-z = (recent share - baseline share) / (sd of baseline daily shares / sqrt(days)),
-floored at the binomial standard error. It needs ``regime_min_baseline_days``
+noise (news cycles), so the binomial standard error of the recent share is
+widened by the baseline's Pearson dispersion (its days' squared deviations from
+the baseline share, each in units of its own binomial variance, so a quiet
+Sunday may wander more than a busy Tuesday; never below 1):
+z = (recent share - baseline share) / sqrt(dispersion x p0 (1 - p0) / recent stories). It needs ``regime_min_baseline_days``
 days with stories (no cold start), z >= ``regime_z`` and a share at least
 ``regime_ratio`` x baseline; it stays open until the recent share is back under
 ``regime_resolve_ratio`` x baseline, and the baseline is frozen at the alert's
@@ -187,10 +189,10 @@ def judge_regime(
         return RegimeVerdict(None, share, 0.0, 0.0, 0.0, elevated=True, judged=False)
     total_n, total_k = sum(d[0] for d in days), sum(d[1] for d in days)
     p0 = min(max(total_k / total_n, 1e-3), 0.999)
-    shares = [dk / dn for dn, dk in days]
-    mean = sum(shares) / len(shares)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in shares) / (len(shares) - 1))
-    se = max(sd / math.sqrt(th.regime_days), math.sqrt(p0 * (1 - p0) / n))
+    # Pearson dispersion: how much more the baseline's days vary than binomial noise at their own volumes
+    # (a quiet Sunday's share is allowed to wander more than a busy Tuesday's); never below 1
+    phi = max(1.0, sum((dk - dn * p0) ** 2 / (dn * p0 * (1 - p0)) for dn, dk in days) / (len(days) - 1))
+    se = math.sqrt(phi * p0 * (1 - p0) / n)
     z = (share - p0) / se if se > 0 else 0.0
     ratio = share / p0
     severity = None
