@@ -240,12 +240,17 @@ def main(argv: list[str] | None = None) -> dict:
         timings["replay_s"] = out["seconds"]
         span = tuple(datetime.fromisoformat(x) for x in out["span"])
         imported = out["imported"]
-    else:
+    else:  # the stored year, re-linked to the current catalogue and watchlists, its stats rebuilt
+        from pipeline.alerts.refresh import refresh
+        from pipeline.entities.run import link_and_score
+
         with conn.cursor() as cur:
             cur.execute("SELECT date_trunc('hour', min(story_time)), date_trunc('hour', max(story_time)) FROM articles")
             lo, hi = cur.fetchone()
         conn.commit()
         span, imported = (lo, hi + timedelta(hours=1)), None
+        link_and_score(url, model)
+        refresh(conn, span, model=model, judge=False)
     base = rules_mod.load()
     results = {}
     for name, change in RULE_SETS.items():
