@@ -47,7 +47,7 @@ EVENTS = [
     (
         "2023-03-10",
         "Silicon Valley Bank closed, FDIC receiver",
-        "svb-financial-group",
+        "svb-financial",
         "FDIC press release PR-16-2023, 10 Mar 2023",
     ),
     (
@@ -59,7 +59,7 @@ EVENTS = [
     (
         "2023-03-15",
         "Credit Suisse shares plunge; SNB liquidity line",
-        "credit-suisse-group",
+        "credit-suisse",
         "SIX prices 15 Mar 2023; SNB/FINMA statement 15-16 Mar 2023",
     ),
     ("2023-03-19", "UBS agrees to take over Credit Suisse", "ubs", "UBS / FINMA announcements, 19 Mar 2023"),

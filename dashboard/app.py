@@ -160,7 +160,10 @@ def show_rules() -> None:
 
 def page_alerts(model: str) -> None:
     show_rules()
-    statuses = st.multiselect("Status", ["open", "acknowledged", "resolved"], default=["open", "acknowledged"])
+    live = cached("alerts", model, ["open", "acknowledged"])
+    # nothing live (a replayed history, a calm week): show what was raised, resolved ones included
+    default = ["open", "acknowledged"] if not live.empty else ["open", "acknowledged", "resolved"]
+    statuses = st.multiselect("Status", ["open", "acknowledged", "resolved"], default=default)
     df = cached("alerts", model, statuses)
     st.metric("Alerts shown", len(df))
     if df.empty:

@@ -25,6 +25,7 @@ BUSY_SHARE = 0.7  # a day is "busy" when its trailing week holds this share of t
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 ENOUGH_STORIES = 200  # a range is "enough" when it holds this many stories, or half of all stored
 FILLED = 0.5  # a bucket size fits when at least this share of its buckets in the range hold a story
+MAX_BUCKETS = 400  # ... and the chart has at most this many points (two months of hours is noise, not a trend)
 
 
 def default_range(per_hour: pd.DataFrame, latest_end: datetime) -> str:
@@ -97,7 +98,7 @@ def default_bucket(hours: pd.Series, start: datetime, end: datetime) -> str:
         return "hour"
     for name, size in BUCKETS.items():
         possible = max(1, -(-(end - start) // size))
-        if _slot(inside, start, size).nunique() / possible >= FILLED:
+        if possible <= MAX_BUCKETS and _slot(inside, start, size).nunique() / possible >= FILLED:
             return name
     return "week"
 

@@ -200,3 +200,42 @@ def test_the_bundled_demo_window_reads_whole():
     assert min(times) >= datetime(2023, 1, 23, tzinfo=UTC) and max(times) < datetime(2023, 3, 25, tzinfo=UTC)
     titles = " ".join(s.title for _, s in rows)
     assert "Silicon Valley Bank" in titles and "Credit Suisse" in titles
+
+
+def test_the_event_benchmark_names_companies_the_catalogue_holds_and_scores_purely():
+    from bench import events
+    from pipeline.entities import catalogue
+
+    cat = catalogue.load()
+    named = [e for _, _, e, _ in events.EVENTS if e]
+    assert named and all(e in cat.entities for e in named), [e for e in named if e not in cat.entities]
+    span = (datetime(2023, 3, 1, tzinfo=UTC), datetime(2023, 4, 3, tzinfo=UTC))
+    alerts = [
+        {
+            "kind": "surge",
+            "dimension": "entity",
+            "key": "svb-financial",
+            "opened": datetime(2023, 3, 10, 14, tzinfo=UTC),
+            "resolved": None,
+        },
+        {
+            "kind": "surge",
+            "dimension": "entity",
+            "key": "ubs",
+            "opened": datetime(2023, 3, 10, 15, tzinfo=UTC),
+            "resolved": None,
+        },
+        {
+            "kind": "surge",
+            "dimension": "topic",
+            "key": "Macro",
+            "opened": datetime(2023, 3, 27, 9, tzinfo=UTC),
+            "resolved": datetime(2023, 3, 27, 12, tzinfo=UTC),
+        },
+    ]
+    out = events.score_events(alerts, span)
+    by_day = {e["day"]: e for e in out["events"]}
+    assert by_day["2023-03-10"]["caught"] and by_day["2023-03-10"]["delay_h"] == 14.0
+    assert by_day["2023-03-10"]["by"] == ["surge:entity:svb-financial"]  # UBS's alert is not SVB's
+    assert not by_day["2023-03-08"]["caught"]  # Silvergate: an alert on another company does not count
+    assert out["calm_weeks"] == 1 and out["false_alerts_per_calm_week"] == 1.0  # the week of 27 March
