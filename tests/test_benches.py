@@ -66,10 +66,13 @@ def test_bench_events_tiny(on_test_db, tiny_models, capsys):
     assert all(r["calm_weeks"] >= 1 for r in report["rule_sets"].values())
 
 
-def test_bench_peers_tiny(tiny_models, capsys):
+def test_bench_peers_tiny(tiny_models, tmp_path, capsys):
+    import shutil
+
     from bench import peers
 
-    peers.main(["--model", str(tiny_models[0]), "--peers", "tfidf_lr"])
+    model = shutil.copytree(tiny_models[0], tmp_path / "model")  # the bench rewrites the model's report
+    peers.main(["--model", str(model), "--peers", "tfidf_lr"])
     assert "tfidf_lr" in capsys.readouterr().out
 
 
