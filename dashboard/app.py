@@ -225,7 +225,11 @@ def page_alerts(model: str) -> None:
 def page_companies(model: str) -> None:
     lo, hi = cached("data_span", model)
     at = (hi + timedelta(hours=1)) if hi is not None else pd.Timestamp.now(tz="UTC")
-    st.subheader("Watchlists: change in negative share (last 7 days of data vs the 28 before)")
+    if hi is not None:  # thin recent data beside a dense older stretch: rank the companies where the news is
+        per_hour = cached("overall_hours", model)
+        if view.first_view(per_hour, at) == view.BUSY:
+            at = view.busy_period(per_hour)[1]
+    st.subheader(f"Watchlists: change in negative share (the 7 days to {at:%Y-%m-%d} vs the 28 before)")
     watch = cached("watchlist_overview", model, at)
     if watch.empty:
         st.info("No watchlist yet: add one to config/entities.yaml and run `python -m pipeline entities sync`.")
