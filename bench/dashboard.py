@@ -30,7 +30,7 @@ from pipeline.classify.labels import TOPICS
 ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = "bench-model"
-PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health"]
+PAGES = ["Overview", "Alerts", "Headlines", "Pipeline health", "Companies"]
 
 
 def copy(cur, table: str, columns: str, rows: io.StringIO) -> None:
