@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         f"automaton built in {build_s:.2f} s"
     )
 
-    sets = {"finentity": evaluate.finentity(), "sentfin_test": evaluate.sentfin_test()}
+    sets = {
+        "finentity": evaluate.finentity(),
+        "sentfin_test": evaluate.sentfin_test(),
+        "sentivent": evaluate.sentivent_targets(),  # gold: annotated targets only (unannotated mentions count as false)
+    }
     naive = NaiveLinker(evaluate.surface_index(cat))
     rows = []
     for name, exs in sets.items():
@@ -88,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         + " in all)"
     )
     print("  targets: precision >= 0.90, recall >= 0.80")
+    print()
+    print("recall per class of mention (gold count), and the share of all gold spans some link covers:")
+    for name, exs in sets.items():
+        classes = evaluate.by_class(linker, exs, cat)
+        cells = ", ".join(f"{c} {v['recall']:.3f} ({v['gold']})" for c, v in sorted(classes.items()))
+        print(f"  {name:<12} {cells}; any company covered {evaluate.any_company_recall(linker, exs):.3f}")
 
     texts = [ex.text for exs in sets.values() for ex in exs]
     headlines = [ex.text for ex in sets["sentfin_test"]]

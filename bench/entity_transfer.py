@@ -104,9 +104,9 @@ def shipped_probabilities(model_dir: Path, clf, x: np.ndarray, story: np.ndarray
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from bench.classify import active_model_dir
     from bench.peers import cpu_info
-    from pipeline import config, db
-    from pipeline.classify import registry
+    from pipeline import config
     from pipeline.classify.predict import Classifier
     from pipeline.entities.sentiment import SENTIMENTS
     from pipeline.entities.train_head import _features, disagreeing
@@ -115,13 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="model directory (default: the active model)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many texts per source (tiny runs)")
     args = ap.parse_args(argv)
-    model_dir = args.model
-    if model_dir is None:
-        conn = db.connect()
-        try:
-            model_dir = registry.active(conn)["path"]
-        finally:
-            conn.close()
+    model_dir = args.model or active_model_dir()
     t0 = time.monotonic()
     clf = Classifier.load(Path(model_dir))
     pairs = all_pairs(args.limit)

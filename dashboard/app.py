@@ -226,9 +226,7 @@ def page_companies(model: str) -> None:
     lo, hi = cached("data_span", model)
     at = (hi + timedelta(hours=1)) if hi is not None else pd.Timestamp.now(tz="UTC")
     if hi is not None:  # thin recent data beside a dense older stretch: rank the companies where the news is
-        per_hour = cached("overall_hours", model)
-        if view.first_view(per_hour, at) == view.BUSY:
-            at = view.busy_period(per_hour)[1]
+        at = view.news_end(cached("overall_hours", model), at)
     st.subheader(f"Watchlists: change in negative share (the 7 days to {at:%Y-%m-%d} vs the 28 before)")
     watch = cached("watchlist_overview", model, at)
     if watch.empty:

@@ -69,6 +69,14 @@ def first_view(per_hour: pd.DataFrame, latest_end: datetime) -> str:
     return name
 
 
+def news_end(per_hour: pd.DataFrame, latest_end: datetime) -> datetime:
+    """Where "recent" ends for views that look back from one instant (the Companies ranking): the newest data
+    hour, or the end of the latest busy period when the first look goes there."""
+    if first_view(per_hour, latest_end) == BUSY:
+        return busy_period(per_hour)[1]
+    return latest_end
+
+
 def fill_gaps(buckets: pd.DataFrame, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Every bucket of [start, end) for every series: empty ones get 0 stories and no share, so a line
     chart breaks there instead of drawing a line across weeks without data."""

@@ -60,7 +60,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import binom
+from scipy.stats import binom, norm
 
 from pipeline.config import Thresholds
 
@@ -173,6 +173,7 @@ class RegimeVerdict:
     observed_share: float
     baseline_share: float
     z: float
+    p_value: float  # one-sided normal tail of z (what the alerts table stores beside it)
     ratio: float
     elevated: bool  # still above regime_resolve_ratio x baseline: a live alert stays open
     judged: bool  # False on a cold start (too few baseline days): nothing can be said
@@ -186,7 +187,7 @@ def judge_regime(
     days = [(dn, dk) for dn, dk in baseline_days if dn >= th.regime_min_day_stories]
     share = k / n if n else 0.0
     if len(days) < th.regime_min_baseline_days or n < th.regime_min_day_stories:
-        return RegimeVerdict(None, share, 0.0, 0.0, 0.0, elevated=True, judged=False)
+        return RegimeVerdict(None, share, 0.0, 0.0, 1.0, 0.0, elevated=True, judged=False)
     total_n, total_k = sum(d[0] for d in days), sum(d[1] for d in days)
     p0 = min(max(total_k / total_n, 1e-3), 0.999)
     # Pearson dispersion: how much more the baseline's days vary than binomial noise at their own volumes
@@ -198,4 +199,5 @@ def judge_regime(
     severity = None
     if z >= th.regime_z and ratio >= th.regime_ratio:
         severity = "critical" if z >= 2 * th.regime_z else "warning"
-    return RegimeVerdict(severity, share, p0, z, ratio, elevated=ratio >= th.regime_resolve_ratio, judged=True)
+    p_value = float(norm.sf(z))
+    return RegimeVerdict(severity, share, p0, z, p_value, ratio, elevated=ratio >= th.regime_resolve_ratio, judged=True)

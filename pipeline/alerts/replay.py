@@ -18,7 +18,7 @@ import csv
 import io
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from psycopg2.extensions import connection
@@ -92,11 +92,12 @@ def replay(
     first = windows.floor_hour(windows.to_utc(imported["first_published"]))
     last = windows.floor_hour(windows.to_utc(imported["last_published"])) + windows.HOUR
     span = windows.checked(max(first, window[0]) if window else first, min(last, window[1]) if window else last)
+    hours = (span[1] - span[0]) // windows.HOUR
     scored = score_pending(url)
     entities = link_and_score(url, scored["model_version"])
     conn = db.connect(url)
     try:
-        log.info("judging %d hours in order, %s to %s", (span[1] - span[0]) // windows.HOUR, *span)
+        log.info("judging %d hours in order, %s to %s", hours, *span)
         judged = refresh(conn, span, model=scored["model_version"], rules=rules)
         alerts = raised(conn, scored["model_version"], span)
     finally:
@@ -106,7 +107,7 @@ def replay(
         "scored": {k: scored[k] for k in ("model_version", "scored", "seconds") if k in scored},
         "entities": entities,
         "span": [span[0].isoformat(), span[1].isoformat()],
-        "hours_judged": int((span[1] - span[0]) / timedelta(hours=1)),
+        "hours_judged": hours,
         "stats_rows": judged["stats_rows"],
         "alerts": alerts,
         "seconds": round(time.monotonic() - t0, 1),

@@ -187,12 +187,9 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
             th = rules.for_subject(*subject)
             (n, k), prev, (bn, bk), span = _observe(cur, model, subject, hour, th)
             verdict = judge_recent((n, k), prev, (bn, bk), prior_share, th)
-            cur.execute(_LIVE_ALERT, (*subject, model, "surge"))
-            live = cur.fetchone()
-            if live and hour < live[1]:
-                continue  # a re-run of an hour before this surge began: leave the later alert alone
-            if not live and _covered(cur, model, subject, "surge", hour):
-                continue  # a re-run inside a surge that was raised and resolved: nothing new to say
+            skip, live = _live(cur, model, subject, "surge", hour)
+            if skip:
+                continue
             step = transition(live is not None, verdict)
             fields = {
                 "dimension": subject[0],
@@ -233,9 +230,15 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
     return out
 
 
-def _covered(cur: cursor, model: str, subject: Subject, kind: str, hour: datetime) -> bool:
+def _live(cur: cursor, model: str, subject: Subject, kind: str, hour: datetime) -> tuple[bool, tuple | None]:
+    """(skip this hour, the subject's live alert of this kind, locked). A re-run of an hour before the live
+    alert began, or inside one that was raised and resolved, is skipped: it has nothing new to say."""
+    cur.execute(_LIVE_ALERT, (*subject, model, kind))
+    live = cur.fetchone()
+    if live:
+        return hour < live[1], live
     cur.execute(_COVERED, (*subject, model, kind, hour, hour))
-    return cur.fetchone() is not None
+    return cur.fetchone() is not None, None
 
 
 def _judge_regime(cur: cursor, model: str, subject: Subject, hour: datetime, th, out: dict) -> None:
@@ -245,13 +248,10 @@ def _judge_regime(cur: cursor, model: str, subject: Subject, hour: datetime, th,
     Baseline: the ``regime_baseline_days`` before that, in 24-hour blocks; while an alert is live the
     baseline stays where it was when the alert opened, so a crisis that lasts never becomes its own baseline.
     """
-    from scipy.stats import norm
-
     end = hour + windows.HOUR
     recent_start = end - timedelta(days=th.regime_days)
-    cur.execute(_LIVE_ALERT, (*subject, model, "regime"))
-    live = cur.fetchone()
-    if (live and hour < live[1]) or (not live and _covered(cur, model, subject, "regime", hour)):
+    skip, live = _live(cur, model, subject, "regime", hour)
+    if skip:
         return
     base_end = recent_start if not live else live[1] + windows.HOUR - timedelta(days=th.regime_days)
     cur.execute(
@@ -281,7 +281,7 @@ def _judge_regime(cur: cursor, model: str, subject: Subject, hour: datetime, th,
         "share": verdict.observed_share,
         "base": verdict.baseline_share,
         "bn": sum(d[0] for d in daily),
-        "p": float(norm.sf(verdict.z)),
+        "p": verdict.p_value,
         "score": verdict.z,
         "sev": verdict.severity,
     }

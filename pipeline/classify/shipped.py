@@ -235,13 +235,13 @@ def _refresh_entity_head(shipped_dir: Path, out: Path, meta: dict) -> None:
     """An install made before the shipped model gained its entity head gets the head (and its metadata); one
     made before its entity rule changed gets the new rule."""
     src = shipped_dir / ENTITY_HEAD
+    if not src.is_file():
+        return
     installed = modeldir.read_meta(out)
-    if src.is_file() and (out / ENTITY_HEAD).is_file():
+    if (out / ENTITY_HEAD).is_file():
         if installed.get("entity_head") != meta.get("entity_head"):  # the same head under a newer rule
             installed["entity_head"] = meta.get("entity_head")
             modeldir.write_meta(out, installed)
-        return
-    if not src.is_file():
         return
     shutil.copy2(src, out / ENTITY_HEAD)
     installed["entity_head"] = meta.get("entity_head")

@@ -469,7 +469,7 @@ def from_financedatabase(path: Path = FINANCEDATABASE) -> list[Entity]:
         out[eid] = Entity(
             id=eid,
             name=named,
-            aliases=tuple(a for a in dict.fromkeys(alias_forms(named)) if a != named),
+            aliases=(),  # made by rule in build(), as for every source
             tickers=tuple(dict.fromkeys(tickers))[:4],
             sector=(rows[0].get("sector") or "")[:80],
             country=country[:80],

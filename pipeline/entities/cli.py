@@ -97,8 +97,9 @@ def cmd_link(args: argparse.Namespace) -> int:
     for n, (_, row) in enumerate(df.iterrows()):
         mentions = linker.link(str(row["text"]))
         capped += len(mentions) > LINK_MAX_MENTIONS
-        cells = {k: str(v)[:LINK_CELL_CHARS] if isinstance(v, str) else v for k, v in row.to_dict().items()}
-        cut += any(isinstance(v, str) and len(v) > LINK_CELL_CHARS for v in row.to_dict().values()) and bool(mentions)
+        raw = row.to_dict()
+        cells = {k: v[:LINK_CELL_CHARS] if isinstance(v, str) else v for k, v in raw.items()}
+        cut += bool(mentions) and cells != raw
         for m in mentions[:LINK_MAX_MENTIONS]:
             e = cat.entities[m.entity_id]
             rows.append(
@@ -173,12 +174,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_defaults():
-    from pipeline.entities.build import FINANCEDATABASE, FTSE_HISTORY
-
-    return FINANCEDATABASE, FTSE_HISTORY
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from pipeline.entities import build
 
@@ -198,6 +193,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     from pipeline.classify.sources import DATA_ROOT
+    from pipeline.entities.build import FINANCEDATABASE, FTSE_HISTORY
 
     p = sub.add_parser("entities", help="company catalogue, watchlists, linking and entity sentiment")
     esub = p.add_subparsers(dest="entities_command", required=True)
@@ -229,8 +225,8 @@ def add_parser(sub) -> None:
     q = esub.add_parser("build-catalogue", help="regenerate data/entities/catalogue.csv (needs pytickersymbols)")
     q.add_argument("--sentfin-list", default=str(DATA_ROOT / "labeled" / "sentfin" / "entity_list_comprehensive.csv"))
     q.add_argument("--common-words", action="store_true", help="also regenerate common_words.txt from the base model")
-    q.add_argument("--equities", default=str(build_defaults()[0]), help="FinanceDatabase equities.csv")
-    q.add_argument("--ftse-history", default=str(build_defaults()[1]), help="FTSE 100 names since 1984 (CSV)")
+    q.add_argument("--equities", default=str(FINANCEDATABASE), help="FinanceDatabase equities.csv")
+    q.add_argument("--ftse-history", default=str(FTSE_HISTORY), help="FTSE 100 names since 1984 (CSV)")
     q.add_argument("--base", default=None)
     q.set_defaults(func=cmd_build)
     q = esub.add_parser("train-head", help="fit the entity head on SEntFiN, write it beside the model, report")

@@ -84,9 +84,7 @@ def _find_word(folded: str, needle: str) -> int:
     return m.start() if m else -1
 
 
-SENTIVENT_TARGETS = (
-    DATA_ROOT.parent.parent / "shared" / "data" / "labeled" / "news" / "sentivent_en" / ("sentivent_en_targets.csv")
-)
+SENTIVENT_TARGETS = DATA_ROOT / "labeled" / "news" / "sentivent_en" / "sentivent_en_targets.csv.gz"
 _GENERIC = re.compile(r"(?i)^(the|a|an|its|their|this|that|these|those|shares?|stocks?|investors?|analysts?)\b")
 
 
@@ -116,7 +114,7 @@ def mention_class(g: Gold, cat: Catalogue) -> str:
     e = cat.entities.get(g.entity_id or "")
     if e is None:
         return "unknown"
-    key = _fold(" ".join(g.text.split())).removesuffix("'s").strip()
+    key = _gold_key(g.text)
     if key in {_fold(f) for f in e.former_names}:
         return "former name"
     if key in {_fold(s) for s in e.symbols} and key not in {_fold(f) for f in e.surface_forms()}:
@@ -173,12 +171,16 @@ def surface_index(cat: Catalogue) -> dict[str, str]:
     return {k: next(iter(v)) for k, v in seen.items() if len(v) == 1}
 
 
+def _gold_key(text: str) -> str:
+    """A gold span as the catalogue index keys it (folded, single-spaced, possessive dropped)."""
+    return _fold(" ".join(text.split())).removesuffix("'s").strip()
+
+
 def resolve(examples: list[Example], cat: Catalogue) -> None:
     index = surface_index(cat)
     for ex in examples:
         for g in ex.gold:
-            key = _fold(" ".join(g.text.split())).removesuffix("'s").strip()
-            g.entity_id = index.get(key)
+            g.entity_id = index.get(_gold_key(g.text))
 
 
 def _overlaps(m: Mention, g: Gold) -> bool:

@@ -127,11 +127,11 @@ def read_rows(path: str | Path, summary: ImportSummary, now: datetime | None = N
                 row = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:  # one damaged line: skipped, the rest is read
+            except UnicodeDecodeError:
+                raise ArchiveError(f"archive {path} is not UTF-8 text near row {summary.rows + 1}") from None
+            except csv.Error as exc:  # one damaged line: skipped, the rest is read
                 summary.rows += 1
                 summary.skipped[f"unreadable line ({type(exc).__name__})"] += 1
-                if isinstance(exc, UnicodeDecodeError):
-                    raise ArchiveError(f"archive {path} is not UTF-8 text near row {summary.rows}") from None
                 continue
             except (OSError, EOFError) as exc:  # a truncated gzip: what was read is kept
                 summary.skipped[f"file ends early ({type(exc).__name__})"] += 1
