@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.classify.data import TaskData
+from pipeline.classify.data import TaskData, row_weights
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
 from pipeline.classify.runtime import length_sorted_batches
@@ -158,6 +158,13 @@ def _best_from_checkpoint(saved):
     return score, top_state, head_states, {t: v.numpy() for t, v in val.items()}
 
 
+def _weighted_class_weights(labels: list[str], row_w: np.ndarray) -> torch.Tensor:
+    """Square-rooted inverse-frequency class weights over source-weighted counts (as train.class_weights)."""
+    counts = np.array([max(1e-9, row_w[np.asarray(labels) == n].sum()) for n in SENTIMENTS])
+    w = np.sqrt(counts.sum() / (len(SENTIMENTS) * counts))
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
 def train_top(
     model: DualHeadClassifier, tok, sent: TaskData, topic: TaskData, args, class_weights, device=None, work_dir=None
 ) -> dict:
@@ -188,6 +195,11 @@ def train_top(
         "sentiment": class_weights(sent.train["label"].tolist(), SENTIMENTS).to(device),
         "topic": class_weights(topic.train["label"].tolist(), TOPICS).to(device),
     }
+    row_w = {"sentiment": np.ones(len(sent.train)), "topic": np.ones(len(topic.train))}
+    power = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}[getattr(args, "source_weighting", "none")]
+    if power:
+        row_w["sentiment"] = row_weights(sent.train, class_w=False, source_w=power)
+        weights["sentiment"] = _weighted_class_weights(sent.train["label"].tolist(), row_w["sentiment"]).to(device)
     rng = random.Random(args.seed)
     steps_per_epoch = sum(math.ceil(len(data[t, "train"][0]) / args.batch_size) for t in heads)
     total = max(1, int(steps_per_epoch * args.epochs))
@@ -230,7 +242,9 @@ def train_top(
             cache, y = data[task, "train"]
             x, mask = _stack([cache[i] for i in idx], device)
             logits = heads[task](dropout(top(x, mask)))
-            loss = nn.functional.cross_entropy(logits, torch.tensor(y[idx], device=device), weight=weights[task])
+            target = torch.tensor(y[idx], device=device)
+            rw = torch.tensor(row_w[task][idx], dtype=torch.float32, device=device) * weights[task][target]
+            loss = (nn.functional.cross_entropy(logits, target, reduction="none") * rw).sum() / rw.sum()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(
                 list(top.parameters()) + [p for h in heads.values() for p in h.parameters()], 1.0
@@ -265,7 +279,7 @@ def train_top(
             }
         )
         log.info("epoch %d: validation sentiment macro-F1 %.4f, topic accuracy %.4f", epoch + 1, s_f1, t_acc)
-        if best is None or score > best[0]:
+        if best is None or score > best[0] or getattr(args, "select", "best") == "last":
             best = (
                 score,
                 copy.deepcopy(top.state_dict()),

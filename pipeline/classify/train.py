@@ -60,6 +60,26 @@ class TrainArguments:
     )
     train_layers: int = field(default=6, metadata={"help": "finetune: top transformer blocks to update (0 = all)"})
     lora_r: int = field(default=0, metadata={"help": "finetune: LoRA rank on attention/MLP projections (0 = off)"})
+    source_weighting: str = field(
+        default="none",
+        metadata={
+            "help": "top: none | sqrt | equal: a sentiment source of n rows weighs n, sqrt(n) or 1 in the loss "
+            "(bench.transfer)"
+        },
+    )
+    relabel: str = field(
+        default="none",
+        metadata={
+            "help": "none | stated_direction: TFNS neutral rows that state a result with its direction take that "
+            "label (pipeline/classify/convention.py)"
+        },
+    )
+    select: str = field(
+        default="best",
+        metadata={
+            "help": "top: best (epoch by in-source validation) | last (the recipe was chosen leaving sources out)"
+        },
+    )
     epochs: float = 3.0
     learning_rate: float = 1e-4
     head_learning_rate: float = 1e-3
@@ -470,6 +490,20 @@ def calibrate(model, tok, sent: TaskData, topic: TaskData, args: TrainArguments,
     return out
 
 
+def relabel_stated(sent: TaskData) -> None:
+    """The label convention on TFNS: its neutral rows that state a result with a direction take it."""
+    from pipeline.classify.convention import relabel_neutral
+
+    changed = 0
+    for part in (sent.train, sent.val):
+        rows = part["source"] == "tfns_sentiment"
+        part.loc[rows, "label"], n = relabel_neutral(part.loc[rows, "text"].tolist(), part.loc[rows, "label"].tolist())
+        changed += n
+    if "tfns_sentiment" in sent.manifest:
+        sent.manifest["tfns_sentiment"]["relabelled_stated_direction"] = changed
+    log.info("label convention: %d TFNS neutral rows stating a direction relabelled", changed)
+
+
 def train(args: TrainArguments) -> Path:
     """Train a model and write its versioned directory; returns the directory."""
     set_seed(args.seed)
@@ -477,6 +511,14 @@ def train(args: TrainArguments) -> Path:
     t0 = time.monotonic()
     sent = load_task("sentiment", args.val_fraction, args.seed, args.limit_per_task, args.data)
     topic = load_task("topic", args.val_fraction, args.seed, args.topic_limit or args.limit_per_task, args.data)
+    if args.relabel == "stated_direction":
+        relabel_stated(sent)
+    elif args.relabel != "none":
+        raise ValueError(f"unknown relabel rule {args.relabel!r} (none or stated_direction)")
+    if args.source_weighting not in ("none", "sqrt", "equal") or args.select not in ("best", "last"):
+        raise ValueError("source_weighting is none|sqrt|equal and select is best|last")
+    if args.method != "top" and (args.source_weighting != "none" or args.select != "best"):
+        raise ValueError("source_weighting and select are options of the top recipe")
     log.info(
         "data: sentiment %d train / %d val; topic %d train / %d val",
         len(sent.train),

@@ -1,0 +1,338 @@
+"""Leave one source out: which recipe, data mix and weighting transfer to news the model never saw.
+
+For each news source in ``LEAVE_OUT`` a classifier is trained on every other training source (TFNS always
+among them) and scored on the left-out one; its macro-F1 there is the figure that counts. Recipes are
+compared by the **mean and the worst** of those figures, never by in-source validation. FinEntity, WSJ
+and SEntFiN's test split stay held out of everything (a model trained on all sources is scored on them,
+for the report only).
+
+The search runs on frozen base-model features (``bench.transfer_features``: one pass, cached), where a
+fold costs seconds on two CPU cores:
+
+* ``mean``: logistic regression on mean-pooled final hidden states (the shipped model's head reads those);
+* ``prompt``: the same on the last token of an instruction prompt;
+* ``words``: the language model's own head scoring three label words in that prompt, zero-shot, and
+  ``words+``: the label words as a prior with a learned, L2-penalised correction (prompt-style training
+  through the LM head rather than a separate linear head).
+
+Each recipe is tried with weighting schemes (none, class-balanced, source-balanced, both), data mixes
+(today's sources; every source; without TFNS; TFNS with its "stated direction" neutrals relabelled by the
+convention rule) and, at inference, the EM re-estimate of class priors (Saerens et al., 2002) from the
+left-out source's own unlabeled texts. Peers are trained the same way (same folds, same rows): TF-IDF+LR,
+MiniLM+LR; finvader needs no training.
+
+    .state/venv/bin/python -m bench.transfer [--json .state/bench/transfer.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from pipeline.classify import convention, priors, sources
+from pipeline.classify.data import row_weights as weights
+from pipeline.classify.labels import SENTIMENTS
+
+log = logging.getLogger("bench.transfer")
+
+LEAVE_OUT = ["sentfin", "sentivent", "sentifm", "cryptolin", "ecosent", "us_econ", "forex"]
+TODAY = ["tfns_sentiment", "sentfin", "ecosent"]  # the shipped model's training sources
+REPORT = ["finentity", "wsj", "sentfin_test"]  # held out of everything
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    features: str = "mean"  # mean | last | words (zero-shot) | words+ (label-word prior + correction)
+    mix: str = "all"  # today | all | no_tfns | relabel
+    class_w: bool = True
+    source_w: float = 0.0  # 0 rows as they come, 0.5 a source weighs sqrt(rows), 1 every source the same
+    l2: float = 1e-3
+
+
+def corpus() -> pd.DataFrame:
+    """Every labeled sentiment row: ``text``, ``label``, ``source``, ``role`` (held-out overlaps removed)."""
+    reg = sources.registry()
+    train_names = [n for n, s in reg.items() if s.task == "sentiment" and s.role == "train"]
+    frame, _ = sources.training_frame([reg[n] for n in train_names])
+    frame["role"] = "train"
+    held = [sources.load(reg[n]).assign(source=n, role="heldout") for n in REPORT]
+    return pd.concat([frame, *held], ignore_index=True)
+
+
+def fit_softmax(x, y, w, l2, offset=None, iters=200):
+    """Multinomial logistic regression by L-BFGS (standardised x, row weights, optional fixed logit offset)."""
+    import torch
+
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xt = torch.tensor((x - mu) / sd, dtype=torch.float32)
+    yt = torch.tensor(y)
+    wt = torch.tensor(w, dtype=torch.float32)
+    off = torch.zeros(len(x), 3) if offset is None else torch.tensor(offset, dtype=torch.float32)
+    lin = torch.nn.Linear(x.shape[1], 3)
+    torch.nn.init.zeros_(lin.weight)
+    torch.nn.init.zeros_(lin.bias)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (torch.nn.functional.cross_entropy(lin(xt) + off, yt, reduction="none") * wt).mean()
+        loss = loss + l2 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    W, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
+
+    def predict_logits(xn, offn=None):
+        z = ((xn - mu) / sd) @ W.T + b
+        return z if offn is None else z + offn
+
+    return predict_logits
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def macro_f1(y_true, y_pred) -> float:
+    return float(f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2]))
+
+
+def train_rows(df: pd.DataFrame, mix: str, left_out: str | None) -> pd.DataFrame:
+    """The training rows of a fold: the mix's sources minus the left-out one and any text it shares."""
+    tr = df[df["role"] == "train"]
+    if mix == "today":
+        tr = tr[tr["source"].isin(TODAY)]
+    elif mix == "no_tfns":
+        tr = tr[tr["source"] != "tfns_sentiment"]
+    elif mix.startswith("no_"):  # no_<source>: the ablation of one training source
+        tr = tr[tr["source"] != mix[3:]]
+    if left_out is not None:
+        banned = set(df.loc[df["source"] == left_out, "key"])
+        tr = tr[(tr["source"] != left_out) & ~tr["key"].isin(banned)]
+    if mix == "relabel":
+        tr = tr.copy()
+        is_tfns = tr["source"] == "tfns_sentiment"
+        new, _ = convention.relabel_neutral(tr.loc[is_tfns, "text"].tolist(), tr.loc[is_tfns, "label"].tolist())
+        tr.loc[is_tfns, "label"] = new
+    return tr
+
+
+def scorer(recipe: Recipe, feats: dict, df: pd.DataFrame, tr: pd.DataFrame):
+    """Train ``recipe`` on ``tr``; returns (logits for rows by index, training prior)."""
+    y = tr["label"].map(SENTIMENTS.index).to_numpy()
+    w = weights(tr, recipe.class_w, recipe.source_w)
+    prior = np.bincount(y, weights=w, minlength=3) / w.sum()
+    words = feats["words"][df["fi"].to_numpy()]
+    if recipe.features == "words":
+        # zero-shot: no training; its "training prior" is uniform by construction
+        return lambda rows: words[rows], np.full(3, 1 / 3)
+    key = "last" if recipe.features in ("last", "words+") else "mean"
+    x_all = feats[key][df["fi"].to_numpy()]
+    tri = tr.index.to_numpy()
+    off = words[tri] if recipe.features == "words+" else None
+    f = fit_softmax(x_all[tri], y, w, recipe.l2, offset=off)
+    if recipe.features == "words+":
+        return lambda rows: f(x_all[rows], words[rows]), prior
+    return lambda rows: f(x_all[rows]), prior
+
+
+def evaluate(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> dict:
+    out = {"recipe": recipe.__dict__, "loo": {}, "loo_em": {}, "report": {}}
+    for src in leave_out:
+        tr = train_rows(df, recipe.mix, src)
+        predict, prior = scorer(recipe, feats, df, tr)
+        rows = df.index[df["source"] == src].to_numpy()
+        y = df.loc[rows, "label"].map(SENTIMENTS.index).to_numpy()
+        p = softmax(predict(rows))
+        out["loo"][src] = macro_f1(y, p.argmax(1))
+        est = priors.em_prior(p, prior)
+        out["loo_em"][src] = macro_f1(y, priors.adjust(p, prior, est).argmax(1))
+    predict, prior = scorer(recipe, feats, df, train_rows(df, recipe.mix, None))
+    for src in REPORT:
+        rows = df.index[df["source"] == src].to_numpy()
+        y = df.loc[rows, "label"].map(SENTIMENTS.index).to_numpy()
+        out["report"][src] = macro_f1(y, predict(rows).argmax(1))
+    for k in ("loo", "loo_em"):
+        v = list(out[k].values())
+        out[k + "_mean"], out[k + "_worst"] = float(np.mean(v)), float(np.min(v))
+    return out
+
+
+def peer_rows(df: pd.DataFrame, leave_out: list[str], mix: str, source_w: float) -> list[dict]:
+    """TF-IDF+LR and MiniLM+LR on the same folds and rows (class-balanced; source weights as the recipe)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.classify.peers import MiniLM, finvader_labels
+
+    results = []
+    t0 = time.monotonic()
+    emb = MiniLM().embed(df["text"].tolist())
+    log.info("MiniLM: %d texts embedded in %.0f s", len(df), time.monotonic() - t0)
+
+    def tfidf(tr, rows):
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+        xt = vec.fit_transform(tr["text"])
+        clf = LogisticRegression(C=3.0, max_iter=3000).fit(xt, tr["label"], sample_weight=weights(tr, True, source_w))
+        return clf.predict(vec.transform(df.loc[rows, "text"]))
+
+    def minilm(tr, rows):
+        clf = LogisticRegression(C=1.0, max_iter=3000)
+        clf.fit(emb[tr.index.to_numpy()], tr["label"], sample_weight=weights(tr, True, source_w))
+        return clf.predict(emb[rows])
+
+    for name, fn in (("TF-IDF+LR", tfidf), ("MiniLM+LR", minilm)):
+        res = {"recipe": {"name": f"peer: {name}", "mix": mix, "source_w": source_w}, "loo": {}, "report": {}}
+        for src in leave_out:
+            rows = df.index[df["source"] == src].to_numpy()
+            res["loo"][src] = float(
+                f1_score(df.loc[rows, "label"], fn(train_rows(df, mix, src), rows), average="macro")
+            )
+        full = train_rows(df, mix, None)
+        for src in REPORT:
+            rows = df.index[df["source"] == src].to_numpy()
+            res["report"][src] = float(f1_score(df.loc[rows, "label"], fn(full, rows), average="macro"))
+        results.append(res)
+    fv = finvader_labels(df["text"].tolist())
+    if fv is not None:
+        df = df.assign(fv=fv)
+        res = {"recipe": {"name": "peer: finvader (no training)"}, "loo": {}, "report": {}}
+        for src in leave_out:
+            g = df[df["source"] == src]
+            res["loo"][src] = float(f1_score(g["label"], g["fv"], average="macro"))
+        for src in REPORT:
+            g = df[df["source"] == src]
+            res["report"][src] = float(f1_score(g["label"], g["fv"], average="macro"))
+        results.append(res)
+    for res in results:
+        v = list(res["loo"].values())
+        res["loo_mean"], res["loo_worst"] = float(np.mean(v)), float(np.min(v))
+    return results
+
+
+RECIPES = [
+    Recipe("today's mix, class-balanced (today's weighting)", mix="today"),
+    Recipe("all sources, no weights", class_w=False),
+    Recipe("all sources, class-balanced"),
+    Recipe("all sources, source-balanced", class_w=False, source_w=1.0),
+    Recipe("all sources, class-balanced, sources by sqrt(rows)", source_w=0.5),
+    Recipe("all sources, class- and source-balanced", source_w=1.0),
+    Recipe("all sources without TFNS, class- and source-balanced", mix="no_tfns", source_w=1.0),
+    Recipe("all, TFNS stated-direction neutrals relabelled, class+source", mix="relabel", source_w=1.0),
+    Recipe("all, class+source, stronger L2", source_w=1.0, l2=1e-2),
+    Recipe("all, class+source, weaker L2", source_w=1.0, l2=1e-4),
+    Recipe("prompt, last token, class+source", features="last", source_w=1.0),
+    Recipe("label words, zero-shot", features="words"),
+    Recipe("label words + learned correction, class+source", features="words+", source_w=1.0),
+]
+
+
+def ablation(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> list[dict]:
+    """Each training source dropped in turn: the mean left-out macro-F1 over the *other* folds, against keeping it.
+
+    This decides per source (keep, drop, down-weight) by measurement: a source that lowers transfer to the
+    sources it is not part of costs more than it brings.
+    """
+    from dataclasses import replace
+
+    base = evaluate(recipe, feats, df, leave_out)
+    out = []
+    for src in sorted(df.loc[df["role"] == "train", "source"].unique()):
+        others = [s for s in leave_out if s != src]
+        without = evaluate(replace(recipe, mix=f"no_{src}"), feats, df, others)
+        keep = float(np.mean([base["loo"][s] for s in others]))
+        out.append({"source": src, "with": keep, "without": without["loo_mean"], "report_without": without["report"]})
+    return out
+
+
+def table(results: list[dict], leave_out: list[str], em: bool) -> str:
+    head = "| recipe | " + " | ".join(leave_out) + " | **mean** | worst | " + " | ".join(REPORT) + " |"
+    lines = [head, "|" + "---|" * (len(leave_out) + 3 + len(REPORT))]
+    for r in results:
+        key = "loo_em" if em and "loo_em" in r else "loo"
+        cells = [f"{r[key][s]:.3f}" for s in leave_out]
+        rep = [f"{r['report'][s]:.3f}" for s in REPORT]
+        lines.append(
+            f"| {r['recipe']['name']} | " + " | ".join(cells) + f" | **{r[key + '_mean']:.3f}** | "
+            f"{r[key + '_worst']:.3f} | " + " | ".join(rep) + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench import transfer_features
+    from bench.peers import cpu_info
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", default=None, help="write every figure here")
+    ap.add_argument("--quick", action="store_true", help="two folds, three recipes, no peers (the test's mode)")
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.monotonic()
+    df = corpus()
+    df["key"] = df["text"].map(sources.norm)
+    leave_out, recipes = LEAVE_OUT, RECIPES
+    if args.quick:
+        leave_out = ["ecosent", "sentifm"]
+        recipes = [
+            r for r in RECIPES if r.features == "words" or r.mix == "today" or r.name.endswith("source-balanced")
+        ]
+        df = df[df["source"].isin(leave_out + ["tfns_sentiment", *REPORT])]
+        df = df.groupby("source", group_keys=False).apply(lambda g: g.head(600)).reset_index(drop=True)
+    texts = sorted(set(df["text"]))
+    feats = transfer_features.compute(texts)
+    index = {t: i for i, t in enumerate(texts)}
+    df["fi"] = df["text"].map(index)
+    log.info("%d rows, %d sources, features ready in %.0f s", len(df), df["source"].nunique(), time.monotonic() - t0)
+    results = []
+    for r in recipes:
+        t1 = time.monotonic()
+        results.append(evaluate(r, feats, df, leave_out))
+        log.info(
+            "%s: LOO mean %.3f worst %.3f (%.0f s)",
+            r.name,
+            results[-1]["loo_mean"],
+            results[-1]["loo_worst"],
+            time.monotonic() - t1,
+        )
+    peers = [] if (args.quick or args.no_peers) else peer_rows(df, leave_out, "all", 1.0)
+    best = max(results, key=lambda r: r["loo_mean"])
+    abl = [] if args.quick else ablation(Recipe(**best["recipe"]), feats, df, leave_out)
+    rows = df[df["role"] == "train"]["source"].value_counts().to_dict()
+    print(f"machine: {json.dumps(cpu_info())}")
+    print(f"training rows per source: {rows}")
+    print("\nleave-one-source-out macro-F1 (frozen base-model features), no prior adjustment:\n")
+    print(table(results + peers, leave_out, em=False))
+    print("\nthe same recipes with the EM prior re-estimate on each left-out source's unlabeled texts:\n")
+    print(table(results, leave_out, em=True))
+    if abl:
+        print(
+            f"\neach training source dropped in turn ({best['recipe']['name']}): mean left-out macro-F1 over the other folds\n"
+        )
+        print("| source dropped | kept | dropped | change |\n|---|---|---|---|")
+        for a in abl:
+            print(f"| {a['source']} | {a['with']:.3f} | {a['without']:.3f} | {a['without'] - a['with']:+.3f} |")
+    print(f"\n{time.monotonic() - t0:.0f} s")
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            json.dumps({"results": results, "peers": peers, "ablation": abl, "rows": rows}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Transfer tools: the label-convention rule, the EM prior re-estimate, the leave-one-source-out folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.classify import convention, priors, sources
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Operating profit fell to EUR 20 million from 74 million", "negative"),
+        ("Net profit rose to 8.6 million from 2.8 million", "positive"),
+        ("Q3 net loss narrows to $5m", "positive"),
+        ("Unemployment rises to 5.2%", "negative"),
+        ("Shares jump 12% after results", "positive"),
+        ("Apple unveils iPhone 15", None),  # no measure moving
+        ("Profit rose sharply", None),  # no figure: left to the annotators
+        ("Profit rose 5% but sales fell 3%", None),  # two directions decide nothing
+    ],
+)
+def test_stated_direction(text, want):
+    assert convention.stated_direction(text) == want
+
+
+def test_relabel_touches_only_neutral_rows():
+    texts = ["Net profit rose to 8.6 million from 2.8 million", "Sales fell 10% in May", "Funko opens new store"]
+    new, changed = convention.relabel_neutral(texts, ["neutral", "positive", "neutral"])
+    assert new == ["positive", "positive", "neutral"] and changed == 1
+
+
+def test_the_rule_agrees_with_news_annotators():
+    """On SEntFiN's training part (news headlines, annotated polar when a result moves) the rule agrees >= 90 %."""
+    df = sources.load(sources.registry()["sentfin"])
+    found = df["text"].map(convention.stated_direction)
+    hit = found.notna()
+    assert hit.sum() > 300
+    assert (df.loc[hit, "label"] == found[hit]).mean() >= 0.9
+
+
+def test_em_recovers_a_shifted_prior():
+    rng = np.random.default_rng(0)
+    # a calibrated 3-class model trained under a uniform prior, applied to a stream that is 70 % class 0
+    n = 6000
+    y = rng.choice(3, size=n, p=[0.7, 0.2, 0.1])
+    means = np.eye(3) * 2.0
+    x = means[y] + rng.normal(size=(n, 3))
+    logits = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(-1)  # Bayes posteriors under a uniform prior
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    est = priors.em_prior(p, np.full(3, 1 / 3))
+    assert np.allclose(est, [0.7, 0.2, 0.1], atol=0.03)
+    adjusted = priors.adjust(p, np.full(3, 1 / 3), est)
+    assert (adjusted.argmax(1) == y).mean() > (p.argmax(1) == y).mean()
+    assert np.allclose(np.log(est) - np.log(1 / 3), priors.logit_shift(np.full(3, 1 / 3), est))
+
+
+def test_em_keeps_every_class_possible():
+    p = np.tile([[0.98, 0.01, 0.01]], (50, 1))
+    est = priors.em_prior(p, np.full(3, 1 / 3))
+    assert est.min() >= 0.02 - 1e-9 and abs(est.sum() - 1) < 1e-9
+
+
+def test_a_fold_never_trains_on_its_left_out_source_or_its_texts():
+    from bench.transfer import train_rows, weights
+
+    df = pd.DataFrame(
+        {
+            "text": ["a", "b", "c", "d", "b"],
+            "label": ["positive", "negative", "neutral", "positive", "negative"],
+            "source": ["tfns_sentiment", "tfns_sentiment", "sentfin", "sentivent", "sentivent"],
+            "role": ["train"] * 5,
+        }
+    )
+    df["key"] = df["text"].map(sources.norm)
+    tr = train_rows(df, "all", "sentivent")
+    assert set(tr["source"]) == {"tfns_sentiment", "sentfin"}
+    assert "b" not in set(tr["text"])  # shared with the left-out source: dropped from training
+    w = weights(df, class_w=False, source_w=True)
+    assert np.isclose(w[df["source"] == "sentfin"].sum(), w[df["source"] == "tfns_sentiment"].sum())
