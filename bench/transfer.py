@@ -31,6 +31,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,8 @@ class Recipe:
     class_w: bool = True
     source_w: float = 0.0  # 0 rows as they come, 0.5 a source weighs sqrt(rows), 1 every source the same
     l2: float = 1e-3
+    polar_only: tuple[str, ...] = ()  # sources whose neutral is not a judgement: trained on direction only
+    source_bias: bool = False  # each training source its own class intercepts (its label mix), dropped at inference
 
 
 def corpus() -> pd.DataFrame:
@@ -67,8 +70,13 @@ def corpus() -> pd.DataFrame:
     return pd.concat([frame, *held], ignore_index=True)
 
 
-def fit_softmax(x, y, w, l2, offset=None, iters=200):
-    """Multinomial logistic regression by L-BFGS (standardised x, row weights, optional fixed logit offset)."""
+def fit_softmax(x, y, w, l2, offset=None, iters=200, groups=None):
+    """Multinomial logistic regression by L-BFGS (standardised x, row weights, optional fixed logit offset).
+
+    ``groups`` (a source id per row): each source also learns its own class intercepts (lightly penalised
+    deviations from the shared ones), so that the shared weights learn what the text says, not how often each
+    source uses each label; prediction uses the shared intercepts only.
+    """
     import torch
 
     mu, sd = x.mean(0), x.std(0) + 1e-6
@@ -79,12 +87,20 @@ def fit_softmax(x, y, w, l2, offset=None, iters=200):
     lin = torch.nn.Linear(x.shape[1], 3)
     torch.nn.init.zeros_(lin.weight)
     torch.nn.init.zeros_(lin.bias)
-    opt = torch.optim.LBFGS(lin.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
+    params = list(lin.parameters())
+    if groups is not None:
+        gt = torch.tensor(groups)
+        gbias = torch.zeros(int(gt.max()) + 1, 3, requires_grad=True)
+        params.append(gbias)
+    opt = torch.optim.LBFGS(params, max_iter=iters, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = (torch.nn.functional.cross_entropy(lin(xt) + off, yt, reduction="none") * wt).mean()
+        z = lin(xt) + off + (gbias[gt] if groups is not None else 0.0)
+        loss = (torch.nn.functional.cross_entropy(z, yt, reduction="none") * wt).mean()
         loss = loss + l2 * lin.weight.pow(2).sum()
+        if groups is not None:
+            loss = loss + 1e-3 * gbias.pow(2).sum()
         loss.backward()
         return loss
 
@@ -108,7 +124,13 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2]))
 
 
-def train_rows(df: pd.DataFrame, mix: str, left_out: str | None) -> pd.DataFrame:
+def all_texts() -> list[str]:
+    """Every sentiment text the registry declares (training and held-out), sorted: the feature cache's key."""
+    reg = sources.registry()
+    return sorted({t for s in reg.values() if s.task == "sentiment" for t in sources.load(s)["text"]})
+
+
+def train_rows(df: pd.DataFrame, mix: str, left_out: str | None, polar_only: tuple[str, ...] = ()) -> pd.DataFrame:
     """The training rows of a fold: the mix's sources minus the left-out one and any text it shares."""
     tr = df[df["role"] == "train"]
     if mix == "today":
@@ -120,6 +142,8 @@ def train_rows(df: pd.DataFrame, mix: str, left_out: str | None) -> pd.DataFrame
     if left_out is not None:
         banned = set(df.loc[df["source"] == left_out, "key"])
         tr = tr[(tr["source"] != left_out) & ~tr["key"].isin(banned)]
+    if polar_only:
+        tr = tr[~(tr["source"].isin(polar_only) & (tr["label"] == "neutral"))]
     if mix == "relabel":
         tr = tr.copy()
         is_tfns = tr["source"] == "tfns_sentiment"
@@ -128,12 +152,23 @@ def train_rows(df: pd.DataFrame, mix: str, left_out: str | None) -> pd.DataFrame
     return tr
 
 
+POLAR_SELECTED = ("sentivent", "sentifm")  # sentences chosen for holding a polar expression: 5-8 % neutral
+
+
+def polar_mask(tr: pd.DataFrame, polar_only: tuple[str, ...], offset: np.ndarray | None) -> np.ndarray:
+    """A logit offset that takes neutral out of the softmax for rows of ``polar_only`` sources (their neutral rows
+    are dropped by the caller's weights): those rows teach which way news points, not whether it is news."""
+    off = np.zeros((len(tr), 3), np.float32) if offset is None else offset.copy()
+    off[tr["source"].isin(polar_only).to_numpy(), SENTIMENTS.index("neutral")] = -30.0
+    return off
+
+
 def scorer(recipe: Recipe, feats: dict, df: pd.DataFrame, tr: pd.DataFrame):
     """Train ``recipe`` on ``tr``; returns (logits for rows by index, training prior)."""
     y = tr["label"].map(SENTIMENTS.index).to_numpy()
     w = weights(tr, recipe.class_w, recipe.source_w)
     prior = np.bincount(y, weights=w, minlength=3) / w.sum()
-    words = feats["words"][df["fi"].to_numpy()]
+    words = feats["words"][df["fi"].to_numpy()] if "words" in feats else None
     if recipe.features == "words":
         # zero-shot: no training; its "training prior" is uniform by construction
         return lambda rows: words[rows], np.full(3, 1 / 3)
@@ -141,7 +176,10 @@ def scorer(recipe: Recipe, feats: dict, df: pd.DataFrame, tr: pd.DataFrame):
     x_all = feats[key][df["fi"].to_numpy()]
     tri = tr.index.to_numpy()
     off = words[tri] if recipe.features == "words+" else None
-    f = fit_softmax(x_all[tri], y, w, recipe.l2, offset=off)
+    if recipe.polar_only:
+        off = polar_mask(tr, recipe.polar_only, off)
+    groups = pd.factorize(tr["source"])[0] if recipe.source_bias else None
+    f = fit_softmax(x_all[tri], y, w, recipe.l2, offset=off, groups=groups)
     if recipe.features == "words+":
         return lambda rows: f(x_all[rows], words[rows]), prior
     return lambda rows: f(x_all[rows]), prior
@@ -150,7 +188,7 @@ def scorer(recipe: Recipe, feats: dict, df: pd.DataFrame, tr: pd.DataFrame):
 def evaluate(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> dict:
     out = {"recipe": recipe.__dict__, "loo": {}, "loo_em": {}, "report": {}}
     for src in leave_out:
-        tr = train_rows(df, recipe.mix, src)
+        tr = train_rows(df, recipe.mix, src, recipe.polar_only)
         predict, prior = scorer(recipe, feats, df, tr)
         rows = df.index[df["source"] == src].to_numpy()
         y = df.loc[rows, "label"].map(SENTIMENTS.index).to_numpy()
@@ -158,7 +196,7 @@ def evaluate(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]
         out["loo"][src] = macro_f1(y, p.argmax(1))
         est = priors.em_prior(p, prior)
         out["loo_em"][src] = macro_f1(y, priors.adjust(p, prior, est).argmax(1))
-    predict, prior = scorer(recipe, feats, df, train_rows(df, recipe.mix, None))
+    predict, prior = scorer(recipe, feats, df, train_rows(df, recipe.mix, None, recipe.polar_only))
     for src in REPORT:
         rows = df.index[df["source"] == src].to_numpy()
         y = df.loc[rows, "label"].map(SENTIMENTS.index).to_numpy()
@@ -232,10 +270,44 @@ RECIPES = [
     Recipe("all, TFNS stated-direction neutrals relabelled, class+source", mix="relabel", source_w=1.0),
     Recipe("all, class+source, stronger L2", source_w=1.0, l2=1e-2),
     Recipe("all, class+source, weaker L2", source_w=1.0, l2=1e-4),
+    Recipe("all, sqrt sources, SENTiVENT+SentiFM direction only", source_w=0.5, polar_only=POLAR_SELECTED),
+    Recipe("all, class+source, SENTiVENT+SentiFM direction only", source_w=1.0, polar_only=POLAR_SELECTED),
+    Recipe("all, class+source, per-source intercepts", source_w=1.0, source_bias=True),
+    Recipe("all, sqrt sources, per-source intercepts", source_w=0.5, source_bias=True),
+    Recipe("all, class-balanced, per-source intercepts", source_bias=True),
+    Recipe(
+        "all, class-balanced, intercepts, SENTiVENT+SentiFM direction only", source_bias=True, polar_only=POLAR_SELECTED
+    ),
+    Recipe(
+        "all, sqrt sources, intercepts, SENTiVENT+SentiFM direction only",
+        source_w=0.5,
+        source_bias=True,
+        polar_only=POLAR_SELECTED,
+    ),
     Recipe("prompt, last token, class+source", features="last", source_w=1.0),
     Recipe("label words, zero-shot", features="words"),
     Recipe("label words + learned correction, class+source", features="words+", source_w=1.0),
 ]
+
+
+def own_head(feats: dict, df: pd.DataFrame, leave_out: list[str]) -> dict:
+    """The trained model's own sentiment head on the left-out sources (no refit), with the EM variant."""
+    out = {"recipe": {"name": "the model as trained (its own head)"}, "loo": {}, "loo_em": {}, "report": {}}
+    logits = feats["own"][df["fi"].to_numpy()]
+    for src in leave_out + REPORT:
+        rows = df.index[df["source"] == src].to_numpy()
+        y = df.loc[rows, "label"].map(SENTIMENTS.index).to_numpy()
+        p = softmax(logits[rows])
+        if src in REPORT:
+            out["report"][src] = macro_f1(y, p.argmax(1))
+            continue
+        out["loo"][src] = macro_f1(y, p.argmax(1))
+        uniform = np.full(3, 1 / 3)  # the shipped head was trained class-weighted: about uniform
+        out["loo_em"][src] = macro_f1(y, priors.adjust(p, uniform, priors.em_prior(p, uniform)).argmax(1))
+    for k in ("loo", "loo_em"):
+        v = list(out[k].values())
+        out[k + "_mean"], out[k + "_worst"] = float(np.mean(v)), float(np.min(v))
+    return out
 
 
 def ablation(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> list[dict]:
@@ -278,6 +350,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", default=None, help="write every figure here")
     ap.add_argument("--quick", action="store_true", help="two folds, three recipes, no peers (the test's mode)")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--base", default=None, help="base model for the features (default: the packaged SmolLM2)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="features of this trained finsent model instead; only the sources it never trained on are left out, "
+        "and its own head is a row",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.monotonic()
@@ -291,12 +370,20 @@ def main(argv: list[str] | None = None) -> None:
         ]
         df = df[df["source"].isin(leave_out + ["tfns_sentiment", *REPORT])]
         df = df.groupby("source", group_keys=False).apply(lambda g: g.head(600)).reset_index(drop=True)
-    texts = sorted(set(df["text"]))
-    feats = transfer_features.compute(texts)
+    # one feature cache for every labeled sentiment text of the registry (the quick mode: its own rows only)
+    texts = sorted(set(df["text"])) if args.quick else all_texts()
+    feats = transfer_features.compute(texts, base=args.base, model_dir=args.model)
+    if args.model:  # a fine-tuned backbone: only sources it never saw can be left out, and only mean features
+        from pipeline.classify import modeldir
+
+        seen = set(modeldir.read_meta(args.model)["training_data"]["sources"])
+        leave_out = [s for s in leave_out if s not in seen]
+        recipes = [r for r in recipes if r.features == "mean"]
+        log.info("features of %s; it trained on %s; left out: %s", args.model, sorted(seen), leave_out)
     index = {t: i for i, t in enumerate(texts)}
     df["fi"] = df["text"].map(index)
     log.info("%d rows, %d sources, features ready in %.0f s", len(df), df["source"].nunique(), time.monotonic() - t0)
-    results = []
+    results = [own_head(feats, df, leave_out)] if args.model else []
     for r in recipes:
         t1 = time.monotonic()
         results.append(evaluate(r, feats, df, leave_out))
@@ -307,13 +394,14 @@ def main(argv: list[str] | None = None) -> None:
             results[-1]["loo_worst"],
             time.monotonic() - t1,
         )
-    peers = [] if (args.quick or args.no_peers) else peer_rows(df, leave_out, "all", 1.0)
+    peers = [] if (args.quick or args.no_peers or args.model) else peer_rows(df, leave_out, "all", 1.0)
     best = max(results, key=lambda r: r["loo_mean"])
-    abl = [] if args.quick else ablation(Recipe(**best["recipe"]), feats, df, leave_out)
+    abl = [] if (args.quick or args.model) else ablation(Recipe(**best["recipe"]), feats, df, leave_out)
     rows = df[df["role"] == "train"]["source"].value_counts().to_dict()
     print(f"machine: {json.dumps(cpu_info())}")
     print(f"training rows per source: {rows}")
-    print("\nleave-one-source-out macro-F1 (frozen base-model features), no prior adjustment:\n")
+    what = f"features of {Path(args.model).name}" if args.model else "frozen base-model features"
+    print(f"\nleave-one-source-out macro-F1 ({what}), no prior adjustment:\n")
     print(table(results + peers, leave_out, em=False))
     print("\nthe same recipes with the EM prior re-estimate on each left-out source's unlabeled texts:\n")
     print(table(results, leave_out, em=True))
@@ -326,8 +414,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {a['source']} | {a['with']:.3f} | {a['without']:.3f} | {a['without'] - a['with']:+.3f} |")
     print(f"\n{time.monotonic() - t0:.0f} s")
     if args.json:
-        from pathlib import Path
-
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(
             json.dumps({"results": results, "peers": peers, "ablation": abl, "rows": rows}, indent=1)

@@ -30,17 +30,25 @@ LABEL_WORDS = {"negative": " negative", "neutral": " neutral", "positive": " pos
 RECIPE = "v1:mean+prompt-last+labelwords;max_length=128;bf16-autocast-if-native"
 
 
-def cache_path(texts: list[str], base: str | None) -> Path:
+def cache_path(texts: list[str], base: str | None, model_dir: str | None = None) -> Path:
     h = hashlib.sha256(RECIPE.encode())
     h.update(str(base or "smollm2").encode())
+    if model_dir:
+        h.update(f"model:{Path(model_dir).resolve()}".encode())
     for t in texts:
         h.update(t.encode("utf-8", "replace") + b"\0")
     return config.state_dir() / "cache" / "transfer" / f"{h.hexdigest()[:16]}.npz"
 
 
-def compute(texts: list[str], base: str | None = None, batch_size: int = 64, max_length: int = 128) -> dict:
-    """``{"mean": (n, h), "last": (n, h), "words": (n, 3)}`` for ``texts`` (cached)."""
-    path = cache_path(texts, base)
+def compute(
+    texts: list[str], base: str | None = None, batch_size: int = 64, max_length: int = 128, model_dir: str | None = None
+) -> dict:
+    """``{"mean": (n, h), "last": (n, h), "words": (n, 3)}`` for ``texts`` (cached).
+
+    With ``model_dir`` (a trained finsent model) the features are that model's backbone's, with ``own``: its
+    own sentiment head's logits; there is no prompt pass (``last`` and ``words`` are absent).
+    """
+    path = cache_path(texts, base, model_dir)
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
@@ -51,28 +59,40 @@ def compute(texts: list[str], base: str | None = None, batch_size: int = 64, max
     from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches
 
     torch.manual_seed(0)
-    backbone, tok, _ = base_model.load(base)
+    head = None
+    if model_dir:
+        from pipeline.classify import modeldir
+
+        model, _ = modeldir.load(Path(model_dir))
+        backbone, tok, head = model.backbone, modeldir.load_tokenizer(Path(model_dir)), model.sentiment_head
+    else:
+        backbone, tok, _ = base_model.load(base)
     backbone.eval()
     bf16 = cpu_bf16_ok()
     emb = backbone.get_input_embeddings().weight
     word_ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in LABEL_WORDS.values()]
     hidden = backbone.config.hidden_size
-    out = {
-        "mean": np.zeros((len(texts), hidden), np.float32),
-        "last": np.zeros((len(texts), hidden), np.float32),
-        "words": np.zeros((len(texts), len(word_ids)), np.float32),
-    }
+    out = {"mean": np.zeros((len(texts), hidden), np.float32)}
+    if head is None:
+        out["last"] = np.zeros((len(texts), hidden), np.float32)
+        out["words"] = np.zeros((len(texts), len(word_ids)), np.float32)
+    else:
+        out["own"] = np.zeros((len(texts), head.out_features), np.float32)
     plain = tok(texts, truncation=True, max_length=max_length, add_special_tokens=False)["input_ids"]
     prompted = [tok(PROMPT.format(text=tok.decode(ids)), add_special_tokens=False)["input_ids"] for ids in plain]
     t0 = time.monotonic()
-    for name, ids_list in (("mean", plain), ("prompt", prompted)):
+    passes = [("mean", plain)] + ([("prompt", prompted)] if head is None else [])
+    for name, ids_list in passes:
         done = 0
         with torch.inference_mode():
             for b, (idx, ids, mask) in enumerate(length_sorted_batches(ids_list, batch_size, tok.pad_token_id)):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     h = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
                 if name == "mean":
-                    out["mean"][idx] = DualHeadClassifier.pool(h, mask).float().numpy()
+                    pooled = DualHeadClassifier.pool(h, mask).float()
+                    out["mean"][idx] = pooled.numpy()
+                    if head is not None:
+                        out["own"][idx] = head(pooled).numpy()
                 else:
                     last = h[torch.arange(len(idx)), mask.sum(1) - 1].float()
                     out["last"][idx] = last.numpy()

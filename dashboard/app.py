@@ -314,10 +314,11 @@ def page_headlines(model: str) -> None:
 def page_health(model_row: dict | None) -> None:
     version = model_row["version"] if model_row else None
     h = cached("health", version)
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Stories stored", f"{h['articles']:,}")
     c2.metric("Unscored backlog", f"{h['backlog']:,}")
     c3.metric("Feeds failing", int((h["feeds"]["last_status"] == "error").sum()))
+    c4.metric("Oldest unscored story waited", view.wait_text(h.get("oldest_unscored")))
     st.subheader("Last ingestion run")
     st.dataframe(h["last_run"], hide_index=True, width="stretch")
     st.subheader("Feeds")

@@ -291,6 +291,16 @@ def health(pool, model: str | None) -> dict:
         ),
         "articles": int(frame(pool, "SELECT count(*) AS n FROM articles").at[0, "n"]),
     }
+    out["oldest_unscored"] = (
+        frame(
+            pool,
+            "SELECT min(a.fetched_at) AS at FROM articles a WHERE NOT EXISTS (SELECT 1 FROM scores s "
+            "WHERE s.article_id = a.id AND s.model_version = %s)",
+            (model,),
+        ).at[0, "at"]
+        if model
+        else None
+    )
     out["backlog"] = (
         int(
             frame(

@@ -8,7 +8,7 @@ one that is not mostly empty.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -133,3 +133,15 @@ def span_note(start: datetime, end: datetime, stories: int, bucket: str, lo: dat
         f"Showing {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({stories:,} stories) in {bucket} buckets. "
         f"Stored data spans {lo:%Y-%m-%d} to {hi:%Y-%m-%d}."
     )
+
+
+def wait_text(oldest: datetime | None, now: datetime | None = None) -> str:
+    """How long the oldest unscored story has waited, for the health page ("none" when nothing waits)."""
+    if oldest is None or pd.isna(oldest):
+        return "none"
+    secs = max(0.0, ((now or datetime.now(UTC)) - pd.Timestamp(oldest).to_pydatetime()).total_seconds())
+    if secs < 120:
+        return f"{secs:.0f} s"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min"
+    return f"{secs / 3600:.1f} h"

@@ -44,6 +44,8 @@ class IngestSettings:
     allow_hosts: tuple[str, ...] = ()  # hosts any feed may reach even if non-public (tests, the demo)
     file_roots: tuple[Path, ...] = (REPO_ROOT,)  # file: URLs may read under these (and the registry's folder)
     max_future_h: float = 48.0  # item dates further ahead than this are unknown (fall back to fetch time)
+    min_interval_s: float = 120.0  # fast lane: least time between two polls of one feed (per feed: min_interval_s)
+    max_retry_after_s: float = 86400.0  # a Retry-After further ahead than this is capped
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     feeds_file: Path = FEEDS_DIR / "demo.yaml"
     classify_queue: str = "gpu"
+    fast_schedule: str = "*/2 * * * *"  # the fast lane's cron (dags/finsent_fast.py; paused until switched on)
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
@@ -154,6 +157,7 @@ def load() -> Settings:
         user_agent=_env("FINSENT_USER_AGENT", USER_AGENT),
         allow_hosts=_list("FINSENT_FETCH_ALLOW_HOSTS"),
         file_roots=tuple(Path(p) for p in _list("FINSENT_FETCH_FILE_ROOTS")) or (REPO_ROOT,),
+        min_interval_s=float(_env("FINSENT_FEED_MIN_INTERVAL_S", "120")),
     )
     alerts = AlertSettings(
         smtp_conn_id=_env("FINSENT_SMTP_CONN_ID", "smtp_alerts"),
@@ -172,4 +176,5 @@ def load() -> Settings:
         ingest=ingest,
         feeds_file=Path(_env("FINSENT_FEEDS_FILE", str(FEEDS_DIR / "demo.yaml"))),
         classify_queue=_env("FINSENT_CLASSIFY_QUEUE", "gpu"),
+        fast_schedule=_env("FINSENT_FAST_SCHEDULE", "*/2 * * * *"),
     )

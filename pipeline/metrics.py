@@ -53,6 +53,10 @@ def collect(conn: connection) -> CollectorRegistry:
     last_new = gauge("ingest_last_run_new_stories", "New stories stored by the last ingestion pass.")
     last_failed = gauge("ingest_last_run_feeds_failed", "Feeds that failed in the last ingestion pass.")
     backlog = gauge("unscored_backlog", "Stored stories the active model has not scored.")
+    oldest = gauge(
+        "oldest_unscored_story_age_seconds", "How long the oldest unscored story has waited (fast-lane lag)."
+    )
+    polled = gauge("feed_last_poll_timestamp_seconds", "When each feed was last polled (Unix time).", ("feed",))
     age = gauge("newest_scored_story_age_seconds", "Age of the newest story the active model has scored.")
     rate = gauge("classify_stories_per_second", "Scoring throughput over the last hour of scoring (stories/s).")
     alerts = gauge(
@@ -100,6 +104,13 @@ def collect(conn: connection) -> CollectorRegistry:
             )
             backlog.set(cur.fetchone()[0])
             cur.execute(
+                "SELECT extract(epoch FROM now() - min(a.fetched_at)) FROM articles a WHERE NOT EXISTS "
+                "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.model_version = %s)",
+                (model,),
+            )
+            wait = cur.fetchone()[0]
+            oldest.set(float(wait) if wait is not None else 0.0)
+            cur.execute(
                 "SELECT extract(epoch FROM now() - max(a.story_time)), "
                 "count(*) FILTER (WHERE s.scored_at > (SELECT max(scored_at) FROM scores WHERE model_version = %(m)s)"
                 " - interval '1 hour'), extract(epoch FROM max(s.scored_at) - min(s.scored_at) FILTER "
@@ -124,6 +135,9 @@ def collect(conn: connection) -> CollectorRegistry:
             n, most = cur.fetchone()
             unsent.set(n)
             attempts.set(most)
+        cur.execute("SELECT name, extract(epoch FROM last_fetched_at) FROM feeds WHERE last_fetched_at IS NOT NULL")
+        for feed, at in cur.fetchall():
+            polled.labels(feed).set(float(at))
         cur.execute(_QUERIES["digests"])
         for channel, status, n in cur.fetchall():
             digests.labels(channel, status).set(n)

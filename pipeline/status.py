@@ -49,6 +49,9 @@ def report(url: str | None = None) -> dict:
             unsent = cur.fetchone()[0]
         backlog = pending_count(conn, model["version"]) if model else articles
         conn.commit()
+        from pipeline import fast
+
+        lag = fast.lag(conn)
     finally:
         conn.close()
     return {
@@ -60,6 +63,10 @@ def report(url: str | None = None) -> dict:
         "last_runs": runs,
         "articles": articles,
         "backlog_unscored": backlog,
+        "lag": {
+            "oldest_unscored_age_s": lag["oldest_unscored_age_s"],
+            "last_poll": {f["feed"]: f["last_poll"] for f in lag["feeds"]},
+        },
         "active_model": {"version": model["version"], "method": model["method"], "metrics": model["metrics"]}
         if model
         else None,

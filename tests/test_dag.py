@@ -27,13 +27,21 @@ print(json.dumps({{
     "tags": sorted(dag.tags), "doc": bool(dag.doc_md),
     "retries": [t.retries for t in dag.tasks],
     "params": sorted(dag.params.keys()),
+    "fast": {{"tasks": sorted(bag.get_dag("finsent_fast").task_ids),
+              "classify_queue": bag.get_dag("finsent_fast").get_task("classify").queue,
+              "paused_on_creation": bag.get_dag("finsent_fast").is_paused_upon_creation,
+              "max_active_runs": bag.get_dag("finsent_fast").max_active_runs,
+              "schedule": str(bag.get_dag("finsent_fast").timetable.summary)}},
 }}))
 """
     proc = run_py(code, airflow_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
-    assert info["dags"] == ["finsent_digest", "finsent_hourly", "finsent_rescore", "finsent_train"]
+    assert info["dags"] == ["finsent_digest", "finsent_fast", "finsent_hourly", "finsent_rescore", "finsent_train"]
+    fast = info["fast"]
+    assert fast["tasks"] == ["classify", "judge", "notify", "poll_feeds"] and fast["classify_queue"] == "gpu"
+    assert fast["paused_on_creation"] is True and fast["max_active_runs"] == 1 and "*/2" in fast["schedule"]
     assert info["tasks"] == ["classify", "detect", "ingest_feeds", "notify", "plan_window"]
     assert info["classify_queue"] == "gpu" and "gpu" in info["train_queues"]
     assert info["failure_callback"] and info["rescore_schedule"] == "AssetTriggeredTimetable"

@@ -81,3 +81,32 @@ def test_a_fold_never_trains_on_its_left_out_source_or_its_texts():
     assert "b" not in set(tr["text"])  # shared with the left-out source: dropped from training
     w = weights(df, class_w=False, source_w=True)
     assert np.isclose(w[df["source"] == "sentfin"].sum(), w[df["source"] == "tfns_sentiment"].sum())
+
+
+def test_top_recipe_trains_with_the_transfer_options(tiny_base, tmp_path):
+    """Source weighting, direction-only sources, per-source intercepts and last-epoch selection, end to end."""
+    from pipeline.classify import modeldir
+    from pipeline.classify.train import TrainArguments, train
+
+    out = train(
+        TrainArguments(
+            base_model=str(tiny_base),
+            method="top",
+            train_layers=1,
+            epochs=2,
+            limit_per_task=200,
+            data="tfns_sentiment,tfns_topic,sentfin,sentivent,sentifm",
+            source_weighting="sqrt",
+            polar_only="sentivent,sentifm",
+            source_intercepts=True,
+            select="last",
+            output_root=str(tmp_path),
+        )
+    )
+    meta = modeldir.read_meta(out)
+    assert meta["training"]["polar_only"] == "sentivent,sentifm" and meta["training"]["select"] == "last"
+    assert meta["training_data"]["sources"]["sentivent"]["trained_on"].startswith("direction only")
+    history = meta["training_details"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    with pytest.raises(ValueError, match="options of the top recipe"):
+        train(TrainArguments(base_model=str(tiny_base), method="heads", polar_only="sentivent"))

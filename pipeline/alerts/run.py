@@ -171,8 +171,14 @@ def _observe(cur: cursor, model: str, subject: Subject, hour: datetime, th) -> t
     return (n, k), prev, _stats(cur, model, subject, base_start, base_end), (span_start, hour + windows.HOUR)
 
 
-def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> dict[str, list[int]]:
-    """Judge every topic, watchlist company and the overall stream for one hour; open, update or resolve alerts."""
+def detect_hour(
+    conn: connection, model: str, hour: datetime, rules: Rules, partial: bool = False
+) -> dict[str, list[int]]:
+    """Judge every topic, watchlist company and the overall stream for one hour; open, update or resolve alerts.
+
+    ``partial`` (the fast lane, judging the hour still under way): surges may open or grow, but nothing is
+    resolved (a quiet first minutes say nothing yet) and the slow sustained-rise view is left to the hourly run.
+    """
     out: dict[str, list[int]] = {"opened": [], "updated": [], "resolved": []}
     with conn.cursor() as cur:
         cur.execute(_LOCK, (model,))
@@ -215,7 +221,7 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
                 fields.update(top=Json(_top_stories(cur, model, subject, span)), id=live[0])
                 _update(cur, fields, latest=hour >= live[2])
                 out["updated"].append(live[0])
-            elif step.action == "resolve" and hour > live[2]:
+            elif step.action == "resolve" and hour > live[2] and not partial:
                 cur.execute(_RESOLVE, (hour, live[0]))
                 out["resolved"].append(live[0])
                 log.info(
@@ -224,7 +230,7 @@ def detect_hour(conn: connection, model: str, hour: datetime, rules: Rules) -> d
                     *subject,
                     100 * verdict.observed_share,
                 )
-            if subject[0] != "entity":  # companies have their own slow rule (24 h against 28 days)
+            if subject[0] != "entity" and not partial:  # companies have their own slow rule (24 h against 28 days)
                 _judge_regime(cur, model, subject, hour, th, out)
     conn.commit()
     return out

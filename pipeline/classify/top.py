@@ -200,6 +200,20 @@ def train_top(
     if power:
         row_w["sentiment"] = row_weights(sent.train, class_w=False, source_w=power)
         weights["sentiment"] = _weighted_class_weights(sent.train["label"].tolist(), row_w["sentiment"]).to(device)
+    # per-row additions to the sentiment logits in training only: a source's own intercepts, and -30 on neutral
+    # for sources that train the direction only
+    polar = [x.strip() for x in (getattr(args, "polar_only", "") or "").split(",") if x.strip()]
+    src_names = sorted(sent.train["source"].unique()) if "source" in sent.train else []
+    src_idx = {
+        "sentiment": np.array([src_names.index(x) for x in sent.train["source"]]) if src_names else None,
+        "topic": None,
+    }
+    neutral_mask = torch.zeros(len(sent.train), len(SENTIMENTS), device=device)
+    if polar:
+        neutral_mask[torch.tensor(sent.train["source"].isin(polar).to_numpy()), SENTIMENTS.index("neutral")] = -30.0
+    src_bias = None
+    if getattr(args, "source_intercepts", False) and src_names:
+        src_bias = nn.Parameter(torch.zeros(len(src_names), len(SENTIMENTS), device=device))
     rng = random.Random(args.seed)
     steps_per_epoch = sum(math.ceil(len(data[t, "train"][0]) / args.batch_size) for t in heads)
     total = max(1, int(steps_per_epoch * args.epochs))
@@ -207,7 +221,8 @@ def train_top(
         [
             {"params": top.parameters(), "lr": args.learning_rate, "weight_decay": 0.01},
             {
-                "params": [p for h in heads.values() for p in h.parameters()],
+                "params": [p for h in heads.values() for p in h.parameters()]
+                + ([src_bias] if src_bias is not None else []),
                 "lr": args.head_learning_rate,
                 "weight_decay": 0.0,
             },
@@ -227,6 +242,8 @@ def train_top(
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         history, step, start_epoch = state["history"], state["step"], state["epoch"]
+        if src_bias is not None and state.get("src_bias") is not None:
+            src_bias.data.copy_(state["src_bias"])
         best = _best_from_checkpoint(state["best"])
         log.info("resuming from %s after epoch %d (step %d)", ckpt, start_epoch, step)
     for epoch in range(start_epoch, math.ceil(args.epochs)):
@@ -242,6 +259,10 @@ def train_top(
             cache, y = data[task, "train"]
             x, mask = _stack([cache[i] for i in idx], device)
             logits = heads[task](dropout(top(x, mask)))
+            if task == "sentiment":
+                logits = logits + neutral_mask[idx]
+                if src_bias is not None:
+                    logits = logits + src_bias[torch.tensor(src_idx["sentiment"][idx], device=device)]
             target = torch.tensor(y[idx], device=device)
             rw = torch.tensor(row_w[task][idx], dtype=torch.float32, device=device) * weights[task][target]
             loss = (nn.functional.cross_entropy(logits, target, reduction="none") * rw).sum() / rw.sum()
@@ -297,6 +318,7 @@ def train_top(
                     "rng": rng.getstate(),
                     "torch_rng": torch.get_rng_state(),
                     "best": _best_for_checkpoint(best),
+                    "src_bias": src_bias.detach() if src_bias is not None else None,
                     "history": history,
                     "step": step,
                     "epoch": epoch + 1,

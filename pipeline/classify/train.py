@@ -74,6 +74,20 @@ class TrainArguments:
             "label (pipeline/classify/convention.py)"
         },
     )
+    polar_only: str = field(
+        default="",
+        metadata={
+            "help": "top: sources (comma list) whose neutral is not a judgement (sentences picked for holding a polar "
+            "expression): their neutral rows are dropped and they train the direction only (neutral out of their softmax)"
+        },
+    )
+    source_intercepts: bool = field(
+        default=False,
+        metadata={
+            "help": "top: each sentiment source learns its own class intercepts in training (its label mix); "
+            "inference uses the shared head only"
+        },
+    )
     select: str = field(
         default="best",
         metadata={
@@ -490,6 +504,17 @@ def calibrate(model, tok, sent: TaskData, topic: TaskData, args: TrainArguments,
     return out
 
 
+def drop_polar_neutrals(sent: TaskData, names: list[str]) -> None:
+    """Sources picked for holding a polar expression say little about neutrality: their neutral rows go."""
+    for part in ("train", "val"):
+        df = getattr(sent, part)
+        keep = ~(df["source"].isin(names) & (df["label"] == "neutral"))
+        setattr(sent, part, df[keep].reset_index(drop=True))
+    for name in names:
+        if name in sent.manifest:
+            sent.manifest[name]["trained_on"] = "direction only (neutral rows dropped, neutral out of its softmax)"
+
+
 def relabel_stated(sent: TaskData) -> None:
     """The label convention on TFNS: its neutral rows that state a result with a direction take it."""
     from pipeline.classify.convention import relabel_neutral
@@ -517,8 +542,12 @@ def train(args: TrainArguments) -> Path:
         raise ValueError(f"unknown relabel rule {args.relabel!r} (none or stated_direction)")
     if args.source_weighting not in ("none", "sqrt", "equal") or args.select not in ("best", "last"):
         raise ValueError("source_weighting is none|sqrt|equal and select is best|last")
-    if args.method != "top" and (args.source_weighting != "none" or args.select != "best"):
-        raise ValueError("source_weighting and select are options of the top recipe")
+    if args.method != "top" and (
+        args.source_weighting != "none" or args.select != "best" or args.polar_only or args.source_intercepts
+    ):
+        raise ValueError("source_weighting, polar_only, source_intercepts and select are options of the top recipe")
+    if args.polar_only:
+        drop_polar_neutrals(sent, [s.strip() for s in args.polar_only.split(",") if s.strip()])
     log.info(
         "data: sentiment %d train / %d val; topic %d train / %d val",
         len(sent.train),

@@ -20,6 +20,7 @@ class FeedSpec:
     tags: tuple[str, ...] = ()
     allow_hosts: tuple[str, ...] = ()  # hosts (and their redirects) exempt from the non-public-address refusal
     root: str | None = None  # the registry's folder: file: URLs may read under it
+    min_interval_s: float | None = None  # fast lane: at least this long between polls (None = the global default)
 
 
 @dataclass(frozen=True)

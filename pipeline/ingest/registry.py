@@ -18,7 +18,18 @@ from zoneinfo import ZoneInfo
 from pipeline import safeyaml
 from pipeline.ingest.model import FeedSpec
 
-_KNOWN_KEYS = {"name", "url", "timezone", "dedupe_titles", "enabled", "timeout_s", "max_bytes", "tags", "allow_hosts"}
+_KNOWN_KEYS = {
+    "name",
+    "url",
+    "timezone",
+    "dedupe_titles",
+    "enabled",
+    "timeout_s",
+    "max_bytes",
+    "tags",
+    "allow_hosts",
+    "min_interval_s",
+}
 MAX_NAME = 200
 MAX_TIMEOUT_S = 600.0
 MAX_BYTES = 1 << 30
@@ -114,6 +125,7 @@ def _spec(entry: object, where: str, base: Path) -> FeedSpec:
         tags=_strings(entry.get("tags"), "tags", where),
         allow_hosts=_strings(entry.get("allow_hosts"), "allow_hosts", where),
         root=str(base.resolve()),
+        min_interval_s=_number(entry.get("min_interval_s"), "min_interval_s", where, 0, 86400, float),
     )
 
 

@@ -59,8 +59,12 @@ def ingest(
     run_key: str | None = None,
     window: tuple[datetime, datetime] | None = None,
     settings: config.Settings | None = None,
+    due_only: bool = False,
 ) -> dict:
     """Run one pass over the registry and return a JSON-able summary.
+
+    A feed whose publisher asked to wait (Retry-After) is not polled before then; ``due_only`` (the fast
+    lane) also skips feeds polled within their ``min_interval_s``. Skipped feeds are listed under ``not_due``.
 
     A feed that fails is recorded with its error and skipped; the others land.
     Database errors propagate (the caller retries; every write is idempotent).
@@ -79,6 +83,10 @@ def ingest(
     conn = db.connect(url)
     try:
         known = store.sync_feeds(conn, specs)
+        # every pass honours a publisher's Retry-After; the fast lane also each feed's minimum interval
+        now, interval = datetime.now(UTC), settings.ingest.min_interval_s if due_only else None
+        not_due = [s.name for s in specs if not is_due(s, known[s.name], now, interval)]
+        specs = [s for s in specs if s.name not in not_due]
         feeds_out += [_record_invalid(conn, entry) for entry in invalid]
         with ThreadPoolExecutor(
             max_workers=max(1, min(settings.ingest.concurrency, len(specs) or 1)),
@@ -90,6 +98,7 @@ def ingest(
                 feeds_out.append(_store_one(conn, known[outcome.spec.name]["id"], outcome, window_td))
         feeds_out.sort(key=lambda f: f["name"])
         summary = _summary(feeds_out, started, time.monotonic() - t0)
+        summary["not_due"] = sorted(not_due)
         summary["run_id"] = store.record_run(conn, summary, run_key, window, started, datetime.now(UTC))
     finally:
         conn.close()
@@ -105,6 +114,19 @@ def ingest(
         t["items_seen"] / max(summary["elapsed_s"], 1e-9),
     )
     return summary
+
+
+def is_due(spec: FeedSpec, known: dict, now: datetime, default_interval_s: float | None) -> bool:
+    """May this feed be polled now? Never before its Retry-After; with an interval (the fast lane), not within
+    its ``min_interval_s`` (else ``default_interval_s``) of its last fetch."""
+    until = known.get("retry_after_until")
+    if until is not None and until > now:
+        return False
+    if default_interval_s is None:
+        return True
+    last = known.get("last_fetched_at")
+    interval = spec.min_interval_s if spec.min_interval_s is not None else default_interval_s
+    return last is None or (now - last).total_seconds() >= interval
 
 
 # A feed entry of the run summary for a feed that was never fetched (its keys match _store_one's).

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import psycopg2
 from psycopg2.extensions import connection
 from psycopg2.extras import Json, execute_values
 
+from pipeline import config
 from pipeline.ingest.model import FeedOutcome, FeedSpec
 from pipeline.redact import redact
 
@@ -44,7 +46,7 @@ RETURNING id
 
 
 def sync_feeds(conn: connection, specs: list[FeedSpec]) -> dict[str, dict]:
-    """Register the feeds; return name -> {id, etag, last_modified}.
+    """Register the feeds; return name -> {id, etag, last_modified, last_fetched_at, retry_after_until}.
 
     A feed whose URL changed forgets its validators, so the first fetch of the
     new URL is unconditional.
@@ -64,10 +66,13 @@ def sync_feeds(conn: connection, specs: list[FeedSpec]) -> dict[str, dict]:
                 (spec.name, redact(spec.url)),
             )
         cur.execute(
-            "SELECT name, id, etag, last_modified FROM feeds WHERE name = ANY(%s)",
+            "SELECT name, id, etag, last_modified, last_fetched_at, retry_after_until FROM feeds WHERE name = ANY(%s)",
             ([s.name for s in specs],),
         )
-        rows = {name: {"id": fid, "etag": etag, "last_modified": lm} for name, fid, etag, lm in cur.fetchall()}
+        rows = {
+            name: {"id": fid, "etag": etag, "last_modified": lm, "last_fetched_at": at, "retry_after_until": until}
+            for name, fid, etag, lm, at, until in cur.fetchall()
+        }
     conn.commit()
     return rows
 
@@ -128,15 +133,16 @@ def store_outcome(
 def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:
     fetch, parsed = outcome.fetch, outcome.parsed
     error = outcome.error
+    until = retry_after(fetch.headers, outcome.fetched_at)
     if error:
         cur.execute(
             """
             UPDATE feeds SET last_fetched_at = %s, last_status = 'error', last_http_status = %s,
                    last_error = %s, final_url = %s, consecutive_failures = consecutive_failures + 1,
-                   updated_at = now()
+                   retry_after_until = %s, updated_at = now()
             WHERE id = %s
             """,
-            (outcome.fetched_at, fetch.http_status, redact(error), redact(fetch.final_url), feed_id),
+            (outcome.fetched_at, fetch.http_status, redact(error), redact(fetch.final_url), until, feed_id),
         )
         return
     status = fetch.status  # ok | not_modified
@@ -147,7 +153,8 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:
                final_url = %(final)s, consecutive_failures = 0, updated_at = now(),
                etag = CASE WHEN %(status)s = 'ok' THEN %(etag)s ELSE etag END,
                last_modified = CASE WHEN %(status)s = 'ok' THEN %(lm)s ELSE last_modified END,
-               last_items = CASE WHEN %(status)s = 'ok' THEN %(items)s ELSE last_items END
+               last_items = CASE WHEN %(status)s = 'ok' THEN %(items)s ELSE last_items END,
+               retry_after_until = %(until)s
         WHERE id = %(id)s
         """,
         {
@@ -159,9 +166,31 @@ def _record_fetch(cur, feed_id: int, outcome: FeedOutcome) -> None:
             "etag": fetch.headers.get("etag"),
             "lm": fetch.headers.get("last-modified"),
             "items": len(parsed.stories) if parsed else 0,
+            "until": until,
             "id": feed_id,
         },
     )
+
+
+def retry_after(headers: dict, at: datetime, cap_s: float | None = None) -> datetime | None:
+    """When a publisher's ``Retry-After`` (seconds or an HTTP date) lets the next poll happen; None if it says nothing.
+
+    Capped (``FINSENT``'s ``max_retry_after_s``, a day) so that a hostile header cannot silence a feed for good.
+    """
+    value = (headers or {}).get("retry-after")
+    if not value:
+        return None
+    cap = timedelta(seconds=cap_s if cap_s is not None else config.load().ingest.max_retry_after_s)
+    value = value.strip()
+    if value.isdigit():
+        return at + min(timedelta(seconds=int(value[:9])), cap)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return min(max(when, at), at + cap)
 
 
 def record_failure(conn: connection, name: str, error: str) -> None:
