@@ -106,7 +106,7 @@ def labelled_pool(model_dir: str) -> tuple[list[str], list[str]]:
     from pipeline.classify.predict import Classifier
 
     texts = list(dict.fromkeys(headlines(2400)))
-    labels = Classifier.load(model_dir).predict(texts)["sentiment"]
+    labels = Classifier.load(model_dir).predict(texts).sentiment
     calm = [t for t, y in zip(texts, labels, strict=True) if y != "negative"]
     neg = [t for t, y in zip(texts, labels, strict=True) if y == "negative"]
     return calm, neg
@@ -231,7 +231,8 @@ def hourly_offsets(meta_url: str) -> dict | None:
                 "max(ti.end_date) FILTER (WHERE ti.task_id = 'classify'), "
                 "max(ti.end_date) FILTER (WHERE ti.task_id = 'notify') "
                 "FROM dag_run dr JOIN task_instance ti ON ti.run_id = dr.run_id AND ti.dag_id = dr.dag_id "
-                "WHERE dr.dag_id = 'finsent_hourly' AND dr.state = 'success' GROUP BY 1, 2, 3, 4 "
+                "WHERE dr.dag_id = 'finsent_hourly' AND dr.state = 'success' "
+                "AND dr.start_date - dr.run_after < interval '10 minutes' GROUP BY 1, 2, 3, 4 "
                 "ORDER BY dr.start_date DESC LIMIT 1"
             )
             row = cur.fetchone()

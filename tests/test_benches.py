@@ -83,3 +83,36 @@ def test_bench_hourly_tiny(on_test_db, tiny_models, capsys):
     hourly.main(["--stories", "20", "--per-feed", "10", "--model", str(tiny_models[0])])
     out = capsys.readouterr().out
     assert "classify" in out and "ingest" in out
+
+
+def test_bench_latency_stream_server_publishes_on_time_and_answers_304():
+    """The latency bench's feed server (the whole bench runs real Airflow services for 40 minutes: not here)."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    import requests
+
+    from bench.latency import StreamServer, plan_stream
+
+    now = datetime.now(UTC)
+    stream = plan_stream(
+        now - timedelta(minutes=3),
+        6,
+        2,
+        [f"calm {i}" for i in range(20)],
+        [f"bad {i}" for i in range(40)],
+        random.Random(1),
+    )
+    assert sum(g.startswith("burst-") for _, g, _, _ in stream) == 12  # 3 a minute for the minutes 2-5
+    server = StreamServer(stream)
+    try:
+        first = requests.get(server.url(0), timeout=5)
+        due = [t for p, _, t, f in stream if f == 0 and p <= datetime.now(UTC)]
+        assert first.status_code == 200 and all(t in first.text for t in due)
+        assert not any(
+            t in first.text for p, _, t, f in stream if f == 0 and p > datetime.now(UTC) + timedelta(seconds=5)
+        )
+        again = requests.get(server.url(0), headers={"If-None-Match": first.headers["ETag"]}, timeout=5)
+        assert again.status_code == 304 and server.not_modified[0] == 1 and server.polls[0] == 2
+    finally:
+        server.close()
