@@ -31,7 +31,7 @@ print(json.dumps({{
               "classify_queue": bag.get_dag("finsent_fast").get_task("classify").queue,
               "paused_on_creation": bag.get_dag("finsent_fast").is_paused_upon_creation,
               "max_active_runs": bag.get_dag("finsent_fast").max_active_runs,
-              "schedule": str(bag.get_dag("finsent_fast").timetable.summary)}},
+              "schedule": str(bag.get_dag("finsent_fast").schedule)}},
 }}))
 """
     proc = run_py(code, airflow_env)
