@@ -204,10 +204,7 @@ def train_top(
     # for sources that train the direction only
     polar = [x.strip() for x in (getattr(args, "polar_only", "") or "").split(",") if x.strip()]
     src_names = sorted(sent.train["source"].unique()) if "source" in sent.train else []
-    src_idx = {
-        "sentiment": np.array([src_names.index(x) for x in sent.train["source"]]) if src_names else None,
-        "topic": None,
-    }
+    src_idx = np.array([src_names.index(x) for x in sent.train["source"]]) if src_names else None
     neutral_mask = torch.zeros(len(sent.train), len(SENTIMENTS), device=device)
     if polar:
         neutral_mask[torch.tensor(sent.train["source"].isin(polar).to_numpy()), SENTIMENTS.index("neutral")] = -30.0
@@ -262,7 +259,7 @@ def train_top(
             if task == "sentiment":
                 logits = logits + neutral_mask[idx]
                 if src_bias is not None:
-                    logits = logits + src_bias[torch.tensor(src_idx["sentiment"][idx], device=device)]
+                    logits = logits + src_bias[torch.tensor(src_idx[idx], device=device)]
             target = torch.tensor(y[idx], device=device)
             rw = torch.tensor(row_w[task][idx], dtype=torch.float32, device=device) * weights[task][target]
             loss = (nn.functional.cross_entropy(logits, target, reduction="none") * rw).sum() / rw.sum()
