@@ -18,6 +18,7 @@ import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
 from pipeline import db
+from pipeline.fast import OLDEST_UNSCORED
 
 ROLE = "finsent_dashboard"
 
@@ -291,16 +292,7 @@ def health(pool, model: str | None) -> dict:
         ),
         "articles": int(frame(pool, "SELECT count(*) AS n FROM articles").at[0, "n"]),
     }
-    out["oldest_unscored"] = (
-        frame(
-            pool,
-            "SELECT min(a.fetched_at) AS at FROM articles a WHERE NOT EXISTS (SELECT 1 FROM scores s "
-            "WHERE s.article_id = a.id AND s.model_version = %s)",
-            (model,),
-        ).at[0, "at"]
-        if model
-        else None
-    )
+    out["oldest_unscored"] = frame(pool, OLDEST_UNSCORED, (model,)).iat[0, 0] if model else None
     out["backlog"] = (
         int(
             frame(

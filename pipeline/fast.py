@@ -70,6 +70,17 @@ def judge(now: datetime | None = None) -> dict:
     return out
 
 
+# The fast lane's lag: when the oldest story the model has not scored was fetched (status, metrics, dashboard).
+OLDEST_UNSCORED = (
+    "SELECT min(a.fetched_at) FROM articles a WHERE NOT EXISTS "
+    "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.model_version = %s)"
+)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
 def lag(conn) -> dict:
     """What the fast lane is behind by: the oldest unscored story, and when each feed was last polled."""
     from pipeline.classify.registry import NoActiveModel, active_version
@@ -79,23 +90,17 @@ def lag(conn) -> dict:
     except NoActiveModel:
         model = None
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT min(a.fetched_at) FROM articles a WHERE NOT EXISTS "
-            "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.model_version = %s)",
-            (model,),
-        )
+        cur.execute(OLDEST_UNSCORED, (model,))
         oldest = cur.fetchone()[0]
         cur.execute("SELECT name, last_fetched_at, last_status, retry_after_until FROM feeds ORDER BY name")
         feeds = [
-            {"feed": n, "last_poll": at.isoformat() if at else None, "status": st, "retry_after_until": ra}
+            {"feed": n, "last_poll": _iso(at), "status": st, "retry_after_until": _iso(ra)}
             for n, at, st, ra in cur.fetchall()
         ]
     conn.commit()
     now = datetime.now(UTC)
     return {
-        "oldest_unscored_fetched_at": oldest.isoformat() if oldest else None,
+        "oldest_unscored_fetched_at": _iso(oldest),
         "oldest_unscored_age_s": round((now - oldest).total_seconds(), 1) if oldest else 0.0,
-        "feeds": [
-            {**f, "retry_after_until": f["retry_after_until"] and f["retry_after_until"].isoformat()} for f in feeds
-        ],
+        "feeds": feeds,
     }

@@ -13,10 +13,13 @@ is true whichever worker did the work. Two ways out:
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
 from psycopg2.extensions import connection
+
+from pipeline import fast
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +106,9 @@ def collect(conn: connection) -> CollectorRegistry:
                 (model,),
             )
             backlog.set(cur.fetchone()[0])
-            cur.execute(
-                "SELECT extract(epoch FROM now() - min(a.fetched_at)) FROM articles a WHERE NOT EXISTS "
-                "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.model_version = %s)",
-                (model,),
-            )
-            wait = cur.fetchone()[0]
-            oldest.set(float(wait) if wait is not None else 0.0)
+            cur.execute(fast.OLDEST_UNSCORED, (model,))
+            since = cur.fetchone()[0]
+            oldest.set((datetime.now(UTC) - since).total_seconds() if since else 0.0)
             cur.execute(
                 "SELECT extract(epoch FROM now() - max(a.story_time)), "
                 "count(*) FILTER (WHERE s.scored_at > (SELECT max(scored_at) FROM scores WHERE model_version = %(m)s)"

@@ -196,20 +196,20 @@ def train_top(
         "topic": class_weights(topic.train["label"].tolist(), TOPICS).to(device),
     }
     row_w = {"sentiment": np.ones(len(sent.train)), "topic": np.ones(len(topic.train))}
-    power = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}[getattr(args, "source_weighting", "none")]
+    power = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}[args.source_weighting]
     if power:
         row_w["sentiment"] = row_weights(sent.train, class_w=False, source_w=power)
         weights["sentiment"] = _weighted_class_weights(sent.train["label"].tolist(), row_w["sentiment"]).to(device)
     # per-row additions to the sentiment logits in training only: a source's own intercepts, and -30 on neutral
     # for sources that train the direction only
-    polar = [x.strip() for x in (getattr(args, "polar_only", "") or "").split(",") if x.strip()]
+    polar = [x.strip() for x in args.polar_only.split(",") if x.strip()]
     src_names = sorted(sent.train["source"].unique()) if "source" in sent.train else []
     src_idx = np.array([src_names.index(x) for x in sent.train["source"]]) if src_names else None
     neutral_mask = torch.zeros(len(sent.train), len(SENTIMENTS), device=device)
     if polar:
         neutral_mask[torch.tensor(sent.train["source"].isin(polar).to_numpy()), SENTIMENTS.index("neutral")] = -30.0
     src_bias = None
-    if getattr(args, "source_intercepts", False) and src_names:
+    if args.source_intercepts and src_names:
         src_bias = nn.Parameter(torch.zeros(len(src_names), len(SENTIMENTS), device=device))
     rng = random.Random(args.seed)
     steps_per_epoch = sum(math.ceil(len(data[t, "train"][0]) / args.batch_size) for t in heads)
@@ -297,7 +297,7 @@ def train_top(
             }
         )
         log.info("epoch %d: validation sentiment macro-F1 %.4f, topic accuracy %.4f", epoch + 1, s_f1, t_acc)
-        if best is None or score > best[0] or getattr(args, "select", "best") == "last":
+        if best is None or score > best[0] or args.select == "last":
             best = (
                 score,
                 copy.deepcopy(top.state_dict()),
