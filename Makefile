@@ -5,7 +5,7 @@ VENV   := .state/venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo model dashboard lint test test-fast bench clean-state system-deps
+.PHONY: setup demo model dashboard lint test test-fast bench clean-state system-deps stack-test
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test: setup system-deps lint
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# The production stack built and run here (root, Docker Engine; not part of make test): docs/scale-out.md
+stack-test: setup system-deps
+	$(PY) -m tests.stack
 
 bench: setup
 	$(PY) -m bench.ingest

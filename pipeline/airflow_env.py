@@ -59,3 +59,14 @@ def build_env(
         }
     )
     return env
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` for containers on the host's network, which all share one host name.
+
+    ``FINSENT_WORKER_NAME`` (set per worker service) names the worker in the task instance's ``hostname``, so
+    a run shows which worker took each task; unset, it is the host's FQDN, as Airflow's default.
+    """
+    import socket
+
+    return os.environ.get("FINSENT_WORKER_NAME") or socket.getfqdn()

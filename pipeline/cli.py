@@ -143,6 +143,16 @@ def _models_shipped(args: argparse.Namespace) -> int:
         out = shipped.ship(args.target, args.out or shipped.SHIPPED_DIR)
         _print_json({"shipped": str(out), **shipped.summary(out)})
     elif args.action == "install":
+        if args.if_none_active:  # a deployment's init job: never demote a model promoted since
+            from pipeline.classify import registry
+
+            url = db.database_url()
+            db.migrate(url)
+            with db.transaction(url) as conn:
+                current = registry.active(conn)
+            if current:
+                _print_json({"active": current["version"], "installed": False})
+                return 0
         _print_json(lifecycle.install_shipped())
     else:
         _print_json(lifecycle.reproduce_shipped())
@@ -313,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="ship: output folder (default: data/model)")
     p.add_argument("target", nargs="?", help="model directory (register) or version (promote)")
     p.add_argument("--force", action="store_true", help="promote even if it scores below the active model")
+    p.add_argument("--if-none-active", action="store_true", help="install: only when no model is active yet")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("classify", help="score stored stories that the active model has not scored")

@@ -71,3 +71,19 @@ def test_fresh_database_gets_the_schema(pg_server_url):
     assert "001_feeds_articles" in json.loads(proc.stdout)["applied"]
     tables = {r[0] for r in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"feeds", "articles", "ingest_runs", "schema_migrations"} <= tables
+
+
+def test_a_deployments_init_job_never_demotes_the_active_model(db_url, tiny_models):
+    """`models install --if-none-active` (the compose init job, run on every `up`) keeps a model promoted since."""
+    import os
+
+    from pipeline import db
+    from pipeline.classify import registry
+
+    conn = db.connect(db_url)
+    version = registry.promote(conn, registry.register(conn, tiny_models[0]))["version"]
+    conn.close()
+    proc = cli("models", "install", "--if-none-active", env={**os.environ, "DATABASE_URL": db_url})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"active": version, "installed": False}
+    assert query(db_url, "SELECT version FROM models WHERE is_active") == [(version,)]
