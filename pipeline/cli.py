@@ -55,10 +55,11 @@ def cmd_train(argv: Sequence[str]) -> int:
         evaluate: bool = True  # --no_evaluate skips the held-out report (and so the promotion gate)
         promote: bool = True  # --no_promote registers without activating
         force: bool = False  # promote even if it scores below the active model
+        entity_head: bool = False  # also fit the entity head (the gate needs it once the active model has one)
 
     parser = HfArgumentParser((TrainArguments, RunOptions), prog="python -m pipeline train")
     train_args, opts = parser.parse_args_into_dataclasses(args=list(argv))
-    _print_json(train_and_register(train_args, opts.evaluate, opts.promote, opts.force))
+    _print_json(train_and_register(train_args, opts.evaluate, opts.promote, opts.force, opts.entity_head))
     return 0
 
 

@@ -110,3 +110,36 @@ def test_top_recipe_trains_with_the_transfer_options(tiny_base, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     with pytest.raises(ValueError, match="options of the top recipe"):
         train(TrainArguments(base_model=str(tiny_base), method="heads", polar_only="sentivent"))
+
+
+def test_adjust_lowers_the_neutral_logit_and_is_recorded_as_a_stage(tiny_models, tmp_path):
+    """The logit adjustment: the parent's weights, its neutral bias lowered by the offset, replayable by make model."""
+    import torch
+
+    from pipeline.classify import modeldir
+    from pipeline.classify.labels import SENTIMENTS
+    from pipeline.classify.predict import Classifier
+    from pipeline.classify.train import TrainArguments, train, training_stages
+
+    parent = tiny_models[1]
+    pmeta = modeldir.read_meta(parent)
+    args = dict(method="adjust", init_model=str(parent), max_length=pmeta["max_length"], limit_per_task=96)
+    out = train(TrainArguments(**args, neutral_offset=0.75, output_root=str(tmp_path)))
+    before, _ = modeldir.load(parent)
+    after, meta = modeldir.load(out)
+    neutral = SENTIMENTS.index("neutral")
+    shift = (before.sentiment_head.bias - after.sentiment_head.bias).detach()
+    expected = torch.zeros(3)
+    expected[neutral] = 0.75
+    assert torch.allclose(shift, expected, atol=1e-6)
+    assert torch.equal(before.sentiment_head.weight, after.sentiment_head.weight)
+    stages = training_stages(meta)
+    assert stages[:-1] == training_stages(pmeta) and stages[-1]["method"] == "adjust"
+    assert stages[-1]["neutral_offset"] == 0.75 and meta["parent_version"] == pmeta["version"]
+    texts = ["Shares of Acme rose 3% after results", "The meeting is on Tuesday", "Bank cuts jobs"] * 4
+    a, b = Classifier.load(parent).logits(texts)[0], Classifier.load(out).logits(texts)[0]
+    assert np.allclose(a[:, neutral] - b[:, neutral], 0.75, atol=0.02)  # bf16 autocast where the CPU has it
+    with pytest.raises(ValueError, match="adjust"):
+        train(TrainArguments(method="adjust", neutral_offset=0.5))  # no init model
+    with pytest.raises(ValueError, match="max_length"):
+        train(TrainArguments(method="adjust", init_model=str(parent), max_length=999, neutral_offset=0.5))

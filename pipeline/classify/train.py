@@ -52,7 +52,10 @@ class TrainArguments:
     )
     method: str = field(
         default="heads",
-        metadata={"help": "heads (frozen backbone), top (top blocks on cached activations) or finetune"},
+        metadata={
+            "help": "heads (frozen backbone), top (top blocks on cached activations), finetune, or adjust (no "
+            "training: the init model with its sentiment head's neutral_offset applied, then recalibrated)"
+        },
     )
     data: str = field(
         default="default",
@@ -92,6 +95,13 @@ class TrainArguments:
         default="best",
         metadata={
             "help": "top: best (epoch by in-source validation) | last (the recipe was chosen leaving sources out)"
+        },
+    )
+    neutral_offset: float = field(
+        default=0.0,
+        metadata={
+            "help": "adjust: lower the neutral logit by this much (logit adjustment: the training mix's neutral "
+            "prior is not a news stream's; chosen leaving sources out, docs/classifier.md)"
         },
     )
     epochs: float = 3.0
@@ -147,6 +157,20 @@ def class_weights(labels: list[str], names: list[str]) -> torch.Tensor:
     counts = np.array([max(1, labels.count(n)) for n in names], dtype=np.float64)
     w = np.sqrt(counts.sum() / (len(names) * counts))
     return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def adjust_neutral(model: DualHeadClassifier, args: TrainArguments, parent: dict | None) -> dict:
+    """Lower the sentiment head's neutral bias by ``args.neutral_offset`` (no training).
+
+    Logit adjustment: the model learnt its neutral prior from a mix (half tweets) whose neutral share and
+    convention are not those of news from other publishers; on the sources it never saw it calls far too much
+    neutral. The offset is one number, chosen on the leave-one-source-out table (``bench.transfer``) and bounded
+    by the promotion gate; the temperature is then refitted on validation as for any model.
+    """
+    with torch.no_grad():
+        model.sentiment_head.bias[SENTIMENTS.index("neutral")] -= float(args.neutral_offset)
+    log.info("adjusted %s: neutral logit -%.3f", parent["version"] if parent else "?", args.neutral_offset)
+    return {"neutral_offset": float(args.neutral_offset), "adjusted": parent["version"] if parent else None}
 
 
 # -- fast path ---------------------------------------------------------------------------
@@ -546,6 +570,8 @@ def train(args: TrainArguments) -> Path:
         args.source_weighting != "none" or args.select != "best" or args.polar_only or args.source_intercepts
     ):
         raise ValueError("source_weighting, polar_only, source_intercepts and select are options of the top recipe")
+    if (args.method == "adjust") != bool(args.neutral_offset) or (args.method == "adjust" and not args.init_model):
+        raise ValueError("neutral_offset is the adjust method's option, and adjust needs --init_model")
     if args.polar_only:
         drop_polar_neutrals(sent, [s.strip() for s in args.polar_only.split(",") if s.strip()])
     log.info(
@@ -558,6 +584,8 @@ def train(args: TrainArguments) -> Path:
     if args.init_model:
         model, parent, tok = load_parent(Path(args.init_model))
         backbone, base_desc = model.backbone, parent["base_model"]
+        if args.method == "adjust" and args.max_length != parent.get("max_length"):
+            raise ValueError(f"adjust keeps the model's inputs: pass --max_length {parent.get('max_length')}")
     else:
         backbone, tok, base_desc = load_backbone(args)
         model, parent = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS)), None
@@ -575,8 +603,10 @@ def train(args: TrainArguments) -> Path:
     elif args.method == "finetune":
         work = run_dir(args, sent, topic)
         details = finetune(model, tok, sent, topic, args, device, work)
+    elif args.method == "adjust":
+        details = adjust_neutral(model, args, parent)
     else:
-        raise ValueError(f"unknown method {args.method!r} (heads, top or finetune)")
+        raise ValueError(f"unknown method {args.method!r} (heads, top, finetune or adjust)")
     calibration = calibrate(model, tok, sent, topic, args, device, val_logits)
     meta = {
         "version": version,
