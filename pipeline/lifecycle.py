@@ -95,7 +95,13 @@ def reproduce_shipped(promote: bool = True) -> dict:
             args.init_model = str(parent)
         log.info("reproducing stage %d/%d of the shipped recipe: %s", i + 1, len(stages), args)
         if i == len(stages) - 1:
-            return train_and_register(args, evaluate=True, promote=promote, entity_head=True)
+            out = train_and_register(args, evaluate=True, promote=promote, entity_head=True)
+            # the company rule the shipped model uses (a measured choice, not trained) comes with it
+            mdir = Path(out["model_dir"])
+            modeldir.write_meta(
+                mdir, shipped.carry_entity_rule(modeldir.read_meta(shipped.SHIPPED_DIR), modeldir.read_meta(mdir))
+            )
+            return out
         parent = train(args)
         done = [*done[:i], str(parent)]
         progress_file.parent.mkdir(parents=True, exist_ok=True)

@@ -382,3 +382,21 @@ def test_a_planted_checkpoint_is_never_unpickled(tiny_base, tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         train_top(model, tok, sent, topic, args, class_weights, work_dir=tmp_path)
     assert not marker.exists()
+
+
+def test_a_reship_keeps_the_company_rule_the_shipped_model_was_measured_with():
+    """The entity rule (``inherit``) is a benchmark's decision: a new model, head or replay carries it over."""
+    previous = {"entity_head": {"C": 0.001, "rule": "inherit", "rule_chosen_by": "bench.entity_transfer"}}
+    fresh = {"version": "new", "entity_head": {"C": 0.003, "sha256": "x"}}
+    kept = shipped.carry_entity_rule(previous, fresh)
+    assert kept["entity_head"] == {
+        "C": 0.003,
+        "sha256": "x",
+        "rule": "inherit",
+        "rule_chosen_by": "bench.entity_transfer",
+    }
+    assert fresh["entity_head"] == {"C": 0.003, "sha256": "x"}  # not mutated
+    own = {"entity_head": {"rule": "head"}}
+    assert shipped.carry_entity_rule(previous, own) == own  # a model that names its own rule keeps it
+    assert shipped.carry_entity_rule({}, fresh) == fresh
+    assert shipped.carry_entity_rule(previous, {"version": "v"})["entity_head"]["rule"] == "inherit"

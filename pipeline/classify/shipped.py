@@ -35,6 +35,21 @@ log = logging.getLogger(__name__)
 
 SHIPPED_DIR = config.REPO_ROOT / "data" / "model"
 ENTITY_HEAD = "entity_head.safetensors"  # pipeline.entities.sentiment.HEAD_FILE
+ENTITY_RULE_KEYS = ("rule", "rule_chosen_by")  # the company rule in use: chosen by bench.entity_transfer, not trained
+
+
+def carry_entity_rule(previous: dict, meta: dict) -> dict:
+    """``meta`` with the company rule ``previous`` ships with, unless ``meta`` names its own.
+
+    The rule (e.g. ``inherit``: companies take their headline's label) is a decision measured on the shipped
+    folder; a re-ship, a refitted entity head or ``make model`` must not silently fall back to the default.
+    """
+    rule = {k: v for k, v in (previous.get("entity_head") or {}).items() if k in ENTITY_RULE_KEYS}
+    if not rule or (meta.get("entity_head") or {}).get("rule"):
+        return meta
+    return {**meta, "entity_head": {**(meta.get("entity_head") or {}), **rule}}
+
+
 DELTA_FILE = "delta.safetensors.gz"  # safetensors, gzip -9 (fp16 weights: ~8 % smaller; checked before reading)
 MAX_BYTES = 30_000_000  # the whole shipped folder (delta, entity head, metadata, report) stays within 30 MB
 MAX_INFLATED_BYTES = 400_000_000  # a delta never decompresses past this (the shipped one: 30 MB; fp16 base: 270 MB)
@@ -154,7 +169,10 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
             "delta_sha256": hashlib.sha256((tmp / DELTA_FILE).read_bytes()).hexdigest(),
         },
     }
+    if (out_dir / modeldir.META_FILE).is_file():
+        meta = carry_entity_rule(modeldir.read_meta(out_dir), meta)
     modeldir.write_meta(tmp, meta)
+    tmp.chmod(0o755)  # mkdtemp makes it private; the shipped folder is read by every user
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
@@ -259,7 +277,7 @@ def attach_entity_head(model_dir: str | Path, out_dir: str | Path | None = None)
     if trained["version"] != meta["version"]:
         raise ShippedModelError(f"{model_dir} is {trained['version']}, not the shipped {meta['version']}")
     shutil.copy2(model_dir / ENTITY_HEAD, out_dir / ENTITY_HEAD)
-    meta["entity_head"] = trained["entity_head"]
+    meta["entity_head"] = carry_entity_rule(meta, {"entity_head": trained["entity_head"]})["entity_head"]
     meta["entity_head"]["sha256"] = hashlib.sha256((out_dir / ENTITY_HEAD).read_bytes()).hexdigest()
     if trained.get("metrics", {}).get("entity"):
         meta.setdefault("metrics", {})["entity"] = trained["metrics"]["entity"]
