@@ -144,17 +144,7 @@ def _models_shipped(args: argparse.Namespace) -> int:
         out = shipped.ship(args.target, args.out or shipped.SHIPPED_DIR)
         _print_json({"shipped": str(out), **shipped.summary(out)})
     elif args.action == "install":
-        if args.if_none_active:  # a deployment's init job: never demote a model promoted since
-            from pipeline.classify import registry
-
-            url = db.database_url()
-            db.migrate(url)
-            with db.transaction(url) as conn:
-                current = registry.active(conn)
-            if current:
-                _print_json({"active": current["version"], "installed": False})
-                return 0
-        _print_json(lifecycle.install_shipped())
+        _print_json(lifecycle.install_shipped(if_none_active=args.if_none_active))
     else:
         _print_json(lifecycle.reproduce_shipped())
     return 0

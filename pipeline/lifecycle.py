@@ -45,17 +45,32 @@ def train_and_register(
     if evaluate:
         out["held_out"] = run_eval(model_dir)["summary"]
     if entity_head:
+        from pipeline.classify import modeldir, shipped
         from pipeline.entities.train_head import gate_summary, train_head
 
         out["entity"] = gate_summary(train_head(model_dir))
+        # the company rule in use (a measured choice, not trained) comes with a new head, as with a re-ship
+        meta = shipped.carry_entity_rule(modeldir.read_meta(shipped.SHIPPED_DIR), modeldir.read_meta(model_dir))
+        modeldir.write_meta(model_dir, meta)
     out.update(register_and_promote(model_dir, promote=promote, force=force))
     return out
 
 
-def install_shipped(promote: bool = True) -> dict:
-    """Materialise the committed model (data/model), register it with its committed report, promote it."""
+def install_shipped(promote: bool = True, if_none_active: bool = False) -> dict:
+    """Materialise the committed model (data/model), register it with its committed report, promote it.
+
+    ``if_none_active`` (a deployment's init job, run on every start): do nothing when a model is active, so a
+    model promoted since is never demoted.
+    """
     from pipeline.classify import shipped
 
+    if if_none_active:
+        url = db.database_url()
+        db.migrate(url)
+        with db.transaction(url) as conn:
+            current = registry.active(conn)
+        if current:
+            return {"active": current["version"], "installed": False}
     model_dir = shipped.materialize()
     out = {"model_dir": str(model_dir)}
     out.update(register_and_promote(model_dir, promote=promote))
@@ -95,13 +110,7 @@ def reproduce_shipped(promote: bool = True) -> dict:
             args.init_model = str(parent)
         log.info("reproducing stage %d/%d of the shipped recipe: %s", i + 1, len(stages), args)
         if i == len(stages) - 1:
-            out = train_and_register(args, evaluate=True, promote=promote, entity_head=True)
-            # the company rule the shipped model uses (a measured choice, not trained) comes with it
-            mdir = Path(out["model_dir"])
-            modeldir.write_meta(
-                mdir, shipped.carry_entity_rule(modeldir.read_meta(shipped.SHIPPED_DIR), modeldir.read_meta(mdir))
-            )
-            return out
+            return train_and_register(args, evaluate=True, promote=promote, entity_head=True)
         parent = train(args)
         done = [*done[:i], str(parent)]
         progress_file.parent.mkdir(parents=True, exist_ok=True)

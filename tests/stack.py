@@ -41,22 +41,19 @@ COMPOSE = ROOT / "deploy" / "docker-compose.host.yml"
 FEEDS = ROOT / "tests" / "data" / "feeds"
 PROJECT = "finsent-stacktest"
 DAG = "finsent_hourly"
-# the three runs' feeds: a clean run, then new stories for each fault (bundled snapshots, tests/data/feeds/real)
-PHASES = {
-    "clean": ["cnbc_finance_2026-08-14.xml", "coindesk_2026-08-11.xml"],
-    "worker killed": [
-        "bbc_business_2026-08-14.xml",
-        "bloomberg_markets_2026-08-11.xml",
-        "yahoo_finance_news_2026-08-14.xml",
-    ],
-    "postgres restarted": [
-        "investing_stock_market_news_2026-08-14.xml",
-        "googlenews_reuters_2026-08-11.xml",
-        "wsj_world_news_2025-01-27.xml",
-    ],
+# each service and the state `up -d` must bring it to (the services without a health check: running)
+SERVICES = {
+    "postgres": "healthy",
+    "redis": "healthy",
+    "init": "exited",
+    "api-server": "healthy",
+    "scheduler": "healthy",
+    "dag-processor": "healthy",
+    "worker-default": "running",
+    "worker-gpu": "running",
+    "dashboard": "healthy",
+    "metrics": "running",
 }
-SERVICES = ("postgres", "redis", "init", "api-server", "scheduler", "dag-processor", "worker-default", "worker-gpu")
-SERVICES += ("dashboard", "metrics")
 
 
 class StackError(AssertionError):
@@ -204,6 +201,10 @@ class Stack:
             ]
         return self._request(method, path, body, self._token)
 
+    def api_health(self) -> dict:
+        """The API server's own health endpoint (no login needed)."""
+        return self._request("GET", "/api/v2/monitor/health", None, None)
+
     def _request(self, method: str, path: str, body: dict | None, token: str | None) -> dict:
         req = urllib.request.Request(self.api + path, method=method, data=json.dumps(body).encode() if body else None)
         req.add_header("Content-Type", "application/json")
@@ -327,6 +328,74 @@ def wait_task_running(stack: Stack, run_id: str, task_id: str, timeout_s: float 
     )
 
 
+def clean_run(stack: Stack, run_id: str, expected: int, workdir: Path) -> dict[str, float]:
+    """The first run: where each task ran, what was stored and scored, and what the dashboard and metrics show."""
+    figures = {"clean_run_s": stack.wait_run(run_id)}
+    tis = stack.tasks(run_id)
+    check(
+        tis["classify"]["queue"] == "gpu" and tis["classify"]["hostname"] == "worker-gpu",
+        "classify ran on the gpu queue's worker",
+    )
+    others = {t: ti["hostname"] for t, ti in tis.items() if t != "classify"}
+    check(set(others.values()) == {"worker-default"}, f"every other task ran on worker-default: {others}")
+    c = check_counts(stack, expected, "clean")
+    versions = query(stack.pg, "SELECT DISTINCT model_version FROM scores")
+    check(len(versions) == 1 and versions[0][0], f"every score records its model version {versions}")
+    check_dashboard(stack, c["articles"], versions[0][0], workdir / "dashboard-health.png")
+    check_metrics(stack, c["articles"])
+    return figures
+
+
+def worker_killed(stack: Stack, run_id: str, expected: int, workdir: Path) -> dict[str, float]:
+    """The gpu worker's process is killed while classify runs: the task is retried, nothing is scored twice."""
+    wait_task_running(stack, run_id, "classify")
+    time.sleep(3)
+    pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", stack.container("worker-gpu")]).stdout
+    os.kill(int(pid), signal.SIGKILL)  # a crash, not a stop: the restart policy brings it back
+    log.info("killed the gpu worker (pid %s) during classify", pid.strip())
+    figures = {"worker_kill_run_s": stack.wait_run(run_id)}
+    ti = stack.tasks(run_id)["classify"]
+    check(ti["try_number"] >= 2, f"classify was retried after the crash (try {ti['try_number']})")
+    check_counts(stack, expected, "worker killed")
+    return figures
+
+
+def postgres_restarted(stack: Stack, run_id: str, expected: int, workdir: Path) -> dict[str, float]:
+    """PostgreSQL is restarted while classify runs: the task fails, is retried, and nothing is lost or doubled."""
+    wait_task_running(stack, run_id, "classify")
+    time.sleep(1)  # the task holds its connection while the model loads
+    t_restart = time.monotonic()
+    run(["docker", "restart", stack.container("postgres")])
+    figures = {"postgres_restart_s": time.monotonic() - t_restart}
+    log.info("restarted postgres during classify (%.1f s)", figures["postgres_restart_s"])
+    figures["postgres_restart_run_s"] = stack.wait_run(run_id, 1200)
+    tries = {t: ti["try_number"] for t, ti in stack.tasks(run_id).items()}
+    log.info("tries after the PostgreSQL restart: %s", tries)
+    figures["postgres_retried_tasks"] = sum(1 for n in tries.values() if n > 1)
+    check(figures["postgres_retried_tasks"] >= 1, f"a task failed on the restart and was retried: {tries}")
+    check_counts(stack, expected, "postgres restarted")
+    return figures
+
+
+# the three runs, in order: their feeds (bundled snapshots, tests/data/feeds/real; new stories each time), and
+# what each checks
+PHASES = {
+    "clean": (["cnbc_finance_2026-08-14.xml", "coindesk_2026-08-11.xml"], clean_run),
+    "worker killed": (
+        ["bbc_business_2026-08-14.xml", "bloomberg_markets_2026-08-11.xml", "yahoo_finance_news_2026-08-14.xml"],
+        worker_killed,
+    ),
+    "postgres restarted": (
+        [
+            "investing_stock_market_news_2026-08-14.xml",
+            "googlenews_reuters_2026-08-11.xml",
+            "wsj_world_news_2025-01-27.xml",
+        ],
+        postgres_restarted,
+    ),
+}
+
+
 def stack_test(workdir: Path, keep: bool = False) -> dict[str, float]:
     figures: dict[str, float] = {}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -340,93 +409,47 @@ def stack_test(workdir: Path, keep: bool = False) -> dict[str, float]:
         try:
             t0 = time.monotonic()
             stack.compose("up", "-d")
-            for service in SERVICES:
-                want = (
-                    "exited"
-                    if service == "init"
-                    else ("running" if service.startswith(("worker", "metrics")) else "healthy")
-                )
+            for service, want in SERVICES.items():
                 wait_for(f"{service} {want}", lambda s=service, w=want: stack.health(s) == w, 300, 2)
             for worker, name in (("worker-default", "celery@"), ("worker-gpu", "gpu-worker@")):
                 wait_for(
                     f"{worker} ready",
-                    lambda w=worker, n=name: f"{n}" in stack.logs(w) and " ready." in stack.logs(w),
+                    lambda w=worker, n=name: n in (text := stack.logs(w)) and " ready." in text,
                     300,
                 )
             health = wait_for(
                 "the API server's health: scheduler and dag-processor healthy",
                 lambda: (
-                    (h := stack._request("GET", "/api/v2/monitor/health", None, None))
+                    (h := stack.api_health())
                     and all(h[k]["status"] == "healthy" for k in ("metadatabase", "scheduler", "dag_processor"))
                     and h
                 ),
                 180,
             )
             figures["start_s"] = time.monotonic() - t0
-            check(True, f"all {len(SERVICES)} services up in {figures['start_s']:.0f} s; API health {health}")
+            log.info("all %d services up in %.0f s; API health %s", len(SERVICES), figures["start_s"], health)
             wait_for(f"{DAG} parsed", lambda: stack.call("GET", f"/api/v2/dags/{DAG}").get("dag_id"), 180, 3)
 
             files: list[str] = []
             hour = windows.floor_hour(datetime.now(UTC))
-            runs: dict[str, str] = {}
-            for i, (phase, phase_files) in enumerate(PHASES.items()):
+            for i, (phase, (phase_files, check_phase)) in enumerate(PHASES.items()):
                 feeds_file = stack.write_feeds(phase, feeds, phase_files)
                 files += phase_files
-                runs[phase] = stack.trigger(hour - timedelta(hours=2 + i), feeds_file, f"stack-{i}-{int(time.time())}")
+                run_id = stack.trigger(hour - timedelta(hours=2 + i), feeds_file, f"stack-{i}-{int(time.time())}")
                 if i == 0:
                     stack.call("PATCH", f"/api/v2/dags/{DAG}", {"is_paused": False})
-                    took = stack.wait_run(runs[phase])
-                    figures["clean_run_s"] = took
-                    tis = stack.tasks(runs[phase])
-                    check(
-                        tis["classify"]["queue"] == "gpu" and tis["classify"]["hostname"] == "worker-gpu",
-                        "classify ran on the gpu queue's worker",
-                    )
-                    others = {t: ti["hostname"] for t, ti in tis.items() if t != "classify"}
-                    check(
-                        set(others.values()) == {"worker-default"}, f"every other task ran on worker-default: {others}"
-                    )
-                    c = check_counts(stack, expected_stories(files), phase)
-                    versions = query(stack.pg, "SELECT DISTINCT model_version FROM scores")
-                    check(len(versions) == 1 and versions[0][0], f"every score records its model version {versions}")
-                    check_dashboard(stack, c["articles"], versions[0][0], workdir / "dashboard-health.png")
-                    check_metrics(stack, c["articles"])
-                elif phase == "worker killed":
-                    wait_task_running(stack, runs[phase], "classify")
-                    time.sleep(3)
-                    pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", stack.container("worker-gpu")]).stdout
-                    os.kill(int(pid), signal.SIGKILL)  # a crash, not a stop: the restart policy brings it back
-                    log.info("killed the gpu worker (pid %s) during classify", pid.strip())
-                    figures["worker_kill_run_s"] = stack.wait_run(runs[phase])
-                    ti = stack.tasks(runs[phase])["classify"]
-                    check(ti["try_number"] >= 2, f"classify was retried after the crash (try {ti['try_number']})")
-                    check_counts(stack, expected_stories(files), phase)
-                else:
-                    wait_task_running(stack, runs[phase], "classify")
-                    time.sleep(1)  # the task holds its connection while the model loads
-                    t_restart = time.monotonic()
-                    run(["docker", "restart", stack.container("postgres")])
-                    figures["postgres_restart_s"] = time.monotonic() - t_restart
-                    log.info("restarted postgres during classify (%.1f s)", figures["postgres_restart_s"])
-                    figures["postgres_restart_run_s"] = stack.wait_run(runs[phase], 1200)
-                    tries = {t: ti["try_number"] for t, ti in stack.tasks(runs[phase]).items()}
-                    log.info("tries after the PostgreSQL restart: %s", tries)
-                    figures["postgres_retried_tasks"] = sum(1 for n in tries.values() if n > 1)
-                    check(
-                        figures["postgres_retried_tasks"] >= 1, f"a task failed on the restart and was retried: {tries}"
-                    )
-                    check_counts(stack, expected_stories(files), phase)
+                figures.update(check_phase(stack, run_id, expected_stories(files), workdir))
             # every run, the scheduled one that unpausing made included, ended well
             all_runs = stack.call("GET", f"/api/v2/dags/{DAG}/dagRuns")["dag_runs"]
             states = {r["dag_run_id"]: r["state"] for r in all_runs}
             check(all(s == "success" for s in states.values()), f"every run of {DAG} succeeded: {states}")
             check(
-                stack._request("GET", "/api/v2/monitor/health", None, None)["scheduler"]["status"] == "healthy",
+                stack.api_health()["scheduler"]["status"] == "healthy",
                 "the API server's health is good after the faults",
             )
             figures["emails"] = len(smtp.messages)
         except BaseException:
-            for service in ("init", "api-server", "scheduler", "worker-default", "worker-gpu", "postgres", "dashboard"):
+            for service in SERVICES:
                 with contextlib.suppress(Exception):
                     (workdir / f"{service}.log").write_text(stack.logs(service))
             log.error("container logs kept in %s", workdir)

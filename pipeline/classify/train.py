@@ -159,7 +159,7 @@ def class_weights(labels: list[str], names: list[str]) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-def adjust_neutral(model: DualHeadClassifier, args: TrainArguments, parent: dict | None) -> dict:
+def adjust_neutral(model: DualHeadClassifier, args: TrainArguments, parent: dict) -> dict:
     """Lower the sentiment head's neutral bias by ``args.neutral_offset`` (no training).
 
     Logit adjustment: the model learnt its neutral prior from a mix (half tweets) whose neutral share and
@@ -169,8 +169,8 @@ def adjust_neutral(model: DualHeadClassifier, args: TrainArguments, parent: dict
     """
     with torch.no_grad():
         model.sentiment_head.bias[SENTIMENTS.index("neutral")] -= float(args.neutral_offset)
-    log.info("adjusted %s: neutral logit -%.3f", parent["version"] if parent else "?", args.neutral_offset)
-    return {"neutral_offset": float(args.neutral_offset), "adjusted": parent["version"] if parent else None}
+    log.info("adjusted %s: neutral logit -%.3f", parent["version"], args.neutral_offset)
+    return {"neutral_offset": float(args.neutral_offset), "adjusted": parent["version"]}
 
 
 # -- fast path ---------------------------------------------------------------------------
