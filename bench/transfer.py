@@ -21,7 +21,12 @@ convention rule) and, at inference, the EM re-estimate of class priors (Saerens 
 left-out source's own unlabeled texts. Peers are trained the same way (same folds, same rows): TF-IDF+LR,
 MiniLM+LR; finvader needs no training.
 
+With ``--model DIR`` the features are a trained model's and only the sources it never saw are left out;
+``--model DIR --blend`` ranks blends of that model's own head with refitted heads (``train --method blend``)
+by left-out mean and marks which clear the promotion gate against the shipped model's recorded figures.
+
     .state/venv/bin/python -m bench.transfer [--json .state/bench/transfer.json] [--quick]
+    .state/venv/bin/python -m bench.transfer --model .state/models/<stage-2> --blend
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from sklearn.metrics import f1_score
 
 from pipeline.classify import convention, priors, sources
 from pipeline.classify.data import row_weights as weights
+from pipeline.classify.headfit import fit_softmax, polar_offset
 from pipeline.classify.labels import SENTIMENTS
 
 log = logging.getLogger("bench.transfer")
@@ -46,6 +52,7 @@ log = logging.getLogger("bench.transfer")
 LEAVE_OUT = ["sentfin", "sentivent", "sentifm", "cryptolin", "ecosent", "us_econ", "forex"]
 TODAY = ["tfns_sentiment", "sentfin", "ecosent"]  # the shipped model's training sources
 REPORT = ["finentity", "wsj", "sentfin_test"]  # held out of everything
+GATE_TFNS = "tfns_sentiment_valid"  # the promotion gate's other set (with the three above, pooled)
 
 
 @dataclass(frozen=True)
@@ -66,52 +73,8 @@ def corpus() -> pd.DataFrame:
     train_names = [n for n, s in reg.items() if s.task == "sentiment" and s.role == "train"]
     frame, _ = sources.training_frame([reg[n] for n in train_names])
     frame["role"] = "train"
-    held = [sources.load(reg[n]).assign(source=n, role="heldout") for n in REPORT]
+    held = [sources.load(reg[n]).assign(source=n, role="heldout") for n in [*REPORT, GATE_TFNS]]
     return pd.concat([frame, *held], ignore_index=True)
-
-
-def fit_softmax(x, y, w, l2, offset=None, iters=200, groups=None):
-    """Multinomial logistic regression by L-BFGS (standardised x, row weights, optional fixed logit offset).
-
-    ``groups`` (a source id per row): each source also learns its own class intercepts (lightly penalised
-    deviations from the shared ones), so that the shared weights learn what the text says, not how often each
-    source uses each label; prediction uses the shared intercepts only.
-    """
-    import torch
-
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    xt = torch.tensor((x - mu) / sd, dtype=torch.float32)
-    yt = torch.tensor(y)
-    wt = torch.tensor(w, dtype=torch.float32)
-    off = torch.zeros(len(x), 3) if offset is None else torch.tensor(offset, dtype=torch.float32)
-    lin = torch.nn.Linear(x.shape[1], 3)
-    torch.nn.init.zeros_(lin.weight)
-    torch.nn.init.zeros_(lin.bias)
-    params = list(lin.parameters())
-    if groups is not None:
-        gt = torch.tensor(groups)
-        gbias = torch.zeros(int(gt.max()) + 1, 3, requires_grad=True)
-        params.append(gbias)
-    opt = torch.optim.LBFGS(params, max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        z = lin(xt) + off + (gbias[gt] if groups is not None else 0.0)
-        loss = (torch.nn.functional.cross_entropy(z, yt, reduction="none") * wt).mean()
-        loss = loss + l2 * lin.weight.pow(2).sum()
-        if groups is not None:
-            loss = loss + 1e-3 * gbias.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    W, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
-
-    def predict_logits(xn, offn=None):
-        z = ((xn - mu) / sd) @ W.T + b
-        return z if offn is None else z + offn
-
-    return predict_logits
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -157,10 +120,9 @@ POLAR_SELECTED = ("sentivent", "sentifm")  # sentences chosen for holding a pola
 
 def polar_mask(tr: pd.DataFrame, polar_only: tuple[str, ...], offset: np.ndarray | None) -> np.ndarray:
     """A logit offset that takes neutral out of the softmax for rows of ``polar_only`` sources (their neutral rows
-    are dropped by the caller's weights): those rows teach which way news points, not whether it is news."""
-    off = np.zeros((len(tr), 3), np.float32) if offset is None else offset.copy()
-    off[tr["source"].isin(polar_only).to_numpy(), SENTIMENTS.index("neutral")] = -30.0
-    return off
+    are dropped by ``train_rows``): those rows teach which way news points, not whether it is news."""
+    off = polar_offset(tr["source"], polar_only)
+    return off if offset is None else off + offset
 
 
 def scorer(recipe: Recipe, feats: dict, df: pd.DataFrame, tr: pd.DataFrame):
@@ -328,6 +290,175 @@ def ablation(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]
     return out
 
 
+BLEND_RECIPES = [
+    Recipe("all sources, class-balanced"),
+    Recipe("all sources, class-balanced, sources by sqrt(rows)", source_w=0.5),
+    Recipe("all, sqrt sources, per-source intercepts", source_w=0.5, source_bias=True),
+    Recipe("all, class-balanced, per-source intercepts", source_bias=True),
+    Recipe(
+        "all, sqrt sources, intercepts, SENTiVENT+SentiFM direction only",
+        source_w=0.5,
+        source_bias=True,
+        polar_only=POLAR_SELECTED,
+    ),
+]
+BLEND_ALPHAS = [round(0.05 * i, 2) for i in range(13)]  # 0 .. 0.6: the weight of the refitted head
+BLEND_OFFSETS = [round(0.125 * i, 3) for i in range(9)]  # 0 .. 1: the neutral logit lowered after blending
+CACHE_MARGIN = 0.002  # these figures (cached features) against the shipped model's evaluation: 0.784 vs 0.783
+
+
+def fold_heads(r: Recipe, x: np.ndarray, y: np.ndarray, df: pd.DataFrame, leave_out: list[str]) -> dict:
+    """The recipe's head refitted without each left-out source in turn, and (key ``None``) on every source."""
+    fold = {}
+    for src in [*leave_out, None]:
+        tr = train_rows(df, r.mix, src, r.polar_only)
+        off = polar_mask(tr, r.polar_only, None) if r.polar_only else None
+        groups = pd.factorize(tr["source"])[0] if r.source_bias else None
+        tri = tr.index.to_numpy()
+        fold[src] = fit_softmax(x[tri], y[tri], weights(tr, r.class_w, r.source_w), r.l2, off, groups)
+    return fold
+
+
+def blend_calibration(feats: dict, df: pd.DataFrame, leave_out: list[str], pick: dict, temps=(1.0, 1.3, 1.6, 1.9, 2.2)):
+    """Expected calibration error of the chosen blend by temperature: on each left-out source, pooled news, TFNS.
+
+    The shipped temperature is fitted on the training sources' validation split; this says what that choice
+    does to the confidence users see on sources the model never saw.
+    """
+    from pipeline.classify import calibrate as cal
+
+    r = next(x for x in BLEND_RECIPES if x.name == pick["recipe"])
+    own, x = feats["own"][df["fi"].to_numpy()], feats["mean"][df["fi"].to_numpy()]
+    y = df["label"].map(SENTIMENTS.index).to_numpy()
+    fold = fold_heads(r, x, y, df, leave_out)
+    sets = {s: (df.index[df["source"] == s].to_numpy(), s) for s in leave_out}
+    sets["news pooled"] = (np.concatenate([df.index[df["source"] == s].to_numpy() for s in REPORT]), None)
+    sets["TFNS"] = (df.index[df["source"] == GATE_TFNS].to_numpy(), None)
+    out = []
+    for t in temps:
+        row = {"temperature": t}
+        for name, (idx, src) in sets.items():
+            z = (1 - pick["alpha"]) * own[idx] + pick["alpha"] * fold[src](x[idx])
+            z[:, SENTIMENTS.index("neutral")] -= pick["neutral_offset"]
+            row[name] = cal.ece(cal.softmax(z, t), y[idx])
+        row["left-out mean"] = float(np.mean([row[s] for s in leave_out]))
+        out.append(row)
+    return out
+
+
+def blend_grid(feats: dict, df: pd.DataFrame, leave_out: list[str], recipes=BLEND_RECIPES) -> list[dict]:
+    """The trained model's own head blended with a head refitted on every source, by weight and neutral offset.
+
+    Per fold the refit leaves its source out, exactly as the table above; the own head never saw the folds.
+    Both heads read the same features, so each blend is one linear head (``headfit.blend``): what
+    ``train --method blend`` ships. The held-out columns (and the pooled news and TFNS figures the promotion
+    gate reads) use the refit on every source.
+    """
+    own = feats["own"][df["fi"].to_numpy()]
+    x = feats["mean"][df["fi"].to_numpy()]
+    y = df["label"].map(SENTIMENTS.index).to_numpy()
+    rows = {s: df.index[df["source"] == s].to_numpy() for s in [*leave_out, *REPORT, GATE_TFNS]}
+    news = np.concatenate([rows[s] for s in REPORT])
+    out = []
+    for r in recipes:
+        t1 = time.monotonic()
+        fold = fold_heads(r, x, y, df, leave_out)
+        for a in BLEND_ALPHAS:
+            for d in BLEND_OFFSETS:
+
+                def pred(idx, refit, a=a, d=d):
+                    z = (1 - a) * own[idx] + a * refit(x[idx])
+                    z[:, SENTIMENTS.index("neutral")] -= d
+                    return z.argmax(1)
+
+                loo = {s: macro_f1(y[rows[s]], pred(rows[s], fold[s])) for s in leave_out}
+                rep = {s: macro_f1(y[rows[s]], pred(rows[s], fold[None])) for s in [*REPORT, GATE_TFNS]}
+                out.append(
+                    {
+                        "recipe": r.name,
+                        "alpha": a,
+                        "neutral_offset": d,
+                        "loo": loo,
+                        "loo_mean": float(np.mean(list(loo.values()))),
+                        "loo_worst": float(min(loo.values())),
+                        "report": rep,
+                        "news_pooled": macro_f1(y[news], pred(news, fold[None])),
+                    }
+                )
+        log.info(
+            "blend grid %s: %d points (%.0f s)", r.name, len(BLEND_ALPHAS) * len(BLEND_OFFSETS), time.monotonic() - t1
+        )
+    return out
+
+
+def blend_choice(grid: list[dict], active: dict, tolerance: float, margin: float = CACHE_MARGIN) -> list[dict]:
+    """The grid by left-out mean (worst, then the smaller change, breaking ties), each marked whether it clears the
+    promotion gate against ``active`` (its recorded news and TFNS macro-F1) with ``margin`` to spare."""
+    ranked = sorted(grid, key=lambda g: (-round(g["loo_mean"], 4), -g["loo_worst"], g["alpha"], g["neutral_offset"]))
+    for g in ranked:
+        g["gate"] = (
+            g["news_pooled"] >= active["news"] - tolerance + margin
+            and g["report"][GATE_TFNS] >= active["sentiment"] - tolerance + margin
+        )
+    return ranked
+
+
+def blend_table(ranked: list[dict], leave_out: list[str], n: int = 12) -> str:
+    """The model as trained, the five best blends, then the best ``n`` of the rest that clear the gate."""
+    cols = [*leave_out, "**mean**", "worst", *REPORT, "news pooled", "TFNS", "clears gate"]
+    lines = ["| recipe | α | δ | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
+    own = next(g for g in ranked if g["alpha"] == 0 and g["neutral_offset"] == 0)  # the model as trained
+    shown = [own] + ranked[:5] + [g for g in ranked[5:] if g["gate"]][:n]
+    for g in shown:
+        cells = [f"{g['loo'][s]:.3f}" for s in leave_out] + [f"**{g['loo_mean']:.3f}**", f"{g['loo_worst']:.3f}"]
+        cells += [f"{g['report'][s]:.3f}" for s in REPORT] + [
+            f"{g['news_pooled']:.3f}",
+            f"{g['report'][GATE_TFNS]:.3f}",
+        ]
+        cells.append("yes" if g["gate"] else "no")
+        name = "the model as trained (its own head)" if g is own else g["recipe"]
+        lines.append(f"| {name} | {g['alpha']:.2f} | {g['neutral_offset']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def blend_report(args, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> None:
+    """``--blend``: the ranked grid, the first blend that clears the gate, its calibration by temperature."""
+    from bench.peers import cpu_info
+    from pipeline.classify import modeldir
+    from pipeline.classify.registry import GATE_TOLERANCE
+
+    recorded = modeldir.read_meta(args.gate_against)["metrics"]
+    active = {"news": recorded["news"]["macro_f1"], "sentiment": recorded["sentiment"]["macro_f1"]}
+    ranked = blend_choice(blend_grid(feats, df, leave_out), active, GATE_TOLERANCE)
+    pick = next((g for g in ranked if g["gate"]), None)
+    print(f"machine: {json.dumps(cpu_info())}")
+    print(
+        f"gate against {args.gate_against}: news {active['news']:.4f}, TFNS {active['sentiment']:.4f}, "
+        f"tolerance {GATE_TOLERANCE}, margin {CACHE_MARGIN}"
+    )
+    print(f"\nblends of {Path(args.model).name}'s own head by left-out mean (its own head; the best five; the best")
+    print("that clear the gate):\n")
+    print(blend_table(ranked, leave_out))
+    calibration = []
+    if pick:
+        print(
+            f"\nchosen (first that clears the gate): {pick['recipe']}, alpha {pick['alpha']}, "
+            f"neutral_offset {pick['neutral_offset']}: left-out mean {pick['loo_mean']:.3f} "
+            f"(worst {pick['loo_worst']:.3f}), news pooled {pick['news_pooled']:.3f}"
+        )
+        calibration = blend_calibration(feats, df, leave_out, pick)
+        cols = [k for k in calibration[0] if k != "temperature"]
+        print("\nits expected calibration error (15 bins) by temperature:\n")
+        print("| T | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
+        for row in calibration:
+            print(f"| {row['temperature']} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            json.dumps({"blend": ranked, "active": active, "calibration": calibration}, indent=1)
+        )
+
+
 def table(results: list[dict], leave_out: list[str], em: bool) -> str:
     head = "| recipe | " + " | ".join(leave_out) + " | **mean** | worst | " + " | ".join(REPORT) + " |"
     lines = [head, "|" + "---|" * (len(leave_out) + 3 + len(REPORT))]
@@ -357,6 +488,13 @@ def main(argv: list[str] | None = None) -> None:
         help="features of this trained finsent model instead; only the sources it never trained on are left out, "
         "and its own head is a row",
     )
+    ap.add_argument(
+        "--blend",
+        action="store_true",
+        help="with --model: its own head blended with refitted heads (train --method blend), ranked leaving sources "
+        "out, each marked whether it clears the promotion gate against --gate-against",
+    )
+    ap.add_argument("--gate-against", default="data/model", help="the model whose recorded figures the gate keeps")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.monotonic()
@@ -383,6 +521,12 @@ def main(argv: list[str] | None = None) -> None:
     index = {t: i for i, t in enumerate(texts)}
     df["fi"] = df["text"].map(index)
     log.info("%d rows, %d sources, features ready in %.0f s", len(df), df["source"].nunique(), time.monotonic() - t0)
+    if args.blend:
+        if not args.model:
+            raise SystemExit("--blend needs --model (the trained model whose head is blended)")
+        blend_report(args, feats, df, leave_out)
+        print(f"\n{time.monotonic() - t0:.0f} s")
+        return
     results = [own_head(feats, df, leave_out)] if args.model else []
     for r in recipes:
         t1 = time.monotonic()

@@ -141,7 +141,7 @@ def _models_shipped(args: argparse.Namespace) -> int:
     if args.action == "ship":
         if not args.target:
             raise InputError("models ship needs the trained model directory")
-        out = shipped.ship(args.target, args.out or shipped.SHIPPED_DIR)
+        out = shipped.ship(args.target, args.out or shipped.SHIPPED_DIR, entity_head=args.entity_head)
         _print_json({"shipped": str(out), **shipped.summary(out)})
     elif args.action == "install":
         _print_json(lifecycle.install_shipped(if_none_active=args.if_none_active))
@@ -315,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="model directory (register) or version (promote)")
     p.add_argument("--force", action="store_true", help="promote even if it scores below the active model")
     p.add_argument("--if-none-active", action="store_true", help="install: only when no model is active yet")
+    p.add_argument(
+        "--entity-head",
+        action="store_true",
+        help="ship: also fit the entity head on the rebuilt form and ship it (the company rule in use is kept)",
+    )
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("classify", help="score stored stories that the active model has not scored")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import numpy as np
@@ -154,9 +155,15 @@ def test_installing_the_shipped_model_registers_its_committed_report(
 
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
-    out = shipped.ship(tiny_top, tmp_path / "ship", base=str(tiny_base))  # export, rebuild, evaluate the rebuild
+    # export, rebuild, evaluate the rebuild; fit the company head on that rebuild and ship it
+    out = shipped.ship(tiny_top, tmp_path / "ship", base=str(tiny_base), entity_head=True)
     assert (out / "report.md").is_file() and (out / "MODEL_CARD.md").is_file()
-    assert modeldir.read_meta(out)["metrics"]["news"]["n"] == 841 + 166 + 1590
+    meta = modeldir.read_meta(out)
+    assert meta["metrics"]["news"]["n"] == 841 + 166 + 1590
+    head = (out / shipped.ENTITY_HEAD).read_bytes()
+    assert meta["entity_head"]["sha256"] == hashlib.sha256(head).hexdigest()
+    assert meta["metrics"]["entity"]["macro_f1"] > 0
+    assert "## Company-level sentiment (entity head)" in (out / "MODEL_CARD.md").read_text()
     monkeypatch.setattr(shipped, "SHIPPED_DIR", out)
     shutil.rmtree(tmp_path / "state" / "models")  # a fresh install: rebuilt from the delta, report reused
     result = lifecycle.install_shipped()

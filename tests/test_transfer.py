@@ -108,7 +108,7 @@ def test_top_recipe_trains_with_the_transfer_options(tiny_base, tmp_path):
     assert meta["training_data"]["sources"]["sentivent"]["trained_on"].startswith("direction only")
     history = meta["training_details"]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
-    with pytest.raises(ValueError, match="options of the top recipe"):
+    with pytest.raises(ValueError, match="options of the top and blend recipes"):
         train(TrainArguments(base_model=str(tiny_base), method="heads", polar_only="sentivent"))
 
 
@@ -143,3 +143,111 @@ def test_adjust_lowers_the_neutral_logit_and_is_recorded_as_a_stage(tiny_models,
         train(TrainArguments(method="adjust", neutral_offset=0.5))  # no init model
     with pytest.raises(ValueError, match="max_length"):
         train(TrainArguments(method="adjust", init_model=str(parent), max_length=999, neutral_offset=0.5))
+
+
+def test_blend_is_one_linear_head():
+    """Blending two heads' logits (then lowering neutral) is the blended head's logits: inference costs the same."""
+    from pipeline.classify.headfit import LinearHead, blend
+    from pipeline.classify.labels import SENTIMENTS
+
+    rng = np.random.default_rng(1)
+    own = LinearHead(rng.normal(size=(3, 8)), rng.normal(size=3))
+    refit = LinearHead(rng.normal(size=(3, 8)), rng.normal(size=3))
+    x = rng.normal(size=(20, 8))
+    mixed = blend(own, refit, 0.35, neutral_offset=0.25)
+    want = 0.65 * own(x) + 0.35 * refit(x)
+    want[:, SENTIMENTS.index("neutral")] -= 0.25
+    assert np.allclose(mixed(x), want)
+    assert np.allclose(blend(own, refit, 0.0)(x), own(x)) and np.allclose(blend(own, refit, 1.0)(x), refit(x))
+    assert np.allclose(own.bias, LinearHead(own.weight, own.bias).bias)  # the inputs are not changed in place
+
+
+def test_fit_softmax_on_raw_features_and_per_source_intercepts():
+    """The head works on raw (unstandardised) features, and per-source intercepts absorb a source's label mix."""
+    from pipeline.classify.headfit import fit_softmax
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    y = rng.integers(0, 3, size=n)
+    x = np.eye(3)[y] * 3.0 + rng.normal(size=(n, 3))
+    x = x * 50.0 + 1000.0  # far from standardised: the fold-back must hold
+    head = fit_softmax(x, y, np.ones(n))
+    assert (head(x).argmax(1) == y).mean() > 0.9
+    # two sources with the same text-to-label relation, but one labels class 2 four times as often and has a
+    # style of its own (a fourth feature): without per-source intercepts the style learns "class 2"
+    ya, yb = rng.integers(0, 3, size=n), rng.choice(3, size=n, p=[0.1, 0.1, 0.8])
+    ys = np.concatenate([ya, yb])
+    style = np.concatenate([np.zeros(n), np.ones(n)]) + rng.normal(scale=0.1, size=2 * n)
+    xs = np.column_stack([np.eye(3)[ys] * 2.0 + rng.normal(size=(2 * n, 3)), style]) * 50.0 + 1000.0
+    groups = np.concatenate([np.zeros(n, int), np.ones(n, int)])
+
+    def lean(h):  # how much the style feature pushes towards class 2
+        ws = h.weight[:, 3]
+        return ws[2] - ws[:2].mean()
+
+    plain, split = fit_softmax(xs, ys, np.ones(2 * n)), fit_softmax(xs, ys, np.ones(2 * n), groups=groups)
+    assert lean(plain) > 0 and lean(split) < 0.6 * lean(plain)
+    assert (split(xs[:n]).argmax(1) == ya).mean() > 0.8
+
+
+def test_blend_choice_ranks_by_left_out_mean_and_marks_the_gate():
+    from bench.transfer import GATE_TFNS, blend_choice
+
+    def point(a, mean, news, tfns):
+        return {
+            "alpha": a,
+            "neutral_offset": 0.0,
+            "loo_mean": mean,
+            "loo_worst": mean - 0.05,
+            "news_pooled": news,
+            "report": {GATE_TFNS: tfns},
+        }
+
+    grid = [point(0.0, 0.44, 0.79, 0.80), point(0.6, 0.53, 0.70, 0.74), point(0.3, 0.49, 0.777, 0.796)]
+    ranked = blend_choice(grid, {"news": 0.783, "sentiment": 0.795}, tolerance=0.01, margin=0.002)
+    assert [g["alpha"] for g in ranked] == [0.6, 0.3, 0.0]
+    assert [g["gate"] for g in ranked] == [False, True, True]
+    assert next(g for g in ranked if g["gate"])["alpha"] == 0.3
+
+
+def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
+    """train --method blend: the head is (1 - a) * parent + a * refit, then neutral lowered; a replayable stage."""
+    from pipeline.classify import modeldir
+    from pipeline.classify.labels import SENTIMENTS
+    from pipeline.classify.train import TrainArguments, train, training_stages
+
+    parent = tiny_models[1]
+    pmeta = modeldir.read_meta(parent)
+    common = dict(
+        method="blend",
+        init_model=str(parent),
+        max_length=pmeta["max_length"],
+        limit_per_task=120,
+        data="tfns_sentiment,tfns_topic,sentfin,sentivent",
+        source_weighting="sqrt",
+        source_intercepts=True,
+    )
+    full = train(TrainArguments(**common, head_blend=1.0, output_root=str(tmp_path / "a")))
+    half = train(TrainArguments(**common, head_blend=0.4, neutral_offset=0.25, output_root=str(tmp_path / "b")))
+    p, _ = modeldir.load(parent)
+    r, _ = modeldir.load(full)
+    h, meta = modeldir.load(half)
+    w = lambda m: m.sentiment_head.weight.detach().double().numpy()  # noqa: E731
+    b = lambda m: m.sentiment_head.bias.detach().double().numpy()  # noqa: E731
+    assert not np.allclose(w(r), w(p), atol=1e-3)  # the refit learnt something of its own
+    assert np.allclose(w(h), 0.6 * w(p) + 0.4 * w(r), atol=1e-4)
+    want_b = 0.6 * b(p) + 0.4 * b(r)
+    want_b[SENTIMENTS.index("neutral")] -= 0.25
+    assert np.allclose(b(h), want_b, atol=1e-4)
+    assert np.equal(p.topic_head.weight.detach().numpy(), h.topic_head.weight.detach().numpy()).all()
+    stages = training_stages(meta)
+    assert stages[:-1] == training_stages(pmeta) and stages[-1]["method"] == "blend"
+    assert stages[-1]["head_blend"] == 0.4 and meta["training_details"]["refit_sources"] == [
+        "sentfin",
+        "sentivent",
+        "tfns_sentiment",
+    ]
+    with pytest.raises(ValueError, match="head_blend"):
+        train(TrainArguments(method="adjust", init_model=str(parent), head_blend=0.5, neutral_offset=0.1))
+    with pytest.raises(ValueError, match="blend needs"):
+        train(TrainArguments(**common))  # no weight given

@@ -12,8 +12,9 @@ from pathlib import Path
 CARD_FILE = "MODEL_CARD.md"
 
 WEAKNESSES = [
-    "Trained on English finance tweets (TFNS) and Indian/European news headlines (SEntFiN, EcoSent); other "
-    "publishers, languages and long article text are out of its training distribution.",
+    "English only, trained on the sources above; on news sources it never saw (other publishers and annotators) "
+    "it scores far below its held-out figures (docs/classifier.md, leave one source out); other languages and "
+    "long article text are out of its training distribution.",
     "One label per story: a headline about two companies with opposite news gets one sentiment "
     "(see the company-level work).",
     "Topic labels come from tweets only (20 TFNS topics); news headlines on other subjects are forced into one of them.",

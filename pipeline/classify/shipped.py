@@ -28,7 +28,7 @@ from safetensors.torch import load, save
 
 from pipeline import config
 from pipeline.classify import base as base_model
-from pipeline.classify import modeldir
+from pipeline.classify import modelcard, modeldir
 from pipeline.classify.model import DualHeadClassifier
 
 log = logging.getLogger(__name__)
@@ -284,16 +284,26 @@ def attach_entity_head(model_dir: str | Path, out_dir: str | Path | None = None)
     modeldir.write_meta(out_dir, meta)
     for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD):
         shutil.copy2(model_dir / extra, out_dir / extra)
+    report = json.loads((out_dir / modeldir.REPORT_JSON).read_text(encoding="utf-8"))
+    modelcard.write(out_dir, meta, report)  # the card shows the head's figures and the rule in use
 
 
-def ship(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:
-    """Export the delta, rebuild the model from it, evaluate *that* (the form users get) and attach its report."""
+def ship(
+    model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None, entity_head: bool = False
+) -> Path:
+    """Export the delta, rebuild the model from it, evaluate *that* (the form users get) and attach its report;
+    with ``entity_head``, fit the company head on the same rebuild and ship it too (``attach_entity_head``)."""
     from pipeline.classify.evaluate import evaluate
 
     out_dir = export(model_dir, out_dir, base)
     rebuilt = materialize(out_dir, base=base)
     evaluate(rebuilt)
     attach_report(rebuilt, out_dir)
+    if entity_head:
+        from pipeline.entities.train_head import train_head
+
+        train_head(rebuilt)
+        attach_entity_head(rebuilt, out_dir)
     return out_dir
 
 

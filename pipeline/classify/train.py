@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import TrainerCallback
 
@@ -53,8 +54,9 @@ class TrainArguments:
     method: str = field(
         default="heads",
         metadata={
-            "help": "heads (frozen backbone), top (top blocks on cached activations), finetune, or adjust (no "
-            "training: the init model with its sentiment head's neutral_offset applied, then recalibrated)"
+            "help": "heads (frozen backbone), top (top blocks on cached activations), finetune, adjust (no "
+            "training: the init model with its sentiment head's neutral_offset applied, then recalibrated), or "
+            "blend (the init model's backbone frozen; its sentiment head blended with one refitted on --data)"
         },
     )
     data: str = field(
@@ -66,8 +68,8 @@ class TrainArguments:
     source_weighting: str = field(
         default="none",
         metadata={
-            "help": "top: none | sqrt | equal: a sentiment source of n rows weighs n, sqrt(n) or 1 in the loss "
-            "(bench.transfer)"
+            "help": "top, blend: none | sqrt | equal: a sentiment source of n rows weighs n, sqrt(n) or 1 in the "
+            "loss (bench.transfer)"
         },
     )
     relabel: str = field(
@@ -80,14 +82,14 @@ class TrainArguments:
     polar_only: str = field(
         default="",
         metadata={
-            "help": "top: sources (comma list) whose neutral is not a judgement (sentences picked for holding a polar "
+            "help": "top, blend: sources (comma list) whose neutral is not a judgement (sentences picked for holding a polar "
             "expression): their neutral rows are dropped and they train the direction only (neutral out of their softmax)"
         },
     )
     source_intercepts: bool = field(
         default=False,
         metadata={
-            "help": "top: each sentiment source learns its own class intercepts in training (its label mix); "
+            "help": "top, blend: each sentiment source learns its own class intercepts in training (its label mix); "
             "inference uses the shared head only"
         },
     )
@@ -100,8 +102,15 @@ class TrainArguments:
     neutral_offset: float = field(
         default=0.0,
         metadata={
-            "help": "adjust: lower the neutral logit by this much (logit adjustment: the training mix's neutral "
-            "prior is not a news stream's; chosen leaving sources out, docs/classifier.md)"
+            "help": "adjust, blend: lower the neutral logit by this much (logit adjustment: the training mix's "
+            "neutral prior is not a news stream's; chosen leaving sources out, docs/classifier.md)"
+        },
+    )
+    head_blend: float = field(
+        default=0.0,
+        metadata={
+            "help": "blend: the weight (0-1) of a sentiment head refitted on --data's features of the init model "
+            "against the init model's own head (one linear head either way; chosen by bench.transfer --blend)"
         },
     )
     epochs: float = 3.0
@@ -171,6 +180,58 @@ def adjust_neutral(model: DualHeadClassifier, args: TrainArguments, parent: dict
         model.sentiment_head.bias[SENTIMENTS.index("neutral")] -= float(args.neutral_offset)
     log.info("adjusted %s: neutral logit -%.3f", parent["version"], args.neutral_offset)
     return {"neutral_offset": float(args.neutral_offset), "adjusted": parent["version"]}
+
+
+def blend_sentiment_head(
+    model: DualHeadClassifier, tok, sent: TaskData, args: TrainArguments, device: torch.device, parent: dict
+) -> dict:
+    """Blend the init model's sentiment head with one refitted on its frozen features of every ``--data`` source.
+
+    The own head learnt the convention of the sources the backbone was tuned on; the refit, weighted as the
+    leave-one-source-out table chose (class-balanced, ``--source_weighting``, ``--source_intercepts``,
+    ``--polar_only``), learns what the news sources beside them say. Blending the two (weight ``head_blend``)
+    is one linear head, so inference costs what it did; the neutral logit is then lowered by
+    ``neutral_offset``. The recipe is the one ``bench.transfer --blend`` measured (``pipeline.classify.headfit``).
+    """
+    from pipeline.classify import headfit
+    from pipeline.classify.data import row_weights
+
+    model.to(device).eval()
+    tr = sent.train
+    x = extract_features(model, tok, tr["text"].tolist(), args.max_length, device, label="sentiment/train")
+    y = np.array([SENTIMENTS.index(v) for v in tr["label"]])
+    power = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}[args.source_weighting]
+    w = row_weights(tr, class_w=True, source_w=power)
+    polar = [p.strip() for p in args.polar_only.split(",") if p.strip()]
+    offset = headfit.polar_offset(tr["source"], polar) if polar else None
+    groups = pd.factorize(tr["source"])[0] if args.source_intercepts else None
+    t0 = time.monotonic()
+    refit = headfit.fit_softmax(x, y, w, offset=offset, groups=groups)
+    log.info(
+        "refitted sentiment head on %d rows of %d sources in %.0f s",
+        len(tr),
+        tr["source"].nunique(),
+        time.monotonic() - t0,
+    )
+    head = model.sentiment_head
+    own = headfit.LinearHead(head.weight.detach().cpu().double().numpy(), head.bias.detach().cpu().double().numpy())
+    mixed = headfit.blend(own, refit, args.head_blend, args.neutral_offset)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor(mixed.weight, dtype=head.weight.dtype))
+        head.bias.copy_(torch.tensor(mixed.bias, dtype=head.bias.dtype))
+    log.info(
+        "blended %s's sentiment head: refit weight %.2f, neutral logit -%.3f",
+        parent["version"],
+        args.head_blend,
+        args.neutral_offset,
+    )
+    return {
+        "head_blend": float(args.head_blend),
+        "neutral_offset": float(args.neutral_offset),
+        "blended": parent["version"],
+        "refit_rows": len(tr),
+        "refit_sources": sorted(tr["source"].unique()),
+    }
 
 
 # -- fast path ---------------------------------------------------------------------------
@@ -566,12 +627,20 @@ def train(args: TrainArguments) -> Path:
         raise ValueError(f"unknown relabel rule {args.relabel!r} (none or stated_direction)")
     if args.source_weighting not in ("none", "sqrt", "equal") or args.select not in ("best", "last"):
         raise ValueError("source_weighting is none|sqrt|equal and select is best|last")
-    if args.method != "top" and (
-        args.source_weighting != "none" or args.select != "best" or args.polar_only or args.source_intercepts
+    if args.method not in ("top", "blend") and (
+        args.source_weighting != "none" or args.polar_only or args.source_intercepts
     ):
-        raise ValueError("source_weighting, polar_only, source_intercepts and select are options of the top recipe")
-    if (args.method == "adjust") != bool(args.neutral_offset) or (args.method == "adjust" and not args.init_model):
-        raise ValueError("neutral_offset is the adjust method's option, and adjust needs --init_model")
+        raise ValueError("source_weighting, polar_only and source_intercepts are options of the top and blend recipes")
+    if args.method != "top" and args.select != "best":
+        raise ValueError("select is an option of the top recipe")
+    if args.neutral_offset and args.method not in ("adjust", "blend"):
+        raise ValueError("neutral_offset is an option of the adjust and blend methods")
+    if args.method == "adjust" and not args.neutral_offset:
+        raise ValueError("adjust needs --neutral_offset")
+    if (args.method == "blend") != bool(args.head_blend) or not 0 <= args.head_blend <= 1:
+        raise ValueError("head_blend (in (0, 1]) is the blend method's option, and blend needs it")
+    if args.method in ("adjust", "blend") and not args.init_model:
+        raise ValueError(f"{args.method} needs --init_model (the model it changes)")
     if args.polar_only:
         drop_polar_neutrals(sent, [s.strip() for s in args.polar_only.split(",") if s.strip()])
     log.info(
@@ -584,8 +653,8 @@ def train(args: TrainArguments) -> Path:
     if args.init_model:
         model, parent, tok = load_parent(Path(args.init_model))
         backbone, base_desc = model.backbone, parent["base_model"]
-        if args.method == "adjust" and args.max_length != parent.get("max_length"):
-            raise ValueError(f"adjust keeps the model's inputs: pass --max_length {parent.get('max_length')}")
+        if args.method in ("adjust", "blend") and args.max_length != parent.get("max_length"):
+            raise ValueError(f"{args.method} keeps the model's inputs: pass --max_length {parent.get('max_length')}")
     else:
         backbone, tok, base_desc = load_backbone(args)
         model, parent = DualHeadClassifier(backbone, len(SENTIMENTS), len(TOPICS)), None
@@ -605,8 +674,10 @@ def train(args: TrainArguments) -> Path:
         details = finetune(model, tok, sent, topic, args, device, work)
     elif args.method == "adjust":
         details = adjust_neutral(model, args, parent)
+    elif args.method == "blend":
+        details = blend_sentiment_head(model, tok, sent, args, device, parent)
     else:
-        raise ValueError(f"unknown method {args.method!r} (heads, top, finetune or adjust)")
+        raise ValueError(f"unknown method {args.method!r} (heads, top, finetune, adjust or blend)")
     calibration = calibrate(model, tok, sent, topic, args, device, val_logits)
     meta = {
         "version": version,
