@@ -290,33 +290,27 @@ def ablation(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]
     return out
 
 
-BLEND_RECIPES = [
-    Recipe("all sources, class-balanced"),
-    Recipe("all sources, class-balanced, sources by sqrt(rows)", source_w=0.5),
-    Recipe("all, sqrt sources, per-source intercepts", source_w=0.5, source_bias=True),
-    Recipe("all, class-balanced, per-source intercepts", source_bias=True),
-    Recipe(
+BLEND_RECIPES = [  # refits of the table above (RECIPES) blended with a trained model's own head
+    r
+    for r in RECIPES
+    if r.name
+    in (
+        "all sources, class-balanced",
+        "all sources, class-balanced, sources by sqrt(rows)",
+        "all, sqrt sources, per-source intercepts",
+        "all, class-balanced, per-source intercepts",
         "all, sqrt sources, intercepts, SENTiVENT+SentiFM direction only",
-        source_w=0.5,
-        source_bias=True,
-        polar_only=POLAR_SELECTED,
-    ),
+    )
 ]
 BLEND_ALPHAS = [round(0.05 * i, 2) for i in range(13)]  # 0 .. 0.6: the weight of the refitted head
 BLEND_OFFSETS = [round(0.125 * i, 3) for i in range(9)]  # 0 .. 1: the neutral logit lowered after blending
 CACHE_MARGIN = 0.002  # these figures (cached features) against the shipped model's evaluation: 0.784 vs 0.783
 
 
-def fold_heads(r: Recipe, x: np.ndarray, y: np.ndarray, df: pd.DataFrame, leave_out: list[str]) -> dict:
-    """The recipe's head refitted without each left-out source in turn, and (key ``None``) on every source."""
-    fold = {}
-    for src in [*leave_out, None]:
-        tr = train_rows(df, r.mix, src, r.polar_only)
-        off = polar_mask(tr, r.polar_only, None) if r.polar_only else None
-        groups = pd.factorize(tr["source"])[0] if r.source_bias else None
-        tri = tr.index.to_numpy()
-        fold[src] = fit_softmax(x[tri], y[tri], weights(tr, r.class_w, r.source_w), r.l2, off, groups)
-    return fold
+def fold_heads(r: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> dict:
+    """The recipe's head refitted without each left-out source in turn, and (key ``None``) on every source:
+    each a function of row indices to logits (``scorer``)."""
+    return {src: scorer(r, feats, df, train_rows(df, r.mix, src, r.polar_only))[0] for src in [*leave_out, None]}
 
 
 def blend_calibration(feats: dict, df: pd.DataFrame, leave_out: list[str], pick: dict, temps=(1.0, 1.3, 1.6, 1.9, 2.2)):
@@ -328,9 +322,9 @@ def blend_calibration(feats: dict, df: pd.DataFrame, leave_out: list[str], pick:
     from pipeline.classify import calibrate as cal
 
     r = next(x for x in BLEND_RECIPES if x.name == pick["recipe"])
-    own, x = feats["own"][df["fi"].to_numpy()], feats["mean"][df["fi"].to_numpy()]
+    own = feats["own"][df["fi"].to_numpy()]
     y = df["label"].map(SENTIMENTS.index).to_numpy()
-    fold = fold_heads(r, x, y, df, leave_out)
+    fold = fold_heads(r, feats, df, leave_out)
     sets = {s: (df.index[df["source"] == s].to_numpy(), s) for s in leave_out}
     sets["news pooled"] = (np.concatenate([df.index[df["source"] == s].to_numpy() for s in REPORT]), None)
     sets["TFNS"] = (df.index[df["source"] == GATE_TFNS].to_numpy(), None)
@@ -338,7 +332,7 @@ def blend_calibration(feats: dict, df: pd.DataFrame, leave_out: list[str], pick:
     for t in temps:
         row = {"temperature": t}
         for name, (idx, src) in sets.items():
-            z = (1 - pick["alpha"]) * own[idx] + pick["alpha"] * fold[src](x[idx])
+            z = (1 - pick["alpha"]) * own[idx] + pick["alpha"] * fold[src](idx)
             z[:, SENTIMENTS.index("neutral")] -= pick["neutral_offset"]
             row[name] = cal.ece(cal.softmax(z, t), y[idx])
         row["left-out mean"] = float(np.mean([row[s] for s in leave_out]))
@@ -355,19 +349,18 @@ def blend_grid(feats: dict, df: pd.DataFrame, leave_out: list[str], recipes=BLEN
     gate reads) use the refit on every source.
     """
     own = feats["own"][df["fi"].to_numpy()]
-    x = feats["mean"][df["fi"].to_numpy()]
     y = df["label"].map(SENTIMENTS.index).to_numpy()
     rows = {s: df.index[df["source"] == s].to_numpy() for s in [*leave_out, *REPORT, GATE_TFNS]}
     news = np.concatenate([rows[s] for s in REPORT])
     out = []
     for r in recipes:
         t1 = time.monotonic()
-        fold = fold_heads(r, x, y, df, leave_out)
+        fold = fold_heads(r, feats, df, leave_out)
         for a in BLEND_ALPHAS:
             for d in BLEND_OFFSETS:
 
                 def pred(idx, refit, a=a, d=d):
-                    z = (1 - a) * own[idx] + a * refit(x[idx])
+                    z = (1 - a) * own[idx] + a * refit(idx)
                     z[:, SENTIMENTS.index("neutral")] -= d
                     return z.argmax(1)
 

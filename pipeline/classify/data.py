@@ -52,6 +52,9 @@ def load_task(
     return TaskData(train, val, test, manifest)
 
 
+SOURCE_POWER = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}  # --source_weighting -> row_weights' source_w
+
+
 def row_weights(df: pd.DataFrame, class_w: bool, source_w: float) -> np.ndarray:
     """Per-row loss weights (mean 1): a source of n rows weighs n**(1 - source_w) in all (1 = every source the
     same total, 0.5 = in proportion to sqrt(n), 0 = by its rows), then every class the same total (``class_w``).

@@ -91,7 +91,6 @@ def blend(own: LinearHead, refit: LinearHead, alpha: float, neutral_offset: floa
     what it did. Blending logits equals blending log-probabilities up to a per-row constant, which no argmax sees.
     """
     weight = (1 - alpha) * own.weight + alpha * refit.weight
-    bias = (1 - alpha) * own.bias + alpha * refit.bias
-    bias = bias.copy()
+    bias = (1 - alpha) * own.bias + alpha * refit.bias  # a new array: the inputs stay as they are
     bias[SENTIMENTS.index("neutral")] -= neutral_offset
     return LinearHead(weight=weight, bias=bias)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.classify.data import TaskData, row_weights
+from pipeline.classify.data import SOURCE_POWER, TaskData, row_weights
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
 from pipeline.classify.runtime import length_sorted_batches
@@ -196,7 +196,7 @@ def train_top(
         "topic": class_weights(topic.train["label"].tolist(), TOPICS).to(device),
     }
     row_w = {"sentiment": np.ones(len(sent.train)), "topic": np.ones(len(topic.train))}
-    power = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}[args.source_weighting]
+    power = SOURCE_POWER[args.source_weighting]
     if power:
         row_w["sentiment"] = row_weights(sent.train, class_w=False, source_w=power)
         weights["sentiment"] = _weighted_class_weights(sent.train["label"].tolist(), row_w["sentiment"]).to(device)

@@ -194,13 +194,13 @@ def blend_sentiment_head(
     ``neutral_offset``. The recipe is the one ``bench.transfer --blend`` measured (``pipeline.classify.headfit``).
     """
     from pipeline.classify import headfit
-    from pipeline.classify.data import row_weights
+    from pipeline.classify.data import SOURCE_POWER, row_weights
 
     model.to(device).eval()
     tr = sent.train
     x = extract_features(model, tok, tr["text"].tolist(), args.max_length, device, label="sentiment/train")
     y = np.array([SENTIMENTS.index(v) for v in tr["label"]])
-    power = {"none": 0.0, "sqrt": 0.5, "equal": 1.0}[args.source_weighting]
+    power = SOURCE_POWER[args.source_weighting]
     w = row_weights(tr, class_w=True, source_w=power)
     polar = [p.strip() for p in args.polar_only.split(",") if p.strip()]
     offset = headfit.polar_offset(tr["source"], polar) if polar else None
