@@ -313,30 +313,86 @@ def fold_heads(r: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]) -
     return {src: scorer(r, feats, df, train_rows(df, r.mix, src, r.polar_only))[0] for src in [*leave_out, None]}
 
 
-def blend_calibration(feats: dict, df: pd.DataFrame, leave_out: list[str], pick: dict, temps=(1.0, 1.3, 1.6, 1.9, 2.2)):
-    """Expected calibration error of the chosen blend by temperature: on each left-out source, pooled news, TFNS.
+def pick_logits(feats: dict, df: pd.DataFrame, leave_out: list[str], pick: dict) -> dict:
+    """The chosen blend's sentiment logits per set: each left-out source through its fold's refit (unseen), the
+    held-out sets (``news pooled``: the three pooled, ``TFNS``) and the in-source training sets through the refit
+    on every source. Values are (row indices, logits)."""
+    r = next(x for x in BLEND_RECIPES if x.name == pick["recipe"])
+    own = feats["own"][df["fi"].to_numpy()]
+    fold = fold_heads(r, feats, df, leave_out)
+    sets = {s: (df.index[df["source"] == s].to_numpy(), s) for s in leave_out}
+    sets["news pooled"] = (np.concatenate([df.index[df["source"] == s].to_numpy() for s in REPORT]), None)
+    for s in [*REPORT, GATE_TFNS]:
+        sets[s] = (df.index[df["source"] == s].to_numpy(), None)
+    out = {}
+    for name, (idx, src) in sets.items():
+        z = (1 - pick["alpha"]) * own[idx] + pick["alpha"] * fold[src](idx)
+        z[:, SENTIMENTS.index("neutral")] -= pick["neutral_offset"]
+        out["TFNS" if name == GATE_TFNS else name] = (idx, z)
+    return out
+
+
+def blend_calibration(logits: dict, df: pd.DataFrame, leave_out: list[str], temps=(1.0, 1.3, 1.6, 1.9, 2.2)):
+    """Expected calibration error of the chosen blend (``pick_logits``) by temperature: on each left-out source,
+    pooled news, TFNS.
 
     The shipped temperature is fitted on the training sources' validation split; this says what that choice
     does to the confidence users see on sources the model never saw.
     """
     from pipeline.classify import calibrate as cal
 
-    r = next(x for x in BLEND_RECIPES if x.name == pick["recipe"])
-    own = feats["own"][df["fi"].to_numpy()]
     y = df["label"].map(SENTIMENTS.index).to_numpy()
-    fold = fold_heads(r, feats, df, leave_out)
-    sets = {s: (df.index[df["source"] == s].to_numpy(), s) for s in leave_out}
-    sets["news pooled"] = (np.concatenate([df.index[df["source"] == s].to_numpy() for s in REPORT]), None)
-    sets["TFNS"] = (df.index[df["source"] == GATE_TFNS].to_numpy(), None)
     out = []
     for t in temps:
         row = {"temperature": t}
-        for name, (idx, src) in sets.items():
-            z = (1 - pick["alpha"]) * own[idx] + pick["alpha"] * fold[src](idx)
-            z[:, SENTIMENTS.index("neutral")] -= pick["neutral_offset"]
+        for name in [*leave_out, "news pooled", "TFNS"]:
+            idx, z = logits[name]
             row[name] = cal.ece(cal.softmax(z, t), y[idx])
         row["left-out mean"] = float(np.mean([row[s] for s in leave_out]))
         out.append(row)
+    return out
+
+
+def rule_over(pred: np.ndarray, rule: np.ndarray, neutral_only: bool = True) -> np.ndarray:
+    """``pred`` with the convention rule's direction (``rule``: a class index, or -1 where it decides nothing) set
+    where the model said neutral (or, ``neutral_only=False``, wherever the rule decides)."""
+    where = rule >= 0
+    if neutral_only:
+        where &= pred == SENTIMENTS.index("neutral")
+    return np.where(where, rule, pred)
+
+
+def rule_effect(logits: dict, df: pd.DataFrame, leave_out: list[str]) -> list[dict]:
+    """What ``convention.stated_direction`` set over the chosen blend's neutral predictions would do, per set: how
+    often it fires there, how often the annotators agree with it, macro-F1 before and after (and overriding every
+    match), and the left-out mean."""
+    y = df["label"].map(SENTIMENTS.index).to_numpy()
+    cls = {"negative": SENTIMENTS.index("negative"), "positive": SENTIMENTS.index("positive")}
+    rule = np.array([cls.get(convention.stated_direction(t), -1) for t in df["text"]])
+    out = []
+    for name in [*leave_out, *REPORT, "news pooled", "TFNS"]:
+        idx, z = logits[name]
+        pred, r, gold = z.argmax(1), rule[idx], y[idx]
+        fired = (r >= 0) & (pred == SENTIMENTS.index("neutral"))
+        out.append(
+            {
+                "set": name,
+                "rows": len(idx),
+                "matches": int((r >= 0).sum()),
+                "fires_on_neutral": int(fired.sum()),
+                "annotators_agree": int((gold[fired] == r[fired]).sum()),
+                "before": macro_f1(gold, pred),
+                "after": macro_f1(gold, rule_over(pred, r)),
+                "after_every_match": macro_f1(gold, rule_over(pred, r, neutral_only=False)),
+            }
+        )
+    lo = [o for o in out if o["set"] in leave_out]
+    out.append(
+        {
+            "set": "left-out mean",
+            **{k: float(np.mean([o[k] for o in lo])) for k in ("before", "after", "after_every_match")},
+        }
+    )
     return out
 
 
@@ -432,23 +488,34 @@ def blend_report(args, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> N
     print(f"\nblends of {Path(args.model).name}'s own head by left-out mean (its own head; the best five; the best")
     print("that clear the gate):\n")
     print(blend_table(ranked, leave_out))
-    calibration = []
+    calibration, rules = [], []
     if pick:
         print(
             f"\nchosen (first that clears the gate): {pick['recipe']}, alpha {pick['alpha']}, "
             f"neutral_offset {pick['neutral_offset']}: left-out mean {pick['loo_mean']:.3f} "
             f"(worst {pick['loo_worst']:.3f}), news pooled {pick['news_pooled']:.3f}"
         )
-        calibration = blend_calibration(feats, df, leave_out, pick)
+        logits = pick_logits(feats, df, leave_out, pick)
+        calibration = blend_calibration(logits, df, leave_out)
         cols = [k for k in calibration[0] if k != "temperature"]
         print("\nits expected calibration error (15 bins) by temperature:\n")
         print("| T | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
         for row in calibration:
             print(f"| {row['temperature']} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
+        rules = rule_effect(logits, df, leave_out)
+        print("\nthe convention rule (stated_direction) over its neutral predictions:\n")
+        print(
+            "| set | rows | rule matches | fires on a neutral prediction | annotators agree | before | after | every match |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for o in rules:
+            counts = [str(o.get(k, "")) for k in ("rows", "matches", "fires_on_neutral", "annotators_agree")]
+            f1s = [f"{o[k]:.3f}" for k in ("before", "after", "after_every_match")]
+            print(f"| {o['set']} | " + " | ".join(counts + f1s) + " |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(
-            json.dumps({"blend": ranked, "active": active, "calibration": calibration}, indent=1)
+            json.dumps({"blend": ranked, "active": active, "calibration": calibration, "rule": rules}, indent=1)
         )
 
 

@@ -407,3 +407,50 @@ def test_a_reship_keeps_the_company_rule_the_shipped_model_was_measured_with():
     assert shipped.carry_entity_rule(previous, own) == own  # a model that names its own rule keeps it
     assert shipped.carry_entity_rule({}, fresh) == fresh
     assert shipped.carry_entity_rule(previous, {"version": "v"})["entity_head"]["rule"] == "inherit"
+
+
+def test_delta_rank_follows_the_recipe():
+    assert shipped.delta_rank([{"method": "top", "lora_r": 0}, {"method": "finetune", "lora_r": 16}]) == 16
+    assert shipped.delta_rank([{"method": "finetune", "lora_r": 0}]) == 0
+    stages = [{"method": "finetune", "lora_r": 0}, {"method": "compress", "compress_rank": 32}, {"method": "blend"}]
+    assert shipped.delta_rank(stages) == 32
+    assert shipped.delta_rank([*stages, {"method": "finetune", "lora_r": 8}]) == 40  # a LoRA stage after it adds
+
+
+def test_an_all_layer_fine_tune_ships_after_its_compress_stage(tiny_models, tiny_base, tmp_path):
+    """compress: every weight matrix's difference from the base at rank r, vectors and the sentiment head kept,
+    the topic head refitted; it then ships as exact rank-r factors (an all-layer fine-tune alone does not)."""
+    from pipeline.classify import base as base_model
+    from pipeline.classify.train import TrainArguments, train, training_stages
+
+    parent = tiny_models[1]  # every layer fine-tuned
+    pmeta = modeldir.read_meta(parent)
+    common = dict(method="compress", init_model=str(parent), max_length=pmeta["max_length"], limit_per_task=120)
+    out = train(TrainArguments(**common, compress_rank=2, output_root=str(tmp_path / "models")))
+    p, _ = modeldir.load(parent)
+    c, meta = modeldir.load(out)
+    base, _, _ = base_model.load(str(tiny_base))
+    b, ps, cs = base.state_dict(), p.backbone.state_dict(), c.backbone.state_dict()
+    matrices = [n for n, t in cs.items() if t.ndim == 2]
+    for name in matrices:
+        sv = torch.linalg.svdvals(cs[name].float() - b[name].float())
+        assert sv[2:].max() <= 1e-4 * sv[0]  # rank 2
+        assert not torch.equal(cs[name], ps[name])  # the parent's difference was not rank 2
+    for name in (n for n, t in cs.items() if t.ndim == 1):
+        assert torch.equal(cs[name], ps[name])
+    assert torch.equal(c.sentiment_head.weight, p.sentiment_head.weight)
+    assert not torch.allclose(c.topic_head.weight, p.topic_head.weight)
+    d = meta["training_details"]
+    assert d["compress_rank"] == 2 and d["matrices"] == len(matrices) and 0 < d["energy_kept"] < 1
+    assert training_stages(meta)[-1]["method"] == "compress"
+
+    ship = shipped.export(out, tmp_path / "ship", base=str(tiny_base))
+    info = modeldir.read_meta(ship)["shipped"]
+    assert info["rank"] == 2 and info["lowrank_tensors"] == len(matrices) and info["top_blocks"] == 0
+    rebuilt = modeldir.load(shipped.materialize(ship, tmp_path / "rebuilt", base=str(tiny_base)))[0]
+    name = "layers.0.mlp.down_proj.weight"
+    assert torch.allclose(rebuilt.backbone.state_dict()[name], cs[name], atol=1e-4)
+    with pytest.raises(ValueError, match="compress_rank"):
+        train(TrainArguments(**common))  # no rank given
+    with pytest.raises(ValueError, match="compress_rank"):
+        train(TrainArguments(method="blend", init_model=str(parent), head_blend=0.5, compress_rank=4))

@@ -251,3 +251,30 @@ def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
         train(TrainArguments(method="adjust", init_model=str(parent), head_blend=0.5, neutral_offset=0.1))
     with pytest.raises(ValueError, match="blend needs"):
         train(TrainArguments(**common))  # no weight given
+
+
+def test_rule_effect_sets_the_stated_direction_only_over_neutral_predictions():
+    from bench.transfer import rule_effect, rule_over
+
+    neg, neu, pos = 0, 1, 2
+    pred, rule = np.array([neu, neu, pos, neg, neu]), np.array([pos, -1, neg, pos, neg])
+    assert rule_over(pred, rule).tolist() == [pos, neu, pos, neg, neg]
+    assert rule_over(pred, rule, neutral_only=False).tolist() == [pos, neu, neg, pos, neg]
+
+    texts = [
+        "Operating profit fell to EUR 20.0 mn from EUR 74.0 mn",  # rule: negative; annotators agree
+        "Net sales rose to EUR 5 mn from EUR 4 mn",  # rule: positive; annotators say neutral
+        "The company will hold its AGM on 5 May",  # no rule
+        "Shares jump 12% after results",  # rule: positive, model already positive
+    ]
+    df = pd.DataFrame({"text": texts, "label": ["negative", "neutral", "neutral", "positive"]})
+    z = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    idx = np.arange(4)
+    logits = {"src": (idx, z), "news pooled": (idx, z), "TFNS": (idx, z)}
+    logits |= {s: (idx, z) for s in ("finentity", "wsj", "sentfin_test")}
+    out = {o["set"]: o for o in rule_effect(logits, df, ["src"])}
+    src = out["src"]
+    assert (src["matches"], src["fires_on_neutral"], src["annotators_agree"]) == (3, 2, 1)
+    assert src["before"] == pytest.approx((0 + 0.8 + 1) / 3)  # nothing called negative; neutral over-predicted
+    assert src["after"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert out["left-out mean"]["after"] == src["after"]

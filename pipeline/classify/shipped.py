@@ -6,6 +6,8 @@ tensors a recipe trained outright (the ``top`` recipe's top blocks and final
 norm) in fp16, tensors a LoRA stage changed as the two fp16 factors of their
 rank-r difference from the base (found by SVD and checked to reproduce the
 difference), and the heads in fp32; ~21-27 MB in all for the shipped models.
+An all-layer fine-tune is not low rank: its ``compress`` stage (train.py)
+truncates the difference to rank r first, so the same exact factors carry it.
 
 ``materialize`` rebuilds a normal model directory from the base and the
 delta, after checking that the base's weights hash to the value recorded at
@@ -113,6 +115,15 @@ def lowrank_factors(diff: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     return (a.contiguous(), b.contiguous()) if float(err) <= LOWRANK_TOLERANCE else None
 
 
+def delta_rank(stages: list[dict]) -> int:
+    """The rank of a model's weight difference from its base, where its recipe bounds it: a ``compress`` stage
+    sets it (later LoRA stages add theirs); otherwise its LoRA stages' largest rank (0: none)."""
+    last = max((i for i, st in enumerate(stages) if st.get("method") == "compress"), default=None)
+    if last is None:
+        return max(int(st.get("lora_r") or 0) for st in stages)
+    return int(stages[last]["compress_rank"]) + sum(int(st.get("lora_r") or 0) for st in stages[last + 1 :])
+
+
 def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:
     """Write the compact delta of a trained model (plus metadata, report, card) to ``out_dir``.
 
@@ -124,7 +135,7 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
     model, meta = modeldir.load(model_dir)
     stages = training_stages(meta)  # kept in the shipped metadata: ``make model`` replays them in order
     base_backbone, _, _ = base_model.load(base or stages[0].get("base_model"))
-    base_state, rank = base_backbone.state_dict(), max(int(stage.get("lora_r") or 0) for stage in stages)
+    base_state, rank = base_backbone.state_dict(), delta_rank(stages)
     delta: dict[str, torch.Tensor] = {}
     full_blocks: set[str] = set()
     n_lowrank = 0
@@ -136,7 +147,8 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
         factors = lowrank_factors(t.float() - base_state[name].float(), rank)
         if factors is None:
             delta[f"backbone.{name}"] = t.to(torch.float16).contiguous()
-            full_blocks.add(".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0])
+            if t.ndim == 2:  # a trained matrix; norms (vectors) ship whole after any recipe that touched them
+                full_blocks.add(".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0])
         else:
             delta[f"backbone.{name}{LOWRANK_A}"], delta[f"backbone.{name}{LOWRANK_B}"] = factors
             n_lowrank += 1

@@ -1,6 +1,7 @@
 """Fine-tune the dual-head classifier (``python -m pipeline train``).
 
-Two recipes, recorded in the model's metadata as ``method``:
+Recipes, recorded in the model's metadata as ``method`` (``top``, ``adjust``, ``blend`` and ``compress``
+are described at their functions; docs/classifier.md says which made the shipped model):
 
 * ``heads`` - the fast path: the backbone stays frozen; mean-pooled features
   feed a logistic regression per task (regularisation chosen on the
@@ -55,8 +56,9 @@ class TrainArguments:
         default="heads",
         metadata={
             "help": "heads (frozen backbone), top (top blocks on cached activations), finetune, adjust (no "
-            "training: the init model with its sentiment head's neutral_offset applied, then recalibrated), or "
-            "blend (the init model's backbone frozen; its sentiment head blended with one refitted on --data)"
+            "training: the init model with its sentiment head's neutral_offset applied, then recalibrated), "
+            "blend (the init model's backbone frozen; its sentiment head blended with one refitted on --data), or "
+            "compress (the init model's weights brought to a rank-compress_rank difference from its base)"
         },
     )
     data: str = field(
@@ -111,6 +113,13 @@ class TrainArguments:
         metadata={
             "help": "blend: the weight (0-1) of a sentiment head refitted on --data's features of the init model "
             "against the init model's own head (one linear head either way; chosen by bench.transfer --blend)"
+        },
+    )
+    compress_rank: int = field(
+        default=0,
+        metadata={
+            "help": "compress: keep the init model's difference from its base model to this rank (truncated SVD of "
+            "each weight matrix), so an all-layer fine-tune ships as a compact delta; the topic head is refitted"
         },
     )
     epochs: float = 3.0
@@ -231,6 +240,63 @@ def blend_sentiment_head(
         "blended": parent["version"],
         "refit_rows": len(tr),
         "refit_sources": sorted(tr["source"].unique()),
+    }
+
+
+def compress_backbone(
+    model: DualHeadClassifier, tok, topic: TaskData, args: TrainArguments, device: torch.device, parent: dict
+) -> dict:
+    """Bring an all-layer fine-tune within a compact delta: each weight matrix's difference from the base model
+    truncated to rank ``compress_rank`` (SVD), vectors kept exact; then the topic head refitted on the new
+    features.
+
+    A fine-tune of every layer changes every weight a little; its difference is not low rank, and whole it is
+    the model's full size, which does not ship. The leading singular directions carry most of what it learnt;
+    the rest costs held-out accuracy, which the evaluation of this stage measures. The topic head (many classes,
+    more sensitive to the shifted features) is refitted by logistic regression on every topic training row
+    (``headfit``); the sentiment head is kept (``--method blend`` refits it next).
+    """
+    from pipeline.classify import headfit
+    from pipeline.classify.data import row_weights
+
+    rank = int(args.compress_rank)
+    base_backbone, _, _ = base_model.load(training_stages(parent)[0].get("base_model"))
+    base_state = base_backbone.state_dict()
+    new_state, kept, total, n_matrices = {}, 0.0, 0.0, 0
+    t0 = time.monotonic()
+    for name, t in model.backbone.state_dict().items():
+        diff = t.float() - base_state[name].float()
+        if diff.ndim == 2 and rank * sum(diff.shape) < diff.numel():
+            u, sv, vh = torch.linalg.svd(diff, full_matrices=False)
+            kept, total = kept + float(sv[:rank].pow(2).sum()), total + float(sv.pow(2).sum())
+            diff = (u[:, :rank] * sv[:rank]) @ vh[:rank]
+            n_matrices += 1
+        new_state[name] = (base_state[name].float() + diff).to(t.dtype)
+    model.backbone.load_state_dict(new_state)
+    share = kept / total if total else 1.0
+    log.info(
+        "compressed %s: %d matrices to rank %d (%.1f %% of the difference's energy kept) in %.0f s",
+        parent["version"],
+        n_matrices,
+        rank,
+        100 * share,
+        time.monotonic() - t0,
+    )
+    model.to(device).eval()
+    x = extract_features(model, tok, topic.train["text"].tolist(), args.max_length, device, label="topic/train")
+    y = np.array([TOPICS.index(v) for v in topic.train["label"]])
+    head = headfit.fit_softmax(
+        x, y, row_weights(topic.train, class_w=False, source_w=0.0), classes=len(TOPICS), iters=300
+    )
+    with torch.no_grad():
+        model.topic_head.weight.copy_(torch.tensor(head.weight, dtype=model.topic_head.weight.dtype))
+        model.topic_head.bias.copy_(torch.tensor(head.bias, dtype=model.topic_head.bias.dtype))
+    return {
+        "compressed": parent["version"],
+        "compress_rank": rank,
+        "matrices": n_matrices,
+        "energy_kept": round(share, 4),
+        "topic_head_refit_rows": len(topic.train),
     }
 
 
@@ -639,7 +705,9 @@ def train(args: TrainArguments) -> Path:
         raise ValueError("adjust needs --neutral_offset")
     if (args.method == "blend") != bool(args.head_blend) or not 0 <= args.head_blend <= 1:
         raise ValueError("head_blend (in (0, 1]) is the blend method's option, and blend needs it")
-    if args.method in ("adjust", "blend") and not args.init_model:
+    if (args.method == "compress") != (args.compress_rank > 0):
+        raise ValueError("compress_rank (> 0) is the compress method's option, and compress needs it")
+    if args.method in ("adjust", "blend", "compress") and not args.init_model:
         raise ValueError(f"{args.method} needs --init_model (the model it changes)")
     if args.polar_only:
         drop_polar_neutrals(sent, [s.strip() for s in args.polar_only.split(",") if s.strip()])
@@ -653,7 +721,7 @@ def train(args: TrainArguments) -> Path:
     if args.init_model:
         model, parent, tok = load_parent(Path(args.init_model))
         backbone, base_desc = model.backbone, parent["base_model"]
-        if args.method in ("adjust", "blend") and args.max_length != parent.get("max_length"):
+        if args.method in ("adjust", "blend", "compress") and args.max_length != parent.get("max_length"):
             raise ValueError(f"{args.method} keeps the model's inputs: pass --max_length {parent.get('max_length')}")
     else:
         backbone, tok, base_desc = load_backbone(args)
@@ -676,8 +744,10 @@ def train(args: TrainArguments) -> Path:
         details = adjust_neutral(model, args, parent)
     elif args.method == "blend":
         details = blend_sentiment_head(model, tok, sent, args, device, parent)
+    elif args.method == "compress":
+        details = compress_backbone(model, tok, topic, args, device, parent)
     else:
-        raise ValueError(f"unknown method {args.method!r} (heads, top, finetune, adjust or blend)")
+        raise ValueError(f"unknown method {args.method!r} (heads, top, finetune, adjust, blend or compress)")
     calibration = calibrate(model, tok, sent, topic, args, device, val_logits)
     meta = {
         "version": version,
