@@ -415,6 +415,10 @@ def test_delta_rank_follows_the_recipe():
     stages = [{"method": "finetune", "lora_r": 0}, {"method": "compress", "compress_rank": 32}, {"method": "blend"}]
     assert shipped.delta_rank(stages) == 32
     assert shipped.delta_rank([*stages, {"method": "finetune", "lora_r": 8}]) == 40  # a LoRA stage after it adds
+    from pipeline.classify.modelcard import _recipe
+
+    card = _recipe({"training_stages": [{"method": "finetune", "lora_r": 0, "train_layers": 0}, *stages[1:]]})
+    assert card.startswith("`finetune` (all blocks) then `compress` (the difference from the base kept at rank 32")
 
 
 def test_an_all_layer_fine_tune_ships_after_its_compress_stage(tiny_models, tiny_base, tmp_path):

@@ -137,6 +137,8 @@ def _recipe(meta: dict) -> str:
             what = f"LoRA r{st['lora_r']} on all blocks" if not st.get("train_layers") else f"LoRA r{st['lora_r']}"
         elif method in ("top", "finetune"):
             what = f"{st.get('train_layers') or 'all'} top blocks" if st.get("train_layers") else "all blocks"
+        elif method == "compress":
+            what = f"the difference from the base kept at rank {st.get('compress_rank')}, topic head refitted"
         else:
             what = "heads only"
         parts.append(f"`{method}` ({what})")
