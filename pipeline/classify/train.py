@@ -256,7 +256,7 @@ def compress_backbone(
     more sensitive to the shifted features) is refitted by logistic regression on every topic training row
     (``headfit``); the sentiment head is kept (``--method blend`` refits it next).
     """
-    from pipeline.classify import headfit
+    from pipeline.classify import headfit, shipped
     from pipeline.classify.data import row_weights
 
     rank = int(args.compress_rank)
@@ -266,11 +266,9 @@ def compress_backbone(
     t0 = time.monotonic()
     for name, t in model.backbone.state_dict().items():
         diff = t.float() - base_state[name].float()
-        if diff.ndim == 2 and rank * sum(diff.shape) < diff.numel():
-            u, sv, vh = torch.linalg.svd(diff, full_matrices=False)
-            kept, total = kept + float(sv[:rank].pow(2).sum()), total + float(sv.pow(2).sum())
-            diff = (u[:, :rank] * sv[:rank]) @ vh[:rank]
-            n_matrices += 1
+        split = shipped.truncated_svd(diff, rank)  # the same factors the export then finds exactly
+        if split is not None:
+            diff, kept, total, n_matrices = split[0] @ split[1], kept + split[2], total + split[3], n_matrices + 1
         new_state[name] = (base_state[name].float() + diff).to(t.dtype)
     model.backbone.load_state_dict(new_state)
     share = kept / total if total else 1.0
