@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline import db
-from pipeline.classify import modeldir, registry, shipped
+from pipeline.classify import lowrank, modeldir, registry, shipped
 from pipeline.classify.predict import Classifier
 
 
@@ -96,11 +96,11 @@ def test_a_delta_over_the_size_limit_is_refused(tiny_top, tiny_base, tmp_path, m
 def test_lowrank_factors_are_exact_for_a_low_rank_difference_and_refuse_a_full_rank_one():
     torch.manual_seed(0)
     diff = torch.randn(48, 3) @ torch.randn(3, 40) * 1e-3  # a merged rank-3 LoRA update
-    a, b = shipped.lowrank_factors(diff, 4)
+    a, b = lowrank.lowrank_factors(diff, 4)
     assert a.shape == (48, 4) and b.shape == (4, 40) and a.dtype == torch.float16
     assert torch.linalg.matrix_norm(diff - a.float() @ b.float()) <= 1e-3 * torch.linalg.matrix_norm(diff)
-    assert shipped.lowrank_factors(torch.randn(48, 40), 4) is None  # a block trained outright ships whole
-    assert shipped.lowrank_factors(diff, 0) is None and shipped.lowrank_factors(torch.randn(40), 4) is None
+    assert lowrank.lowrank_factors(torch.randn(48, 40), 4) is None  # a block trained outright ships whole
+    assert lowrank.lowrank_factors(diff, 0) is None and lowrank.lowrank_factors(torch.randn(40), 4) is None
 
 
 def _lora_stage(init_model, output_root):

@@ -31,6 +31,7 @@ from safetensors.torch import load, save
 from pipeline import config
 from pipeline.classify import base as base_model
 from pipeline.classify import modelcard, modeldir
+from pipeline.classify.lowrank import lowrank_factors
 from pipeline.classify.model import DualHeadClassifier
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,6 @@ def weights_sha256(backbone: torch.nn.Module) -> str:
 
 
 LOWRANK_A, LOWRANK_B = ".lowrank_a", ".lowrank_b"  # delta = A @ B, A: (out, r), B: (r, in)
-LOWRANK_TOLERANCE = 1e-3  # relative Frobenius error of the rank-r factors against the exact difference
 
 
 def write_delta(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -98,30 +98,6 @@ def read_delta(path: Path, max_bytes: int | None = None) -> dict[str, torch.Tens
         return load(bytes(out))
     except (OSError, EOFError, ValueError) as exc:
         raise ShippedModelError(f"{path} is not a gzip-compressed safetensors delta: {exc}") from exc
-
-
-def truncated_svd(diff: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, float, float] | None:
-    """fp32 factors (A, B) of ``diff``'s best rank-r approximation A @ B (singular values split evenly), with the
-    squared singular values kept and in all; None where rank r would not be smaller than ``diff`` itself."""
-    if rank <= 0 or diff.ndim != 2 or rank * sum(diff.shape) >= diff.numel():
-        return None
-    u, s, vh = torch.linalg.svd(diff.to(torch.float32), full_matrices=False)
-    root = s[:rank].sqrt()
-    return u[:, :rank] * root, root[:, None] * vh[:rank], float(s[:rank].pow(2).sum()), float(s.pow(2).sum())
-
-
-def lowrank_factors(diff: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """fp16 factors (A, B) with A @ B == ``diff`` to within LOWRANK_TOLERANCE, or None if ``diff`` is not rank-r.
-
-    A merged LoRA update is exactly low rank, so its two small factors carry it; a fully trained block is not,
-    and ships whole.
-    """
-    split = truncated_svd(diff, rank)
-    if split is None:
-        return None
-    a, b = split[0].to(torch.float16), split[1].to(torch.float16)
-    err = torch.linalg.matrix_norm(diff - a.float() @ b.float()) / torch.linalg.matrix_norm(diff).clamp(min=1e-12)
-    return (a.contiguous(), b.contiguous()) if float(err) <= LOWRANK_TOLERANCE else None
 
 
 def delta_rank(stages: list[dict]) -> int:

@@ -256,8 +256,9 @@ def compress_backbone(
     more sensitive to the shifted features) is refitted by logistic regression on every topic training row
     (``headfit``); the sentiment head is kept (``--method blend`` refits it next).
     """
-    from pipeline.classify import headfit, shipped
+    from pipeline.classify import headfit
     from pipeline.classify.data import row_weights
+    from pipeline.classify.lowrank import truncated_svd
 
     rank = int(args.compress_rank)
     base_backbone, _, _ = base_model.load(training_stages(parent)[0].get("base_model"))
@@ -266,7 +267,7 @@ def compress_backbone(
     t0 = time.monotonic()
     for name, t in model.backbone.state_dict().items():
         diff = t.float() - base_state[name].float()
-        split = shipped.truncated_svd(diff, rank)  # the same factors the export then finds exactly
+        split = truncated_svd(diff, rank)  # the same factors the export then finds exactly
         if split is not None:
             diff, kept, total, n_matrices = split[0] @ split[1], kept + split[2], total + split[3], n_matrices + 1
         new_state[name] = (base_state[name].float() + diff).to(t.dtype)
