@@ -278,3 +278,49 @@ def test_rule_effect_sets_the_stated_direction_only_over_neutral_predictions():
     assert src["before"] == pytest.approx((0 + 0.8 + 1) / 3)  # nothing called negative; neutral over-predicted
     assert src["after"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     assert out["left-out mean"]["after"] == src["after"]
+
+
+def test_row_weights_set_each_rows_share_of_the_loss(tiny_base):
+    """The fine-tune's source weighting: a row's loss counts by its weight, class weights on top."""
+    import torch
+    from transformers import AutoModel
+
+    from pipeline.classify.model import DualHeadClassifier
+
+    torch.manual_seed(0)
+    model = DualHeadClassifier(AutoModel.from_pretrained(tiny_base), 3, 4).eval()
+    ids, mask = torch.randint(3, 60, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    task, labels = torch.tensor([0, 0, 0, 1]), torch.tensor([2, 0, 1, 3])
+    plain = model(ids, mask, task, labels)
+    per_row = [
+        float(model(ids[i : i + 1], mask[i : i + 1], task[i : i + 1], labels[i : i + 1])["loss"]) for i in range(4)
+    ]
+    assert float(model(ids, mask, task, labels, row_weight=torch.ones(4))["loss"]) == pytest.approx(
+        float(plain["loss"])
+    )
+    weighted = model(ids, mask, task, labels, row_weight=torch.tensor([2.0, 0.0, 1.0, 1.0]))["loss"]
+    assert float(weighted) == pytest.approx((2 * per_row[0] + per_row[2] + per_row[3]) / 4, rel=1e-5)
+
+
+def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tmp_path, caplog):
+    import logging
+
+    from pipeline.classify import modeldir
+    from pipeline.classify.train import TrainArguments, train, training_stages
+
+    common = dict(base_model=str(tiny_base), method="finetune", train_layers=0, limit_per_task=64, epochs=1)
+    common |= dict(batch_size=16, eval_steps=2, learning_rate=1e-3, data="tfns_sentiment,tfns_topic,sentfin,sentivent")
+    with caplog.at_level(logging.INFO, logger="pipeline.classify.train"):
+        out = train(TrainArguments(**common, source_weighting="sqrt", output_root=str(tmp_path)))
+    lines = [r.getMessage().split() for r in caplog.records if r.getMessage().startswith("source ")]
+    shares = {w[1].rstrip(":"): float(w[2]) for w in lines}  # "source NAME: P % of the sentiment loss"
+    assert set(shares) == {"sentfin", "sentivent", "tfns_sentiment"} and sum(shares.values()) == pytest.approx(
+        100, 0.01
+    )
+    assert max(shares.values()) - min(shares.values()) > 0.5  # sources weigh by sqrt(rows), not all the same
+    meta = modeldir.read_meta(out)
+    assert training_stages(meta)[-1]["source_weighting"] == "sqrt" and meta["training_details"]["steps"] >= 1
+    with pytest.raises(ValueError, match="polar_only"):
+        train(TrainArguments(**common, polar_only="sentivent"))
+    with pytest.raises(ValueError, match="source_weighting"):
+        train(TrainArguments(method="heads", source_weighting="sqrt"))

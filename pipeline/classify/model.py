@@ -40,7 +40,9 @@ class DualHeadClassifier(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.pool(hidden, attention_mask).float()
 
-    def forward(self, input_ids, attention_mask, task=None, labels=None):
+    def forward(self, input_ids, attention_mask, task=None, labels=None, row_weight=None):
+        """``row_weight`` (optional, per row): a row's share of the loss, where the training mix weighs its
+        sources (``--source_weighting``) rather than counting their rows; class weights apply on top."""
         pooled = self.dropout(self.features(input_ids, attention_mask))
         s_logits = self.sentiment_head(pooled)
         t_logits = self.topic_head(pooled)
@@ -52,9 +54,12 @@ class DualHeadClassifier(nn.Module):
                 rows = task == task_id
                 if rows.any():
                     w = self.class_weights.get(key)
-                    loss = loss + nn.functional.cross_entropy(
-                        logits[rows], labels[rows], weight=None if w is None else w.to(logits.device), reduction="sum"
+                    per_row = nn.functional.cross_entropy(
+                        logits[rows], labels[rows], weight=None if w is None else w.to(logits.device), reduction="none"
                     )
+                    if row_weight is not None:
+                        per_row = per_row * row_weight[rows].to(per_row.dtype)
+                    loss = loss + per_row.sum()
             out["loss"] = loss / max(1, labels.shape[0])
         return out
 

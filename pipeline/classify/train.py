@@ -70,8 +70,8 @@ class TrainArguments:
     source_weighting: str = field(
         default="none",
         metadata={
-            "help": "top, blend: none | sqrt | equal: a sentiment source of n rows weighs n, sqrt(n) or 1 in the "
-            "loss (bench.transfer)"
+            "help": "top, finetune, blend: none | sqrt | equal: a sentiment source of n rows weighs n, sqrt(n) or 1 "
+            "in the loss, classes balanced (bench.transfer)"
         },
     )
     relabel: str = field(
@@ -401,12 +401,16 @@ class _Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-def encode(tok, sent_df, topic_df, max_length: int) -> _Rows:
+def encode(tok, sent_df, topic_df, max_length: int, sent_weights: np.ndarray | None = None) -> _Rows:
+    """Token rows of both tasks; with ``sent_weights`` every row carries a loss weight (topic rows 1)."""
     rows = []
     for task_id, df, names in ((0, sent_df, SENTIMENTS), (1, topic_df, TOPICS)):
         enc = tok(df["text"].tolist(), truncation=True, max_length=max_length, add_special_tokens=False)
-        for ids, label in zip(enc["input_ids"], df["label"]):
-            rows.append({"input_ids": ids or [tok.pad_token_id], "task": task_id, "labels": names.index(label)})
+        for i, (ids, label) in enumerate(zip(enc["input_ids"], df["label"])):
+            row = {"input_ids": ids or [tok.pad_token_id], "task": task_id, "labels": names.index(label)}
+            if sent_weights is not None:
+                row["row_weight"] = float(sent_weights[i]) if task_id == 0 else 1.0
+            rows.append(row)
     return _Rows(rows)
 
 
@@ -418,6 +422,7 @@ def make_collator(pad_id: int):
             "attention_mask": mask,
             "task": torch.tensor([r["task"] for r in batch]),
             "labels": torch.tensor([r["labels"] for r in batch]),
+            **({"row_weight": torch.tensor([r["row_weight"] for r in batch])} if "row_weight" in batch[0] else {}),
         }
 
     return collate
@@ -491,13 +496,23 @@ def finetune(
 ) -> dict:
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, get_linear_schedule_with_warmup
 
+    from pipeline.classify.data import SOURCE_POWER, row_weights
+
     model = freeze_for(model, args)
-    train_ds = encode(tok, sent.train, topic.train, args.max_length)
-    val_ds = encode(tok, sent.val, topic.val, args.max_length)
     model.class_weights = {
         "sentiment": class_weights(sent.train["label"].tolist(), SENTIMENTS),
         "topic": class_weights(topic.train["label"].tolist(), TOPICS),
     }
+    weights = None
+    if args.source_weighting != "none":
+        # The weighting the leave-one-source-out table chose for the heads, applied to the whole network:
+        # each source's weight by its rows' power, every class the same total (in place of class_weights).
+        weights = row_weights(sent.train, class_w=True, source_w=SOURCE_POWER[args.source_weighting])
+        model.class_weights["sentiment"] = None
+        for name, share in (pd.Series(weights).groupby(sent.train["source"].to_numpy()).sum() / len(weights)).items():
+            log.info("source %s: %.1f %% of the sentiment loss", name, 100 * share)
+    train_ds = encode(tok, sent.train, topic.train, args.max_length, weights)
+    val_ds = encode(tok, sent.val, topic.val, args.max_length)
     on_cuda = device.type == "cuda"
     bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_bf16_ok())
     steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
@@ -692,10 +707,10 @@ def train(args: TrainArguments) -> Path:
         raise ValueError(f"unknown relabel rule {args.relabel!r} (none or stated_direction)")
     if args.source_weighting not in ("none", "sqrt", "equal") or args.select not in ("best", "last"):
         raise ValueError("source_weighting is none|sqrt|equal and select is best|last")
-    if args.method not in ("top", "blend") and (
-        args.source_weighting != "none" or args.polar_only or args.source_intercepts
-    ):
-        raise ValueError("source_weighting, polar_only and source_intercepts are options of the top and blend recipes")
+    if args.method not in ("top", "blend") and (args.polar_only or args.source_intercepts):
+        raise ValueError("polar_only and source_intercepts are options of the top and blend recipes")
+    if args.method not in ("top", "blend", "finetune") and args.source_weighting != "none":
+        raise ValueError("source_weighting is an option of the top, finetune and blend recipes")
     if args.method != "top" and args.select != "best":
         raise ValueError("select is an option of the top recipe")
     if args.neutral_offset and args.method not in ("adjust", "blend"):
