@@ -300,6 +300,14 @@ def test_row_weights_set_each_rows_share_of_the_loss(tiny_base):
     )
     weighted = model(ids, mask, task, labels, row_weight=torch.tensor([2.0, 0.0, 1.0, 1.0]))["loss"]
     assert float(weighted) == pytest.approx((2 * per_row[0] + per_row[2] + per_row[3]) / 4, rel=1e-5)
+    # --polar_only: -30 on neutral takes it out of a row's softmax in the loss (the outputs stay the model's own)
+    offset = torch.zeros(4, 3)
+    offset[0, 1] = -30.0
+    masked = model(ids[:1], mask[:1], task[:1], labels[:1], logit_offset=offset[:1])
+    z = masked["sentiment_logits"][0].detach()
+    two_way = float(torch.logsumexp(z[[0, 2]], 0) - z[2])  # row 0 is positive: CE over negative and positive only
+    assert float(masked["loss"]) == pytest.approx(two_way, rel=1e-4)
+    assert torch.equal(z, model(ids[:1], mask[:1])["sentiment_logits"][0].detach())
 
 
 def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tmp_path, caplog):
@@ -311,7 +319,8 @@ def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tm
     common = dict(base_model=str(tiny_base), method="finetune", train_layers=0, limit_per_task=64, epochs=1)
     common |= dict(batch_size=16, eval_steps=2, learning_rate=1e-3, data="tfns_sentiment,tfns_topic,sentfin,sentivent")
     with caplog.at_level(logging.INFO, logger="pipeline.classify.train"):
-        out = train(TrainArguments(**common, source_weighting="sqrt", output_root=str(tmp_path)))
+        args = TrainArguments(**common, source_weighting="sqrt", polar_only="sentivent", output_root=str(tmp_path))
+        out = train(args)
     lines = [r.getMessage().split() for r in caplog.records if r.getMessage().startswith("source ")]
     shares = {w[1].rstrip(":"): float(w[2]) for w in lines}  # "source NAME: P % of the sentiment loss"
     assert set(shares) == {"sentfin", "sentivent", "tfns_sentiment"} and sum(shares.values()) == pytest.approx(
@@ -319,8 +328,12 @@ def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tm
     )
     assert max(shares.values()) - min(shares.values()) > 0.5  # sources weigh by sqrt(rows), not all the same
     meta = modeldir.read_meta(out)
-    assert training_stages(meta)[-1]["source_weighting"] == "sqrt" and meta["training_details"]["steps"] >= 1
+    stage = training_stages(meta)[-1]
+    assert stage["source_weighting"] == "sqrt" and stage["polar_only"] == "sentivent"
+    assert meta["training_details"]["steps"] >= 1
+    with pytest.raises(ValueError, match="source_intercepts"):
+        train(TrainArguments(**common, source_intercepts=True))
     with pytest.raises(ValueError, match="polar_only"):
-        train(TrainArguments(**common, polar_only="sentivent"))
+        train(TrainArguments(method="heads", polar_only="sentivent"))
     with pytest.raises(ValueError, match="source_weighting"):
         train(TrainArguments(method="heads", source_weighting="sqrt"))

@@ -84,8 +84,8 @@ class TrainArguments:
     polar_only: str = field(
         default="",
         metadata={
-            "help": "top, blend: sources (comma list) whose neutral is not a judgement (sentences picked for holding a polar "
-            "expression): their neutral rows are dropped and they train the direction only (neutral out of their softmax)"
+            "help": "top, finetune, blend: sources (comma list) whose neutral is not a judgement (sentences picked for "
+            "holding a polar expression): their neutral rows are dropped and they train the direction only (neutral out of their softmax)"
         },
     )
     source_intercepts: bool = field(
@@ -401,8 +401,16 @@ class _Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-def encode(tok, sent_df, topic_df, max_length: int, sent_weights: np.ndarray | None = None) -> _Rows:
-    """Token rows of both tasks; with ``sent_weights`` every row carries a loss weight (topic rows 1)."""
+def encode(
+    tok,
+    sent_df,
+    topic_df,
+    max_length: int,
+    sent_weights: np.ndarray | None = None,
+    sent_offsets: np.ndarray | None = None,
+) -> _Rows:
+    """Token rows of both tasks; with ``sent_weights`` every row carries a loss weight (topic rows 1), with
+    ``sent_offsets`` a sentiment-logit offset for the loss (topic rows 0)."""
     rows = []
     for task_id, df, names in ((0, sent_df, SENTIMENTS), (1, topic_df, TOPICS)):
         enc = tok(df["text"].tolist(), truncation=True, max_length=max_length, add_special_tokens=False)
@@ -410,6 +418,8 @@ def encode(tok, sent_df, topic_df, max_length: int, sent_weights: np.ndarray | N
             row = {"input_ids": ids or [tok.pad_token_id], "task": task_id, "labels": names.index(label)}
             if sent_weights is not None:
                 row["row_weight"] = float(sent_weights[i]) if task_id == 0 else 1.0
+            if sent_offsets is not None:
+                row["logit_offset"] = sent_offsets[i].tolist() if task_id == 0 else [0.0] * len(SENTIMENTS)
             rows.append(row)
     return _Rows(rows)
 
@@ -422,7 +432,7 @@ def make_collator(pad_id: int):
             "attention_mask": mask,
             "task": torch.tensor([r["task"] for r in batch]),
             "labels": torch.tensor([r["labels"] for r in batch]),
-            **({"row_weight": torch.tensor([r["row_weight"] for r in batch])} if "row_weight" in batch[0] else {}),
+            **{k: torch.tensor([r[k] for r in batch]) for k in ("row_weight", "logit_offset") if k in batch[0]},
         }
 
     return collate
@@ -511,7 +521,12 @@ def finetune(
         model.class_weights["sentiment"] = None
         for name, share in (pd.Series(weights).groupby(sent.train["source"].to_numpy()).sum() / len(weights)).items():
             log.info("source %s: %.1f %% of the sentiment loss", name, 100 * share)
-    train_ds = encode(tok, sent.train, topic.train, args.max_length, weights)
+    offsets = None
+    if args.polar_only:  # their neutral rows were dropped in train(); neutral leaves their softmax too
+        from pipeline.classify.headfit import polar_offset
+
+        offsets = polar_offset(sent.train["source"], [x.strip() for x in args.polar_only.split(",") if x.strip()])
+    train_ds = encode(tok, sent.train, topic.train, args.max_length, weights, offsets)
     val_ds = encode(tok, sent.val, topic.val, args.max_length)
     on_cuda = device.type == "cuda"
     bf16 = (on_cuda and torch.cuda.is_bf16_supported()) or (not on_cuda and cpu_bf16_ok())
@@ -707,8 +722,10 @@ def train(args: TrainArguments) -> Path:
         raise ValueError(f"unknown relabel rule {args.relabel!r} (none or stated_direction)")
     if args.source_weighting not in ("none", "sqrt", "equal") or args.select not in ("best", "last"):
         raise ValueError("source_weighting is none|sqrt|equal and select is best|last")
-    if args.method not in ("top", "blend") and (args.polar_only or args.source_intercepts):
-        raise ValueError("polar_only and source_intercepts are options of the top and blend recipes")
+    if args.method not in ("top", "blend", "finetune") and args.polar_only:
+        raise ValueError("polar_only is an option of the top, finetune and blend recipes")
+    if args.method not in ("top", "blend") and args.source_intercepts:
+        raise ValueError("source_intercepts is an option of the top and blend recipes")
     if args.method not in ("top", "blend", "finetune") and args.source_weighting != "none":
         raise ValueError("source_weighting is an option of the top, finetune and blend recipes")
     if args.method != "top" and args.select != "best":
