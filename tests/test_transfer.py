@@ -108,7 +108,7 @@ def test_top_recipe_trains_with_the_transfer_options(tiny_base, tmp_path):
     assert meta["training_data"]["sources"]["sentivent"]["trained_on"].startswith("direction only")
     history = meta["training_details"]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
-    with pytest.raises(ValueError, match="options of the top and blend recipes"):
+    with pytest.raises(ValueError, match="polar_only is an option of the top, finetune and blend recipes"):
         train(TrainArguments(base_model=str(tiny_base), method="heads", polar_only="sentivent"))
 
 
