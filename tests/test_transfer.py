@@ -83,6 +83,14 @@ def test_a_fold_never_trains_on_its_left_out_source_or_its_texts():
     assert np.isclose(w[df["source"] == "sentfin"].sum(), w[df["source"] == "tfns_sentiment"].sum())
 
 
+def test_polar_only_is_read_as_one_list_of_sources():
+    """Every recipe reads ``--polar_only`` through the same method: spaces and empty items dropped."""
+    from pipeline.classify.train import TrainArguments
+
+    assert TrainArguments(polar_only=" sentivent, ,sentifm,").polar_sources() == ["sentivent", "sentifm"]
+    assert TrainArguments().polar_sources() == []
+
+
 def test_top_recipe_trains_with_the_transfer_options(tiny_base, tmp_path):
     """Source weighting, direction-only sources, per-source intercepts and last-epoch selection, end to end."""
     from pipeline.classify import modeldir

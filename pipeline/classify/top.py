@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from pipeline.classify.data import SOURCE_POWER, TaskData, row_weights
+from pipeline.classify.headfit import polar_offset
 from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
 from pipeline.classify.runtime import length_sorted_batches
@@ -202,12 +203,12 @@ def train_top(
         weights["sentiment"] = _weighted_class_weights(sent.train["label"].tolist(), row_w["sentiment"]).to(device)
     # per-row additions to the sentiment logits in training only: a source's own intercepts, and -30 on neutral
     # for sources that train the direction only
-    polar = [x.strip() for x in args.polar_only.split(",") if x.strip()]
+    polar = args.polar_sources()
     src_names = sorted(sent.train["source"].unique()) if "source" in sent.train else []
     src_idx = np.array([src_names.index(x) for x in sent.train["source"]]) if src_names else None
     neutral_mask = torch.zeros(len(sent.train), len(SENTIMENTS), device=device)
-    if polar:
-        neutral_mask[torch.tensor(sent.train["source"].isin(polar).to_numpy()), SENTIMENTS.index("neutral")] = -30.0
+    if polar:  # -30 on neutral: those sources train the direction only
+        neutral_mask = torch.from_numpy(polar_offset(sent.train["source"], polar)).to(device)
     src_bias = None
     if args.source_intercepts and src_names:
         src_bias = nn.Parameter(torch.zeros(len(src_names), len(SENTIMENTS), device=device))

@@ -144,6 +144,10 @@ class TrainArguments:
     device: str | None = None
     output_root: str | None = None
 
+    def polar_sources(self) -> list[str]:
+        """``--polar_only`` as the list of source names every recipe reads it as."""
+        return [x.strip() for x in self.polar_only.split(",") if x.strip()]
+
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
@@ -211,7 +215,7 @@ def blend_sentiment_head(
     y = np.array([SENTIMENTS.index(v) for v in tr["label"]])
     power = SOURCE_POWER[args.source_weighting]
     w = row_weights(tr, class_w=True, source_w=power)
-    polar = [p.strip() for p in args.polar_only.split(",") if p.strip()]
+    polar = args.polar_sources()
     offset = headfit.polar_offset(tr["source"], polar) if polar else None
     groups = pd.factorize(tr["source"])[0] if args.source_intercepts else None
     t0 = time.monotonic()
@@ -525,7 +529,7 @@ def finetune(
     if args.polar_only:  # their neutral rows were dropped in train(); neutral leaves their softmax too
         from pipeline.classify.headfit import polar_offset
 
-        offsets = polar_offset(sent.train["source"], [x.strip() for x in args.polar_only.split(",") if x.strip()])
+        offsets = polar_offset(sent.train["source"], args.polar_sources())
     train_ds = encode(tok, sent.train, topic.train, args.max_length, weights, offsets)
     val_ds = encode(tok, sent.val, topic.val, args.max_length)
     on_cuda = device.type == "cuda"
@@ -741,7 +745,7 @@ def train(args: TrainArguments) -> Path:
     if args.method in ("adjust", "blend", "compress") and not args.init_model:
         raise ValueError(f"{args.method} needs --init_model (the model it changes)")
     if args.polar_only:
-        drop_polar_neutrals(sent, [s.strip() for s in args.polar_only.split(",") if s.strip()])
+        drop_polar_neutrals(sent, args.polar_sources())
     log.info(
         "data: sentiment %d train / %d val; topic %d train / %d val",
         len(sent.train),
