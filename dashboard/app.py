@@ -160,6 +160,10 @@ def show_rules() -> None:
 
 def page_alerts(model: str) -> None:
     show_rules()
+    trial = cached("trial_alerts", model)
+    if not trial.empty:
+        with st.expander(f"Trial replay: {len(trial)} alerts under trial rules (a backtest: not live, never sent)"):
+            st.dataframe(trial, hide_index=True, width="stretch")
     live = cached("alerts", model, ["open", "acknowledged"])
     # nothing live (a replayed history, a calm week): show what was raised, resolved ones included
     default = ["open", "acknowledged"] if not live.empty else ["open", "acknowledged", "resolved"]

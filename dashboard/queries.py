@@ -187,6 +187,27 @@ def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:
     )
 
 
+def trial_alerts(pool, model: str) -> pd.DataFrame:
+    """Alerts of the latest trial replay (``history replay --rules``): never live, never sent; empty if none ran."""
+    from pipeline.alerts.notify import SUBJECT_SQL
+    from pipeline.alerts.replay import TRIAL_TABLE
+
+    exists = frame(pool, "SELECT to_regclass(%s) IS NOT NULL AS present", (TRIAL_TABLE,))
+    if exists.empty or not bool(exists["present"].iloc[0]):
+        return pd.DataFrame()
+    return frame(
+        pool,
+        f"""
+        SELECT al.id, al.kind, al.severity, al.dimension, {SUBJECT_SQL} AS subject, al.started_at, al.last_hour,
+               al.status, round((al.observed_share * 100)::numeric, 1) AS observed_pct,
+               round((al.baseline_share * 100)::numeric, 1) AS baseline_pct
+        FROM {TRIAL_TABLE} al WHERE al.model_version = %s
+        ORDER BY al.started_at DESC, al.id DESC LIMIT 500
+        """,
+        (model,),
+    )
+
+
 def alert_deliveries(pool, alert_id: int) -> pd.DataFrame:
     """Where the alert went: one row per channel (email, each Slack channel) with its status and attempts."""
     return frame(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.csvio import FORMULA_START, neutralise
+from pipeline.digits import ascii_int
 
 __all__ = ["FORMULA_START", "csv_bytes", "int_param", "neutralise", "text_param"]
 MAX_ID_DIGITS = 12
@@ -20,11 +21,9 @@ MAX_ID_DIGITS = 12
 
 def int_param(value: object, max_digits: int = MAX_ID_DIGITS) -> int | None:
     """A positive id from a query parameter, or None: ASCII digits only (``"²"`` and ``"١"`` are not ids)."""
-    if not isinstance(value, str) or not 0 < len(value) <= max_digits:
+    if not isinstance(value, str) or value != value.strip():
         return None
-    if not value.isascii() or not value.isdigit():
-        return None
-    return int(value)
+    return ascii_int(value, max_digits)
 
 
 def text_param(value: object, limit: int) -> str:

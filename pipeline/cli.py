@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import config, db, logs
-from pipeline.csvio import InputError, output_path, read_input_csv
+from pipeline.csvio import InputError, output_path, read_input_csv, write_csv
+from pipeline.redact import redact
 
 
 def _print_json(obj: object) -> None:
@@ -21,7 +22,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     url = db.database_url()
     if args.action == "migrate":
         applied = db.migrate(url)
-        _print_json({"applied": applied, "database": _redact(url)})
+        _print_json({"applied": applied, "database": redact(url)})
     elif args.action == "url":
         print(url)
     elif args.action == "grant-dashboard":
@@ -93,13 +94,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.classify.predict import Classifier
     from pipeline.classify.text import prepare_text
 
-    out_path = output_path(args.output)
+    out_path = output_path(args.output, inputs=[args.input])
     df = read_input_csv(args.input, required=("text",))
     clf = Classifier.load(args.model, device=args.device)  # strict: a damaged model fails here, before any work
     texts = [prepare_text(str(t)) if isinstance(t, str) else "" for t in df["text"]]
     preds = pd.DataFrame(clf.predict(texts, batch_size=args.batch_size, progress=True).rows(), index=df.index)
     out = pd.concat([df, preds], axis=1)
-    out.to_csv(out_path, index=False)
+    write_csv(out, out_path)
     _print_json(
         {
             "rows": len(out),
@@ -263,12 +264,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redact(url: str) -> str:
-    import re
-
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -390,13 +385,11 @@ def guarded(func, args, verbose: bool = False) -> int:
     try:
         return func(args)
     except (*bad_input, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except psycopg2.OperationalError as exc:
-        print(
-            f"error: database unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
-            file=sys.stderr,
-        )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else str(exc)
+        print(f"error: database unavailable: {redact(first)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -404,5 +397,5 @@ def guarded(func, args, verbose: bool = False) -> int:
     except Exception as exc:
         if verbose:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact(str(exc))} (run with -v for the traceback)", file=sys.stderr)
         return 1

@@ -43,6 +43,9 @@ class IngestSettings:
     user_agent: str = USER_AGENT
     allow_hosts: tuple[str, ...] = ()  # hosts any feed may reach even if non-public (tests, the demo)
     file_roots: tuple[Path, ...] = (REPO_ROOT,)  # file: URLs may read under these (and the registry's folder)
+    # files a DAG run's conf may name (feeds_file, archive_dir, history_csv): whoever may trigger a run must not
+    # make the worker read its credentials or environment
+    conf_roots: tuple[Path, ...] = (REPO_ROOT / "feeds", REPO_ROOT / "data")
     max_future_h: float = 48.0  # item dates further ahead than this are unknown (fall back to fetch time)
     min_interval_s: float = 120.0  # fast lane: least time between two polls of one feed (per feed: min_interval_s)
     max_retry_after_s: float = 86400.0  # a Retry-After further ahead than this is capped
@@ -157,6 +160,8 @@ def load() -> Settings:
         user_agent=_env("FINSENT_USER_AGENT", USER_AGENT),
         allow_hosts=_list("FINSENT_FETCH_ALLOW_HOSTS"),
         file_roots=tuple(Path(p) for p in _list("FINSENT_FETCH_FILE_ROOTS")) or (REPO_ROOT,),
+        conf_roots=tuple(Path(p) for p in _list("FINSENT_CONF_FILE_ROOTS"))
+        or (REPO_ROOT / "feeds", REPO_ROOT / "data", state_dir() / "imports"),
         min_interval_s=float(_env("FINSENT_FEED_MIN_INTERVAL_S", "120")),
     )
     alerts = AlertSettings(

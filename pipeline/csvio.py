@@ -46,11 +46,45 @@ def read_input_csv(path: str, required: Sequence[str]):  # -> pandas.DataFrame
     return df
 
 
-def output_path(path: str) -> Path:
-    """A file path whose folder exists (and that is not itself a folder), or InputError."""
+def output_path(path: str, inputs: Sequence[str] = ()) -> Path:
+    """A file path the command may write, checked before any work, or InputError: its folder exists and is
+    writable (a probe file is created and removed), it is not a folder, and it is none of ``inputs`` (compared
+    after resolving links, so ``--input f --output ./f`` never overwrites the user's file)."""
+    import os
+    import tempfile
+
     out = Path(path)
     if not out.parent.is_dir():
         raise InputError(f"output folder {out.parent} does not exist")
     if out.is_dir():
         raise InputError(f"output {out} is a folder, not a file")
+    for given in inputs:
+        src = Path(given)
+        same = src.exists() and out.exists() and os.path.samefile(src, out)
+        if same or src.resolve() == out.resolve():
+            raise InputError(f"output {out} is the input file: choose another output, the input is kept as it is")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise InputError(f"output folder {out.parent} is not writable ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+    if out.exists() and not os.access(out, os.W_OK):
+        raise InputError(f"output {out} exists and is not writable")
     return out
+
+
+def write_csv(df, out: Path) -> None:  # df: pandas.DataFrame
+    """Write ``df`` through a temporary file beside ``out`` and rename it: a reader never sees half a file, and a
+    failure leaves what was there before."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

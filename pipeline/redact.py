@@ -17,13 +17,21 @@ _SECRET_PARAM = re.compile(
     r"[a-z0-9_.-]*)=)([^&;#\s\"'<>]+)"
 )
 
+# libpq key=value connection strings ("host=db password='s e' user=x"): quoted values may hold spaces and \'
+_KEYWORD_SECRET = re.compile(r"(?i)(?<![\w.-])((?:ssl)?(?:password|passwd|pwd)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s'&;]+)")
+
 
 def redact(text: str | None) -> str | None:
-    """``text`` with URL userinfo and secret-looking query values replaced by ``***``."""
+    """``text`` with URL userinfo, secret-looking query values and libpq ``password=`` values replaced by ``***``.
+
+    The one redaction for every connection string the project prints or stores, in each form libpq accepts
+    (URI with userinfo, URI with ``?password=``, key=value string).
+    """
     if not text:
         return text
     text = _USERINFO.sub(lambda m: f"{m.group(1)}{_user(m.group(2))}@", text)
-    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+    text = _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+    return _KEYWORD_SECRET.sub(lambda m: m.group(1) + MASK, text)
 
 
 def _user(userinfo: str) -> str:

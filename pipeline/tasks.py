@@ -39,6 +39,29 @@ def is_live(window_end: datetime, now: datetime | None = None) -> bool:
     return window_end >= now - timedelta(hours=config.load().alerts.live_within_h)
 
 
+class ConfPathRefused(ValueError):
+    """A path in a run's conf lies outside FINSENT_CONF_FILE_ROOTS (or is not the kind of file it should be)."""
+
+
+def conf_paths(params: Mapping[str, Any], roots: tuple) -> dict:
+    """The files a run's conf names (``feeds_file``, ``history_csv``; the folder ``archive_dir``), each resolved
+    through links and confined to ``roots``; ConfPathRefused names the path, never what the file holds."""
+    from pipeline.ingest.policy import PolicyRefused, check_path
+
+    out = {}
+    for key, folder in (("feeds_file", False), ("history_csv", False), ("archive_dir", True)):
+        value = params.get(key)
+        if not value:
+            continue
+        if not isinstance(value, str) or len(value) > 4096 or "\x00" in value:
+            raise ConfPathRefused(f"conf {key} must be a path")
+        try:
+            out[key] = check_path(value, roots, folder=folder)
+        except PolicyRefused as exc:
+            raise ConfPathRefused(f"conf {key}: {exc} (FINSENT_CONF_FILE_ROOTS)") from None
+    return out
+
+
 def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key: str | None) -> dict:
     """Ingest for the run's window; return counts only (never article bodies).
 
@@ -52,13 +75,14 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
 
     params = params or {}
     settings = config.load()
+    paths = conf_paths(params, settings.ingest.conf_roots)  # refused before anything is read or stored
     url = db.database_url(settings)
     db.migrate(url)
     span = (windows.to_utc(window["start"]), windows.to_utc(window["end"]))
     out: dict = {"live": None, "archive": None}
     if is_live(span[1]) or params.get("ingest_live"):
         summary = run_ingest(
-            params.get("feeds_file") or settings.feeds_file,
+            paths.get("feeds_file") or settings.feeds_file,
             database_url=url,
             run_key=run_key,
             window=span,
@@ -69,12 +93,12 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
     else:
         log.info("backfill window %s..%s: live feeds not fetched (conf ingest_live=true forces it)", *span)
     if params.get("archive_dir"):
-        summary = ingest_archive(params["archive_dir"], span, database_url=url, run_key=run_key, settings=settings)
+        summary = ingest_archive(paths["archive_dir"], span, database_url=url, run_key=run_key, settings=settings)
         out["archive"] = {"run_id": summary["run_id"], **summary["totals"]}
     if params.get("history_csv"):  # a headline archive (published, source, title): the window's rows only
         from pipeline.ingest.headlines import import_csv
 
-        out["history"] = import_csv(params["history_csv"], database_url=url, window=span, settings=settings)
+        out["history"] = import_csv(paths["history_csv"], database_url=url, window=span, settings=settings)
     return out
 
 

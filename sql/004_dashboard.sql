@@ -1,10 +1,14 @@
 -- The dashboard reads through a restricted role: SELECT everywhere, and the
--- only write it needs, acknowledging alerts. Roles are cluster-wide, hence the guard.
+-- only write it needs, acknowledging alerts. Roles are cluster-wide, hence the guard; and two databases of one
+-- server migrated at the same moment race past the check (the migration lock is per database): the loser's
+-- duplicate is the role it wanted, so it is tolerated.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'finsent_dashboard') THEN
         CREATE ROLE finsent_dashboard NOLOGIN;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 GRANT USAGE ON SCHEMA public TO finsent_dashboard;

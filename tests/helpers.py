@@ -105,8 +105,27 @@ class SMTPServer:
         self.controller.stop()
 
 
+def slack_limits_broken(payload: dict) -> str:
+    """Why Slack would refuse ``payload`` by its documented Block Kit limits (empty: it would accept it):
+    at most 50 blocks, a section's text 3,000 characters, a header's 150, a context element's 2,000."""
+    blocks = payload.get("blocks") or []
+    if len(blocks) > 50:
+        return f"{len(blocks)} blocks"
+    for b in blocks:
+        limit = {"section": 3000, "header": 150}.get(b.get("type"))
+        if limit and len(b["text"]["text"]) > limit:
+            return f"{b['type']} of {len(b['text']['text'])} characters"
+        for el in b.get("elements") or []:
+            if len(el.get("text", "")) > 2000:
+                return f"context element of {len(el['text'])} characters"
+    if len(payload.get("text") or "") > 40000:
+        return "text over 40,000 characters"
+    return ""
+
+
 class WebhookServer:
-    """A real HTTP server on 127.0.0.1 that takes Slack-style webhook posts (JSON), answering ``ok``.
+    """A real HTTP server on 127.0.0.1 that takes Slack-style webhook posts (JSON), answering ``ok``; a payload
+    over Slack's documented limits is refused with 400 ``invalid_blocks`` (listed in ``refused``).
 
     ``fail`` makes it answer 500 until it is set back to False, as a chat service in an outage would;
     ``hang_s`` makes it read the post and then say nothing for that long (a hung service).
@@ -118,6 +137,7 @@ class WebhookServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.posts: list[dict] = []
+        self.refused: list[str] = []
         self.fail = False
         self.hang_s = 0.0
         self.hung = 0
@@ -135,7 +155,15 @@ class WebhookServer:
                     self.end_headers()
                     self.wfile.write(b"server_error")
                     return
-                outer.posts.append({"path": self.path, "json": json.loads(body)})
+                payload = json.loads(body)
+                refused = slack_limits_broken(payload)
+                if refused:  # as Slack answers a payload over its documented limits
+                    outer.refused.append(refused)
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(b"invalid_blocks")
+                    return
+                outer.posts.append({"path": self.path, "json": payload})
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()

@@ -218,11 +218,11 @@ class Stack:
 
     def write_feeds(self, name: str, server: FeedServer, files: list[str]) -> str:
         """A feed registry in the shared state volume, pointing at the local feed server."""
-        path = f"/state/stack-feeds-{name.replace(' ', '-')}.yaml"
+        path = f"/state/imports/stack-feeds-{name.replace(' ', '-')}.yaml"  # a conf may name files under imports/
         body = "feeds:\n" + "".join(
             f"  - {{name: {f.split('_20')[0]}, url: '{server.url('real/' + f)}'}}\n" for f in files
         )
-        self.exec("worker-default", "sh", "-c", f"cat > {path}", stdin=body)
+        self.exec("worker-default", "sh", "-c", f"mkdir -p /state/imports && cat > {path}", stdin=body)
         return path
 
     def trigger(self, logical: datetime, feeds_file: str, run_id: str) -> str:

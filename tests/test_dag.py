@@ -78,7 +78,7 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
         + "".join(f"  - {{name: {n.split('_2')[0]}, url: '{feed_server.url('real/' + n)}'}}\n" for n in names)
         + f"  - {{name: broken, url: '{feed_server.url('-/status/500')}'}}\n"
     )
-    env = {**airflow_env, "DATABASE_URL": db_url}
+    env = {**airflow_env, "DATABASE_URL": db_url, "FINSENT_CONF_FILE_ROOTS": str(tmp_path)}
     conf = {"feeds_file": str(registry), "ingest_live": True}  # a past hour: fetch the feeds anyway
 
     first = dag_test(env, "2026-08-14T09:00:00+00:00", conf)
@@ -129,7 +129,7 @@ def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airfl
     conn = db.connect(db_url)
     registry.promote(conn, registry.register(conn, tiny_models[0]))
     conn.close()
-    env = {**airflow_env, "DATABASE_URL": db_url}
+    env = {**airflow_env, "DATABASE_URL": db_url, "FINSENT_CONF_FILE_ROOTS": str(tmp_path)}
     # CNBC's snapshot spans 4-14 Aug 2026; back-fill the day of 13 Aug, twice
     conf = {"start": "2026-08-13T00:00:00Z", "end": "2026-08-14T00:00:00Z", "archive_dir": str(archive)}
     for _ in range(2):
@@ -186,7 +186,7 @@ def test_a_backfill_run_imports_a_headline_archive_for_its_window(airflow_env, d
     conn = db.connect(db_url)
     registry.promote(conn, registry.register(conn, tiny_models[0]))
     conn.close()
-    env = {**airflow_env, "DATABASE_URL": db_url}
+    env = {**airflow_env, "DATABASE_URL": db_url, "FINSENT_CONF_FILE_ROOTS": str(tmp_path)}
     conf = {"start": "2023-03-10T00:00:00Z", "end": "2023-03-11T00:00:00Z", "history_csv": str(archive)}
     for _ in range(2):
         assert dag_test(env, "2026-11-01T00:00:00+00:00", conf)["state"] == "success"

@@ -102,7 +102,10 @@ def test_postgres_restart_mid_run_then_retry_loses_and_duplicates_nothing(db_url
     assert per_feed == {names[0]: 30, names[1]: 25, names[2]: 50, "late": 40}
 
 
-def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(db_url, feed_server, tmp_path, tiny_models):
+def test_the_same_hour_twice_at_once_stores_scores_and_alerts_once(
+    db_url, feed_server, tmp_path, tiny_models, monkeypatch
+):
+    monkeypatch.setenv("FINSENT_CONF_FILE_ROOTS", str(tmp_path))  # the conf's feeds_file lies there
     registry_file = tmp_path / "feeds.yaml"
     registry_file.write_text(
         "feeds:\n"

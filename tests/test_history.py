@@ -108,7 +108,7 @@ def test_import_stores_each_row_once_skips_bad_rows_and_reads_gzip(db_url, tmp_p
 def test_unusable_archives_are_one_line_errors(tmp_path, capsys, db_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", db_url)
     (tmp_path / "cols.csv").write_text("when,who,what\n2024-01-01,a,b\n")
-    (tmp_path / "latin1.csv").write_bytes("published,source,title\n2024-01-01,a,Caf\xe9\n".encode("latin-1"))
+    (tmp_path / "latin1.csv").write_bytes("published,source,title,caf\xe9\n2024-01-01,a,b,c\n".encode("latin-1"))
     for name, message in (("missing.csv", "does not exist"), ("cols.csv", "has no"), ("latin1.csv", "UTF-8")):
         assert cli.main(["history", "import", "--csv", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err.strip()

@@ -10,6 +10,14 @@ alone, and judging hour h reads stats of hours <= h and the alerts the
 earlier hours left (the code is the DAG's own ``refresh``). Scoring in bulk
 rather than hour by hour only batches the work. Nothing is sent: replayed
 windows are backfills, and notify sends nothing for them.
+
+Trial rules (``--rules trial.yaml``) never touch what the live pipeline sends: they judge into a scope of their
+own, the table ``finsent_trial.alerts`` (the live table's shape, made afresh for each trial replay), which
+notify never reads and the dashboard shows apart. A replay on the live rules judges into the live table, as the
+hourly run would have.
+
+Before a row is stored the whole archive is read once (``headlines.scan``): an archive whose times span more
+than a run may cover (a typo of a year) is refused with nothing stored.
 """
 
 from __future__ import annotations
@@ -79,13 +87,17 @@ def replay(
     from pipeline.alerts.refresh import refresh
     from pipeline.classify.score import score_pending
     from pipeline.entities.run import link_and_score
-    from pipeline.ingest.headlines import import_csv
+    from pipeline.ingest.headlines import import_csv, scan
 
     window = windows.bounds(start, end)
     rules = rules_mod.load(Path(rules_file) if rules_file else None)  # a bad rules file stops before any work
     url = database_url or db.database_url()
     db.migrate(url)
     t0 = time.monotonic()
+    if window is None:  # the span comes from the rows: check it before anything is stored
+        seen = scan(path)
+        if seen.first is not None:
+            windows.checked(windows.floor_hour(seen.first), windows.floor_hour(seen.last) + windows.HOUR, "archive ")
     imported = import_csv(path, database_url=url, window=window)
     if not imported["first_published"]:
         return {"imported": imported, "alerts": [], "span": None}
@@ -97,7 +109,9 @@ def replay(
     entities = link_and_score(url, scored["model_version"])
     conn = db.connect(url)
     try:
-        log.info("judging %d hours in order, %s to %s", hours, *span)
+        if rules_file:
+            trial_scope(conn)
+        log.info("judging %d hours in order, %s to %s%s", hours, *span, " (trial rules)" if rules_file else "")
         judged = refresh(conn, span, model=scored["model_version"], rules=rules)
         alerts = raised(conn, scored["model_version"], span)
     finally:
@@ -108,10 +122,32 @@ def replay(
         "entities": entities,
         "span": [span[0].isoformat(), span[1].isoformat()],
         "hours_judged": hours,
+        "scope": TRIAL_TABLE if rules_file else "alerts",
         "stats_rows": judged["stats_rows"],
         "alerts": alerts,
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+TRIAL_SCHEMA = "finsent_trial"
+TRIAL_TABLE = f"{TRIAL_SCHEMA}.alerts"
+
+
+def trial_scope(conn: connection) -> None:
+    """Point this connection's ``alerts`` at a fresh trial table (same shape as the live one; the schema comes
+    first in the search path), so judging with trial rules writes nowhere that notify reads."""
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {TRIAL_SCHEMA}")
+        cur.execute(f"DROP TABLE IF EXISTS {TRIAL_TABLE}")
+        cur.execute(
+            f"CREATE TABLE {TRIAL_TABLE} (LIKE public.alerts INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+        )
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'finsent_dashboard'")
+        if cur.fetchone():
+            cur.execute(f"GRANT USAGE ON SCHEMA {TRIAL_SCHEMA} TO finsent_dashboard")
+            cur.execute(f"GRANT SELECT ON {TRIAL_TABLE} TO finsent_dashboard")
+        cur.execute(f"SET search_path TO {TRIAL_SCHEMA}, public")
+    conn.commit()
 
 
 def as_table(alerts: list[dict]) -> str:

@@ -15,6 +15,10 @@ import re
 from urllib.parse import quote, urlencode, urlsplit
 
 _WORD_JOINER = "\u2060"
+# Slack's documented Block Kit limits (api.slack.com/reference/block-kit/blocks): a section's text, a header's
+# plain text, a context element, and the blocks of one message.
+SECTION_MAX, HEADER_MAX, CONTEXT_MAX, MAX_BLOCKS = 3000, 150, 2000, 50
+LONG_LINK = 300  # aggregator redirect links run 300-700 characters: dropped first when a section is too long
 
 
 def escape(text: str) -> str:
@@ -33,6 +37,48 @@ def link(url: str | None, label: str) -> str:
     return f"<{safe.replace('|', '%7C')}|{label}>"
 
 
+def _story_line(s: dict, links: str) -> str:
+    url = s.get("url") if links == "all" or (links == "short" and len(s.get("url") or "") <= LONG_LINK) else None
+    return f"• {link(url, s['title'])} ({escape(s['source'])}, p_negative {s['p_negative']:.2f})"
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, never ending inside an escape such as ``&amp;``."""
+    if len(text) <= limit:
+        return text
+    text = re.sub(r"&[a-z]*$", "", text[: limit - 1])
+    return text + "…"
+
+
+def fit_lines(title: str, lines: list[str], limit: int = SECTION_MAX) -> str:
+    """``title`` and as many whole ``lines`` as fit in ``limit`` characters (the last one cut), saying how many
+    were left out."""
+    text = title + "\n" + ("\n".join(lines) or "none")
+    if len(text) <= limit:
+        return text
+    out, shown = title, 0
+    for line in lines:
+        more = f"\n… {len(lines) - shown} more"
+        if len(out) + 1 + len(line) + len(more) > limit:
+            room = limit - len(out) - 1 - len(more)
+            if room > 40:
+                out, shown = out + "\n" + _cut(line, room), shown + 1
+            break
+        out, shown = out + "\n" + line, shown + 1
+    rest = len(lines) - shown
+    return _cut(out + (f"\n… {rest} more" if rest else ""), limit)
+
+
+def stories_section(title: str, stories: list[dict], limit: int = SECTION_MAX) -> str:
+    """The headline list within Slack's section limit: long links are dropped before any text is cut, then
+    every link, and only then are lines cut."""
+    for links in ("all", "short", "none"):
+        text = title + "\n" + ("\n".join(_story_line(s, links) for s in stories) or "none")
+        if len(text) <= limit:
+            return text
+    return fit_lines(title, [_story_line(s, "none") for s in stories], limit)
+
+
 def alert_message(alert: dict, dashboard_url: str) -> dict:
     """Webhook payload: a plain ``text`` fallback and ``blocks`` (header, facts, top headlines, dashboard link)."""
     sev = alert["severity"].upper()
@@ -48,39 +94,35 @@ def alert_message(alert: dict, dashboard_url: str) -> dict:
         f"*p-value:* {alert['p_value']:.2g}   *Model:* {escape(alert['model_version'])}"
     )
     stories = alert.get("top_stories") or []
-    lines = [
-        f"• {link(s.get('url'), s['title'])} ({escape(s['source'])}, p_negative {s['p_negative']:.2f})"
-        for s in stories[:5]
-    ]
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"[finsent] {sev} surge: {alert['subject']}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": facts}},
         {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": "*Top negative stories*\n" + ("\n".join(lines) or "none")},
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(f"[finsent] {sev} surge: {alert['subject']}", HEADER_MAX)},
         },
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit_lines(facts.split("\n")[0], facts.split("\n")[1:])}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": stories_section("*Top negative stories*", stories[:5])}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": link(dash, "Open the alert in the dashboard")}]},
     ]
-    return {"text": f"[finsent] {headline}", "blocks": blocks}
+    return {"text": _cut(f"[finsent] {headline}", SECTION_MAX), "blocks": blocks[:MAX_BLOCKS]}
 
 
 def digest_message(day, lines: list[str], top_negative: list[dict], dashboard_url: str) -> dict:
     """The daily digest (its summary ``lines`` and most negative headlines) as a webhook payload."""
-    heads = [
-        f"• {link(s.get('url'), s['title'])} ({escape(s['source'])}, p_negative {s['p_negative']:.2f})"
-        for s in top_negative
-    ]
     title = f"[finsent] Daily digest for {day:%Y-%m-%d} (UTC)"
+    escaped = [escape(line) for line in lines]
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": title}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(escape(line) for line in lines)}},
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, HEADER_MAX)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit_lines(escaped[0] if escaped else "", escaped[1:])}},
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": "*Most negative headlines*\n" + ("\n".join(heads) or "none")},
+            "text": {"type": "mrkdwn", "text": stories_section("*Most negative headlines*", top_negative)},
         },
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": link(dashboard_url, "Open the dashboard")}]},
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": _cut(link(dashboard_url, "Open the dashboard"), CONTEXT_MAX)}],
+        },
     ]
-    return {"text": title, "blocks": blocks}
+    return {"text": title, "blocks": blocks[:MAX_BLOCKS]}
 
 
 def send(payload: dict, conn_id: str) -> None:

@@ -90,7 +90,7 @@ def evaluate(
     meta = modeldir.read_meta(model_dir)
     tr = meta["training"]
     sets = heldout_sets()
-    news = [s.name for s in sources.heldout("sentiment", news=True)]
+    news = [s.name for s in sources.heldout("sentiment", news=True, pooled=True)]
     clf = Classifier.load(model_dir, device=device)
     report: dict = {
         "version": meta["version"],
@@ -98,6 +98,8 @@ def evaluate(
         "base_model": meta["base_model"],
         "held_out": {name: len(df) for name, (_, df) in sets.items()},
         "news_sets": news,
+        "apart_sets": [s.name for s in sources.heldout("sentiment", news=True, pooled=False)],
+        "news_topic_sets": [s.name for s in sources.heldout("topic", news=True)],
         "systems": {},
     }
     # -- the model --------------------------------------------------------------------------------
@@ -228,7 +230,29 @@ def summary(report: dict) -> dict:
             },
         },
         "ece": {k: v for k, v in report["calibration"].items() if isinstance(v, dict)},
+        **expert_summary(report),
     }
+
+
+def expert_summary(report: dict) -> dict:
+    """The expert-labelled news split (reported apart from the pooled news figure): sentiment and topic on news."""
+    m = report["systems"]["model"]["sets"]
+    sent = [n for n in report.get("apart_sets", []) if n in m]
+    topic = [n for n in report.get("news_topic_sets", []) if n in m]
+    if not sent:
+        return {}
+    out = {
+        "macro_f1": m[sent[0]]["macro_f1"],
+        "accuracy": m[sent[0]]["accuracy"],
+        "ci95": m[sent[0]]["macro_f1_ci95"],
+        "n": m[sent[0]]["n"],
+        "set": sent[0],
+    }
+    if topic:
+        out.update(
+            topic_accuracy=m[topic[0]]["accuracy"], topic_macro_f1=m[topic[0]]["macro_f1"], topic_n=m[topic[0]]["n"]
+        )
+    return {"expert": out}
 
 
 def _cell(label: str) -> str:
@@ -259,7 +283,8 @@ def entity_markdown(entity: dict) -> list[str]:
 
 def markdown(report: dict) -> str:
     news = report["news_sets"]
-    cols = ["tfns_sentiment_valid", *news]
+    cols = ["tfns_sentiment_valid", *news, *report.get("apart_sets", [])]
+    news_topic = report.get("news_topic_sets", [])
     lines = [
         f"# Evaluation of {report['version']}",
         "",
@@ -270,8 +295,11 @@ def markdown(report: dict) -> str:
         "",
         "## Sentiment macro-F1 (95 % bootstrap interval) and topic accuracy",
         "",
-        "| system | news pooled | " + " | ".join(cols) + " | topic accuracy |",
-        "|---|" + "---|" * (len(cols) + 2),
+        "| system | news pooled | "
+        + " | ".join(cols)
+        + " | topic accuracy |"
+        + "".join(f" {n} accuracy |" for n in news_topic),
+        "|---|" + "---|" * (len(cols) + 2 + len(news_topic)),
     ]
     for name, sysm in report["systems"].items():
         if "skipped" in sysm:
@@ -283,11 +311,13 @@ def markdown(report: dict) -> str:
         def f1(m):
             return f"{m['macro_f1']:.3f} [{m['macro_f1_ci95'][0]:.3f}, {m['macro_f1_ci95'][1]:.3f}]" if m else "-"
 
-        topic = sets.get("tfns_topic_valid")
+        accs = [sets.get(t) for t in ("tfns_topic_valid", *news_topic)]
         lines.append(
-            f"| {name} | {f1(pooled)} | " + " | ".join(f1(sets.get(c)) for c in cols) + f" | {topic['accuracy']:.3f} |"
-            if topic
-            else f"| {name} | {f1(pooled)} | " + " | ".join(f1(sets.get(c)) for c in cols) + " | - |"
+            f"| {name} | {f1(pooled)} | "
+            + " | ".join(f1(sets.get(c)) for c in cols)
+            + " | "
+            + " | ".join(f"{a['accuracy']:.3f}" if a else "-" for a in accs)
+            + " |"
         )
     c = report["calibration"]
     lines += [

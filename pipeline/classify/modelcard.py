@@ -17,7 +17,8 @@ WEAKNESSES = [
     "long article text are out of its training distribution.",
     "One label per story: a headline about two companies with opposite news gets one sentiment "
     "(see the company-level work).",
-    "Topic labels come from tweets only (20 TFNS topics); news headlines on other subjects are forced into one of them.",
+    "Topics are the 20 TFNS topics; a headline on another subject is forced into one of them (the expert-labelled "
+    "news split measures topic accuracy on news).",
     "Sentiment here is the tone of the news for its subject, not a trading signal.",
 ]
 WEAKNESSES_ENTITY = (
@@ -73,6 +74,17 @@ def render(meta: dict, report: dict) -> str:
         f"| topic, tweets (TFNS valid) | {s['topic']['n']:,} | macro-F1 {s['topic']['macro_f1']:.3f} | "
         f"{s['topic']['accuracy']:.3f} |"
     )
+    e = s.get("expert")
+    if e:
+        lines.append(
+            f"| expert-labelled news, test split | {e['n']:,} | {e['macro_f1']:.3f} [{e['ci95'][0]:.3f}, "
+            f"{e['ci95'][1]:.3f}] | {e['accuracy']:.3f} |"
+        )
+        if "topic_accuracy" in e:
+            lines.append(
+                f"| topic, expert-labelled news | {e['topic_n']:,} | macro-F1 {e['topic_macro_f1']:.3f} | "
+                f"{e['topic_accuracy']:.3f} |"
+            )
     lines += [
         "",
         "## Calibration",

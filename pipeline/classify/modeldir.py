@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from pipeline.classify.labels import SENTIMENTS, TOPICS
 from pipeline.classify.model import DualHeadClassifier
 from pipeline.classify.runtime import prepare_tokenizer
 from pipeline.safeyaml import short
@@ -84,6 +85,21 @@ def read_meta(model_dir: str | Path) -> dict:
     return meta
 
 
+def check_labels(labels: dict, where: object) -> None:
+    """The label lists a classifier of this project can use: sentiment exactly ``negative, neutral, positive``
+    (scores, aggregates and alerts read its probabilities by those names and that order) and the 20 topics,
+    each once, in any order (mapped by name). A model that labels otherwise is refused before it is registered,
+    never promoted to fail every hourly run."""
+    sent, topic = list(labels.get("sentiment") or []), list(labels.get("topic") or [])
+    if sent != list(SENTIMENTS):
+        raise ModelDirError(f"{where}: sentiment labels {sent[:10]} are not {list(SENTIMENTS)} (names and order)")
+    if len(topic) != len(set(topic)) or set(topic) != set(TOPICS):
+        extra, lacking = sorted(set(topic) - set(TOPICS))[:5], sorted(set(TOPICS) - set(topic))[:5]
+        raise ModelDirError(
+            f"{where}: topic labels must be the {len(TOPICS)} topics, each once (unknown: {extra}; missing: {lacking})"
+        )
+
+
 def check_registrable(model_dir: str | Path) -> dict:
     """Metadata with every field the registry records, and a folder whose model and tokenizer load.
 
@@ -97,6 +113,7 @@ def check_registrable(model_dir: str | Path) -> dict:
             raise ModelDirError(f"{path}: {key!r} is missing or not a {kind.__name__}")
     if not isinstance(meta["training_data"].get("sha256"), str):
         raise ModelDirError(f"{path}: 'training_data.sha256' is missing")
+    check_labels(meta["labels"], path)
     load(model_dir)
     load_tokenizer(model_dir)
     return meta

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline import config, safeyaml
@@ -56,6 +57,9 @@ class Source:
     test_ids: Path | None = None
     default: bool = False
     news: bool = False
+    pooled: bool = True  # held-out news: counted in the pooled news figure (the expert split is reported apart)
+    label_column: str = "label"
+    origins: tuple[str, ...] = ()  # keep only rows whose ``origin`` starts with one of these (one file, many sources)
 
     def sha256(self) -> str:
         h = hashlib.sha256(self.path.read_bytes())
@@ -85,7 +89,12 @@ def _registry(path: str) -> tuple[tuple[str, Source], ...]:
         where = f"{path}: {name}"
         if entry.get("task") not in TASKS or entry.get("role") not in ("train", "heldout"):
             raise SourceError(f"{where}: task must be sentiment|topic and role train|heldout")
-        labels = TFNS_TOPIC if entry["labels"] == "tfns_topic" else dict(entry["labels"])
+        if entry["labels"] == "tfns_topic":  # the TFNS file's numeric codes
+            labels = TFNS_TOPIC
+        elif entry["labels"] == "tfns_topic_names":  # the 20 names written out
+            labels = {name: name for name in TOPICS}
+        else:
+            labels = dict(entry["labels"])
         allowed = SENTIMENTS if entry["task"] == "sentiment" else TOPICS
         if set(labels.values()) - set(allowed):
             raise SourceError(
@@ -103,6 +112,9 @@ def _registry(path: str) -> tuple[tuple[str, Source], ...]:
             test_ids=DATA_ROOT / entry["test_ids"] if entry.get("test_ids") else None,
             default=bool(entry.get("default", False)),
             news=bool(entry.get("news", False)),
+            pooled=bool(entry.get("pooled", True)),
+            label_column=str(entry.get("label_column", "label")),
+            origins=tuple(str(o) for o in entry.get("origins") or ()),
         )
         for f in (src.path, src.note) + ((src.test_ids,) if src.test_ids else ()):
             if not f.is_file():
@@ -128,9 +140,14 @@ def pick(names: str | list[str] | None, task: str) -> list[Source]:
     return [s for s in chosen if s.task == task]
 
 
-def heldout(task: str, news: bool | None = None) -> list[Source]:
+def heldout(task: str, news: bool | None = None, pooled: bool | None = None) -> list[Source]:
     return [
-        s for s in registry().values() if s.role == "heldout" and s.task == task and (news is None or s.news == news)
+        s
+        for s in registry().values()
+        if s.role == "heldout"
+        and s.task == task
+        and (news is None or s.news == news)
+        and (pooled is None or s.pooled == pooled)
     ]
 
 
@@ -166,14 +183,24 @@ def load(src: Source, stats: SourceStats | None = None) -> pd.DataFrame:
         out = out.dropna(subset=["label"])
     else:
         df = pd.read_csv(src.path)
-        unknown = set(df["label"].unique()) - set(src.labels)
+        if src.label_column not in df:
+            raise SourceError(f"{src.name}: {src.path.name} has no {src.label_column!r} column")
+        rows = np.arange(len(df))  # ids are row numbers in the file: a split file names them
+        keep = np.ones(len(df), dtype=bool)
+        if src.origins:
+            keep &= df["origin"].astype(str).str.startswith(src.origins).to_numpy()
+        if src.test_ids:
+            test = np.isin(rows, [int(x) for x in src.test_ids.read_text().split()])
+            keep &= test if src.role == "heldout" else ~test
+        df, rows = df[keep], rows[keep]
+        unknown = set(df[src.label_column].unique()) - set(src.labels)
         if unknown:
             raise SourceError(f"{src.name}: labels {sorted(map(str, unknown))} are not in its label map")
         out = pd.DataFrame(
             {
-                "id": [f"{src.name}:{i}" for i in range(len(df))],
-                "text": df["text"],
-                "label": df["label"].map(src.labels),
+                "id": [f"{src.name}:{i}" for i in rows],
+                "text": df["text"].to_numpy(),
+                "label": df[src.label_column].map(src.labels).to_numpy(),
             }
         )
     out["text"] = out["text"].astype(str).map(prepare_text)
@@ -229,6 +256,24 @@ def write_sentfin_split(fraction: float = 0.15, seed: int = 20261124) -> Path:
     # stratify on the headline label where there is one; conflicts form their own stratum
     strata = [headline_label([lab for _, lab in parse_decisions(d)]) or "conflict" for d in df["Decisions"]]
     _, test = train_test_split(df["S No."], test_size=fraction, random_state=seed, stratify=strata)
+    src.test_ids.parent.mkdir(parents=True, exist_ok=True)
+    src.test_ids.write_text("\n".join(str(i) for i in sorted(test)) + "\n")
+    return src.test_ids
+
+
+def write_expert_split(fraction: float = 0.10, seed: int = 20261206) -> Path:
+    """Generate the committed test split of the expert-labelled news (run once; re-running gives the same rows).
+
+    Row numbers of ``news_expert.csv``, stratified by origin family (2023 archive, 2023 summaries, 2018-19
+    headlines, their summaries, re-annotated sentences) and sentiment, so each leave-one-origin-out fold
+    and the held-out figure see every family in proportion.
+    """
+    from sklearn.model_selection import train_test_split
+
+    src = registry()["expert_test"]
+    df = pd.read_csv(src.path)
+    strata = df["origin"].astype(str).str.split(":").str[0] + "/" + df["sentiment"].astype(str)
+    _, test = train_test_split(np.arange(len(df)), test_size=fraction, random_state=seed, stratify=strata)
     src.test_ids.parent.mkdir(parents=True, exist_ok=True)
     src.test_ids.write_text("\n".join(str(i) for i in sorted(test)) + "\n")
     return src.test_ids

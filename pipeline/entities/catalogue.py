@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -166,7 +167,13 @@ def _text(value, where: str, what: str, required: bool = False, limit: int = 200
         raise CatalogueError(f"{where}: {what} is longer than {limit} characters")
     if any(ord(c) < 32 or c in "\u2028\u2029" for c in value):
         raise CatalogueError(f"{where}: {what} holds control characters")
-    return value
+    hidden = next((c for c in value if unicodedata.category(c)[0] == "C"), None)
+    if hidden is not None:  # a zero-width space pasted with a name: stored headlines never hold one, so no match
+        raise CatalogueError(
+            f"{where}: {what} holds an invisible character U+{ord(hidden):04X} "
+            f"({unicodedata.name(hidden, 'format character')}): remove it, or the name never matches a headline"
+        )
+    return unicodedata.normalize("NFC", value)
 
 
 def _list(value, where: str, what: str) -> list:
@@ -192,8 +199,11 @@ def _entity(doc: dict, where: str, source: str, partial: bool = False) -> Entity
     aliases = []
     for j, a in enumerate(_list(doc.get("aliases"), where, "aliases")):
         a = _text(a, where, f"aliases[{j}]", required=True, limit=MAX_ALIAS)
-        if not any(c.isalnum() for c in a):
-            raise CatalogueError(f"{where}: aliases[{j}] {short(a)} has no letter or digit")
+        if sum(c.isalnum() for c in a) < 2:
+            raise CatalogueError(
+                f"{where}: aliases[{j}] {short(a)} has fewer than two letters or digits: a one-letter alias would "
+                "match the article 'A' or an initial (tickers such as NYSE:A match as $A or (NYSE: A))"
+            )
         aliases.append(a)
     tickers = []
     for j, t in enumerate(_list(doc.get("tickers"), where, "tickers")):

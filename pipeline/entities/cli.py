@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.csvio import output_path, read_input_csv
+from pipeline.csvio import output_path, read_input_csv, write_csv
 from pipeline.entities.catalogue import CatalogueError
 
 
@@ -89,7 +89,7 @@ def cmd_link(args: argparse.Namespace) -> int:
 
     from pipeline.entities.link import Linker
 
-    out_path = output_path(args.output)
+    out_path = output_path(args.output, inputs=[args.input])
     df = read_input_csv(args.input, required=("text",))
     cat = _catalogue(args)
     linker = Linker(cat)
@@ -117,7 +117,7 @@ def cmd_link(args: argparse.Namespace) -> int:
                 }
             )
     cols = list(df.columns) + ["row", "entity", "entity_id", "ticker", "span", "start", "end", "method", "confidence"]
-    pd.DataFrame(rows, columns=cols).to_csv(out_path, index=False)
+    write_csv(pd.DataFrame(rows, columns=cols), out_path)
     _print(
         {
             "texts": len(df),
@@ -155,13 +155,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.entities.catalogue import load
     from pipeline.entities.sentiment import EntityScorer
 
-    out_path = output_path(args.output)
+    out_path = output_path(args.output, inputs=[args.input])
     df = read_input_csv(args.input, required=("text", "entity"))
     scorer = EntityScorer.load(args.model, device=args.device)  # a model without an entity head fails here
     pairs = pairs_for(df, load())
     res = pd.DataFrame(scorer.score(pairs, batch_size=args.batch_size), index=df.index)
     out = pd.concat([df, res], axis=1)
-    out.to_csv(out_path, index=False)
+    write_csv(out, out_path)
     _print(
         {
             "rows": len(out),

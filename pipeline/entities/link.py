@@ -136,6 +136,8 @@ class Linker:
             flagged = set(e.ambiguous)
             for kind, form in [("name", e.name)] + [("alias", a) for a in e.aliases]:
                 form = " ".join(form.translate(_QUOTES).split())
+                if sum(c.isalnum() for c in form) < 2:
+                    continue  # "X", "A": an article or an initial far more often than a company; found by ticker
                 amb = form in flagged or is_ambiguous(form, words)
                 by_key.setdefault(_fold(form), []).append(_Form(e.id, form, kind, amb))
             for sym in e.symbols:
@@ -174,7 +176,8 @@ class Linker:
     def _judge(self, ctx: _Context, start: int, stop: int, f: _Form, hits) -> Mention | None:
         surface = ctx.raw[start:stop]
         if f.kind == "ticker":
-            if start > 0 and ctx.raw[start - 1] == "$":
+            tiny = len(f.form) <= 2  # "A", "T", "GE": only in its exact case and a ticker context ($A, NYSE: A)
+            if start > 0 and ctx.raw[start - 1] == "$" and (surface == f.form or not tiny):
                 return Mention(f.entity_id, start - 1, stop, ctx.raw[start - 1 : stop], "cashtag", 0.98)
             if surface != f.form:
                 return None
@@ -182,7 +185,7 @@ class Linker:
             if (
                 _EXCHANGE_BEFORE.search(before)
                 or _RIC_AFTER.match(ctx.raw[stop : stop + 4])
-                or (before.endswith("(") and ctx.raw[stop : stop + 1] in (")", "."))
+                or (not tiny and before.endswith("(") and ctx.raw[stop : stop + 1] in (")", "."))
             ):
                 return Mention(f.entity_id, start, stop, surface, "ticker-context", 0.95)
             if f.ambiguous or ctx.all_caps or len(f.form) < 4:

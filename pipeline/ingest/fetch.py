@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from pipeline.digits import ascii_int
 from pipeline.ingest import policy
 from pipeline.ingest.model import FetchResult
 from pipeline.ingest.normalize import (
@@ -195,7 +196,7 @@ def _status_ends_it(result: FetchResult, resp: requests.Response) -> bool:
 
 def _declared_too_large(result: FetchResult, resp: requests.Response, max_bytes: int) -> bool:
     declared = resp.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if (ascii_int(declared, max_digits=64) or 0) > max_bytes:
         result.error = f"body too large: Content-Length {declared} > limit {max_bytes}"
         return True
     return False

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 REQUIRED = ("published", "source", "title")
 MAX_SOURCE_CHARS = 120
 CHUNK = 2_000  # rows stored per transaction
-csv.field_size_limit(1 << 20)  # one oversized cell is a bad row, not a crash of the whole import
+MAX_LINE_BYTES = 1 << 20  # a longer physical line is skipped unread (a file that inflates to one endless line)
+MAX_RECORD_LINES = 50  # a quoted field may span lines (titles with breaks); an open quote past this never closes
+csv.field_size_limit(MAX_LINE_BYTES * MAX_RECORD_LINES)
 
 
 class ArchiveError(ValueError):
@@ -64,14 +66,73 @@ class ImportSummary:
         }
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    """Text of a CSV file, gzip or not (by its first two bytes, whatever its name)."""
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    """Bytes of a CSV file, gzip or not (by its first two bytes, whatever its name)."""
     if not path.is_file():
         raise ArchiveError(f"archive {path} does not exist or is not a file")
     with path.open("rb") as fh:
         magic = fh.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def _lines(fh: io.BufferedIOBase, summary: ImportSummary) -> Iterator[bytes | None]:
+    """Physical lines of at most MAX_LINE_BYTES; a longer one is read past in pieces (never held) and given as
+    None. A file that ends early (a truncated gzip) ends the lines, counted."""
+    while True:
+        try:
+            line = fh.readline(MAX_LINE_BYTES + 1)
+        except (OSError, EOFError) as exc:  # what was read is kept
+            summary.skipped[f"file ends early ({type(exc).__name__})"] += 1
+            return
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            try:
+                while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+            except (OSError, EOFError) as exc:
+                summary.skipped[f"file ends early ({type(exc).__name__})"] += 1
+                return
+            yield None
+            continue
+        yield line
+
+
+def _records(fh: io.BufferedIOBase, summary: ImportSummary) -> Iterator[tuple[list[bytes], str]]:
+    """CSV records as lists of physical lines, with "" or why the record is unusable; pure reading, no decoding.
+
+    A quoted field may run over several lines (titles with line breaks), up to MAX_RECORD_LINES; a quote still
+    open after that many lines was never closed: only the line that opened it is given up, and reading resumes
+    on the next line, so one broken row costs that row and no other.
+    """
+    pending: list[bytes] = []
+    lines = _lines(fh, summary)
+    while True:
+        if pending:
+            line, pending = pending[0], pending[1:]
+        else:
+            line = next(lines, False)
+        if line is False:
+            return
+        if line is None:
+            yield [], f"line over {MAX_LINE_BYTES:,} bytes"
+            continue
+        record = [line]
+        while sum(x.count(b'"') for x in record) % 2:  # an odd count of quotes: a quoted field is still open
+            if len(record) > MAX_RECORD_LINES:
+                yield record[:1], "unterminated quote"
+                pending = record[1:] + pending
+                record = []
+                break
+            nxt = pending.pop(0) if pending else next(lines, False)
+            if nxt is None or nxt is False:  # a quote left open to the end of the file (or before an over-long line)
+                yield record[:1], "unterminated quote"
+                pending = record[1:] + ([] if nxt is False else [None]) + pending
+                record = []
+                break
+            record.append(nxt)
+        if record:
+            yield record, ""
 
 
 def parse_row(row: dict, sane: tuple[datetime, datetime]) -> tuple[Story | None, str, str]:
@@ -105,43 +166,75 @@ def parse_row(row: dict, sane: tuple[datetime, datetime]) -> tuple[Story | None,
 
 
 def read_rows(path: str | Path, summary: ImportSummary, now: datetime | None = None) -> Iterator[tuple[str, Story]]:
-    """Stream (source, story) from the archive, counting bad rows in ``summary.skipped``."""
+    """Stream (source, story) from the archive, counting bad rows in ``summary.skipped`` by reason.
+
+    Read as a feed is: UTF-8 (a byte-order mark, as Excel writes, is dropped); a row that is not UTF-8, a line
+    over MAX_LINE_BYTES (skipped before it is held in memory), an unterminated quote (that row only), or a time
+    outside what feeds accept ([1990, now + 48 h]) is skipped and counted; the rest is read.
+    """
     path = Path(path)
     now = now or datetime.now(UTC)
-    sane = (datetime(1900, 1, 1, tzinfo=UTC), now + timedelta(hours=48))
+    sane = (normalize.EARLIEST_DATE, now + timedelta(hours=48))
     try:
-        fh = _open_text(path)
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-    except UnicodeDecodeError:
-        raise ArchiveError(f"archive {path} is not UTF-8 text: save it as UTF-8") from None
-    except (OSError, csv.Error, EOFError) as exc:
-        raise ArchiveError(f"archive {path} is not a readable CSV: {type(exc).__name__}: {str(exc)[:200]}") from None
+        fh = _open_bytes(path)
+        header = fh.readline(MAX_LINE_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise ArchiveError(f"archive {path} is not a readable file: {type(exc).__name__}") from None
+    try:
+        columns = next(csv.reader([header.decode("utf-8-sig").rstrip("\r\n")])) if header else []
+    except (UnicodeDecodeError, csv.Error):
+        fh.close()
+        raise ArchiveError(f"archive {path}: its first line is not a UTF-8 CSV header: save it as CSV UTF-8") from None
+    columns = [c.strip() for c in columns]
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         fh.close()
-        raise ArchiveError(f"archive {path} has no {missing} column(s) (columns: {columns[:20]})")
+        # the header is not quoted back: a path pointed at a credentials file must not echo its first line
+        raise ArchiveError(
+            f"archive {path} has no {missing} column(s) in its first line ({len(columns)} columns); "
+            f"expected a CSV header with {list(REQUIRED)}"
+        )
+    return _read(fh, columns, summary, sane)
+
+
+def _read(
+    fh, columns: list[str], summary: ImportSummary, sane: tuple[datetime, datetime]
+) -> Iterator[tuple[str, Story]]:
     with fh:
-        while True:
+        for record, why in _records(fh, summary):
+            summary.rows += 1
+            if why:
+                summary.skipped[why] += 1
+                continue
             try:
-                row = next(reader)
-            except StopIteration:
-                return
+                text = b"".join(record).decode("utf-8")
             except UnicodeDecodeError:
-                raise ArchiveError(f"archive {path} is not UTF-8 text near row {summary.rows + 1}") from None
+                summary.skipped["not UTF-8 text"] += 1
+                continue
+            try:
+                values = next(csv.reader(io.StringIO(text, newline="")), [])
             except csv.Error as exc:  # one damaged line: skipped, the rest is read
-                summary.rows += 1
                 summary.skipped[f"unreadable line ({type(exc).__name__})"] += 1
                 continue
-            except (OSError, EOFError) as exc:  # a truncated gzip: what was read is kept
-                summary.skipped[f"file ends early ({type(exc).__name__})"] += 1
-                return
-            summary.rows += 1
+            if not any(v.strip() for v in values):
+                summary.rows -= 1  # a blank line is not a row
+                continue
+            row = dict(zip(columns, values))
             story, source, why = parse_row(row, sane)
             if story is None:
                 summary.skipped[why] += 1
                 continue
             yield source, story
+
+
+def scan(path: str | Path) -> ImportSummary:
+    """Read the whole archive without storing anything: its row counts, reasons and time range (a replay checks
+    the span before it stores a row)."""
+    summary = ImportSummary()
+    for _, story in read_rows(path, summary):
+        summary.first = min(summary.first or story.published_at, story.published_at)
+        summary.last = max(summary.last or story.published_at, story.published_at)
+    return summary
 
 
 def import_csv(
@@ -157,6 +250,7 @@ def import_csv(
     title_window = timedelta(hours=settings.ingest.title_window_h)
     summary = ImportSummary()
     t0 = last_log = time.monotonic()
+    rows = read_rows(path, summary)  # an unreadable file or header is refused before the database is touched
     conn = db.connect(url)
     feed_ids: dict[str, int] = {}
     pending: dict[str, list[Story]] = {}
@@ -179,7 +273,7 @@ def import_csv(
 
     try:
         held = 0
-        for source, story in read_rows(path, summary):
+        for source, story in rows:
             if window and not window[0] <= story.published_at < window[1]:
                 summary.outside_window += 1
                 continue

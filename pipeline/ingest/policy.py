@@ -89,14 +89,22 @@ def check_file(url: str, roots: Iterable[Path]) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise PolicyRefused(f"file URL with a remote host {parts.netloc!r} is not allowed")
-    path = Path(unquote(parts.path))
+    return check_path(Path(unquote(parts.path)), roots)
+
+
+def check_path(path: str | Path, roots: Iterable[Path], folder: bool = False) -> Path:
+    """The regular file (or, with ``folder``, the folder) ``path`` names, resolved through links, if it lies under
+    one of ``roots``; PolicyRefused otherwise. The message names the path, never anything read from it."""
+    path = Path(path)
     try:
         real = path.resolve(strict=True)
     except (OSError, RuntimeError) as exc:
-        raise PolicyRefused(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise PolicyRefused(f"cannot read {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
     resolved_roots = [Path(r).resolve() for r in roots]
     if not any(real == r or r in real.parents for r in resolved_roots):
-        raise PolicyRefused(f"file {path} is outside the allowed folders ({', '.join(map(str, resolved_roots))})")
-    if not real.is_file():
+        raise PolicyRefused(f"{path} is outside the allowed folders ({', '.join(map(str, resolved_roots))})")
+    if folder and not real.is_dir():
+        raise PolicyRefused(f"{path} is not a folder")
+    if not folder and not real.is_file():
         raise PolicyRefused(f"{path} is not a regular file")
     return real

@@ -11,6 +11,7 @@ from psycopg2.extensions import connection
 from psycopg2.extras import Json, execute_values
 
 from pipeline import config
+from pipeline.digits import ascii_int
 from pipeline.ingest.model import FeedOutcome, FeedSpec
 from pipeline.redact import redact
 
@@ -181,12 +182,13 @@ def retry_after(headers: dict, at: datetime, cap_s: float | None = None) -> date
     if not value:
         return None
     cap = timedelta(seconds=cap_s if cap_s is not None else config.load().ingest.max_retry_after_s)
-    value = value.strip()
-    if value.isdigit():
-        return at + min(timedelta(seconds=int(value[:9])), cap)
+    value = str(value).strip()
+    seconds = ascii_int(value, max_digits=64)
+    if seconds is not None:
+        return at + min(timedelta(seconds=min(seconds, 10**9)), cap)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a malformed header says nothing
         return None
     if when is None or when.tzinfo is None:
         return None
