@@ -136,17 +136,22 @@ TRIAL_TABLE = f"{TRIAL_SCHEMA}.alerts"
 def trial_scope(conn: connection) -> None:
     """Point this connection's ``alerts`` at a fresh trial table (same shape as the live one; the schema comes
     first in the search path), so judging with trial rules writes nowhere that notify reads."""
+    from psycopg2 import sql
+
+    schema, table = sql.Identifier(TRIAL_SCHEMA), sql.Identifier(TRIAL_SCHEMA, "alerts")
     with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {TRIAL_SCHEMA}")
-        cur.execute(f"DROP TABLE IF EXISTS {TRIAL_TABLE}")
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         cur.execute(
-            f"CREATE TABLE {TRIAL_TABLE} (LIKE public.alerts INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+            sql.SQL(
+                "CREATE TABLE {} (LIKE public.alerts INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+            ).format(table)
         )
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'finsent_dashboard'")
         if cur.fetchone():
-            cur.execute(f"GRANT USAGE ON SCHEMA {TRIAL_SCHEMA} TO finsent_dashboard")
-            cur.execute(f"GRANT SELECT ON {TRIAL_TABLE} TO finsent_dashboard")
-        cur.execute(f"SET search_path TO {TRIAL_SCHEMA}, public")
+            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO finsent_dashboard").format(schema))
+            cur.execute(sql.SQL("GRANT SELECT ON {} TO finsent_dashboard").format(table))
+        cur.execute(sql.SQL("SET search_path TO {}, public").format(schema))
     conn.commit()
 
 

@@ -57,7 +57,7 @@ class TrainArguments:
         metadata={
             "help": "heads (frozen backbone), top (top blocks on cached activations), finetune, adjust (no "
             "training: the init model with its sentiment head's neutral_offset applied, then recalibrated), "
-            "blend (the init model's backbone frozen; its sentiment head blended with one refitted on --data), or "
+            "blend (the init model's backbone frozen; both heads refitted on --data, the sentiment one blended with its own), or "
             "compress (the init model's weights brought to a rank-compress_rank difference from its base)"
         },
     )
@@ -195,16 +195,24 @@ def adjust_neutral(model: DualHeadClassifier, args: TrainArguments, parent: dict
     return {"neutral_offset": float(args.neutral_offset), "adjusted": parent["version"]}
 
 
-def blend_sentiment_head(
-    model: DualHeadClassifier, tok, sent: TaskData, args: TrainArguments, device: torch.device, parent: dict
+def blend_heads(
+    model: DualHeadClassifier,
+    tok,
+    sent: TaskData,
+    topic: TaskData,
+    args: TrainArguments,
+    device: torch.device,
+    parent: dict,
 ) -> dict:
-    """Blend the init model's sentiment head with one refitted on its frozen features of every ``--data`` source.
+    """Refit both heads on the init model's frozen features of every ``--data`` source; blend the sentiment one.
 
-    The own head learnt the convention of the sources the backbone was tuned on; the refit, weighted as the
-    leave-one-source-out table chose (class-balanced, ``--source_weighting``, ``--source_intercepts``,
-    ``--polar_only``), learns what the news sources beside them say. Blending the two (weight ``head_blend``)
-    is one linear head, so inference costs what it did; the neutral logit is then lowered by
-    ``neutral_offset``. The recipe is the one ``bench.transfer --blend`` measured (``pipeline.classify.headfit``).
+    The own heads learnt the conventions of the sources the backbone was tuned on; the refits, weighted as the
+    leave-one-source-out tables chose (class-balanced, ``--source_weighting``, ``--source_intercepts``,
+    ``--polar_only``), learn what the news sources beside them say (``bench.distil`` for the expert-labelled
+    news, ``bench.transfer --blend`` before it). The sentiment refit is blended with the own head (weight
+    ``head_blend``; one linear head either way, so inference costs what it did), then its neutral logit is
+    lowered by ``neutral_offset``. The topic head is refitted on the topic sources of ``--data`` (each source
+    weighted as ``--source_weighting`` says, classes as they come), replacing the own one.
     """
     from pipeline.classify import headfit
     from pipeline.classify.data import SOURCE_POWER, row_weights
@@ -238,13 +246,34 @@ def blend_sentiment_head(
         args.head_blend,
         args.neutral_offset,
     )
+    refit_topic_head(model, tok, topic, args, device, power)
     return {
         "head_blend": float(args.head_blend),
         "neutral_offset": float(args.neutral_offset),
         "blended": parent["version"],
         "refit_rows": len(tr),
         "refit_sources": sorted(tr["source"].unique()),
+        "topic_head_refit_rows": len(topic.train),
+        "topic_refit_sources": sorted(topic.train["source"].unique()),
     }
+
+
+def refit_topic_head(
+    model: DualHeadClassifier, tok, topic: TaskData, args: TrainArguments, device: torch.device, source_w: float = 0.0
+) -> None:
+    """The topic head refitted by logistic regression on the model's features of every topic training row."""
+    from pipeline.classify import headfit
+    from pipeline.classify.data import row_weights
+
+    model.to(device).eval()
+    x = extract_features(model, tok, topic.train["text"].tolist(), args.max_length, device, label="topic/train")
+    y = np.array([TOPICS.index(v) for v in topic.train["label"]])
+    w = row_weights(topic.train, class_w=False, source_w=source_w)
+    head = headfit.fit_softmax(x, y, w, classes=len(TOPICS), iters=300)
+    with torch.no_grad():
+        model.topic_head.weight.copy_(torch.tensor(head.weight, dtype=model.topic_head.weight.dtype))
+        model.topic_head.bias.copy_(torch.tensor(head.bias, dtype=model.topic_head.bias.dtype))
+    log.info("refitted topic head on %d rows of %d sources", len(topic.train), topic.train["source"].nunique())
 
 
 def compress_backbone(
@@ -260,8 +289,6 @@ def compress_backbone(
     more sensitive to the shifted features) is refitted by logistic regression on every topic training row
     (``headfit``); the sentiment head is kept (``--method blend`` refits it next).
     """
-    from pipeline.classify import headfit
-    from pipeline.classify.data import row_weights
     from pipeline.classify.lowrank import truncated_svd
 
     rank = int(args.compress_rank)
@@ -285,15 +312,7 @@ def compress_backbone(
         100 * share,
         time.monotonic() - t0,
     )
-    model.to(device).eval()
-    x = extract_features(model, tok, topic.train["text"].tolist(), args.max_length, device, label="topic/train")
-    y = np.array([TOPICS.index(v) for v in topic.train["label"]])
-    head = headfit.fit_softmax(
-        x, y, row_weights(topic.train, class_w=False, source_w=0.0), classes=len(TOPICS), iters=300
-    )
-    with torch.no_grad():
-        model.topic_head.weight.copy_(torch.tensor(head.weight, dtype=model.topic_head.weight.dtype))
-        model.topic_head.bias.copy_(torch.tensor(head.bias, dtype=model.topic_head.bias.dtype))
+    refit_topic_head(model, tok, topic, args, device)
     return {
         "compressed": parent["version"],
         "compress_rank": rank,
@@ -778,7 +797,7 @@ def train(args: TrainArguments) -> Path:
     elif args.method == "adjust":
         details = adjust_neutral(model, args, parent)
     elif args.method == "blend":
-        details = blend_sentiment_head(model, tok, sent, args, device, parent)
+        details = blend_heads(model, tok, sent, topic, args, device, parent)
     elif args.method == "compress":
         details = compress_backbone(model, tok, topic, args, device, parent)
     else:
