@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             setup_s = time.monotonic() - t_setup
             conf = {"feeds_file": str(registry_file), "ingest_live": True}
+            env["FINSENT_CONF_FILE_ROOTS"] = str(folder)  # a run's conf may name files under this folder only
             t0 = time.monotonic()
             proc = subprocess.run(
                 [sys.executable, "-m", "airflow", "dags", "test", "finsent_hourly", logical.isoformat()]

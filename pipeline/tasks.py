@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pipeline import config, db, windows
@@ -43,9 +44,10 @@ class ConfPathRefused(ValueError):
     """A path in a run's conf lies outside FINSENT_CONF_FILE_ROOTS (or is not the kind of file it should be)."""
 
 
-def conf_paths(params: Mapping[str, Any], roots: tuple) -> dict:
+def conf_paths(params: Mapping[str, Any], roots: tuple, feeds_file: Path | str | None = None) -> dict:
     """The files a run's conf names (``feeds_file``, ``history_csv``; the folder ``archive_dir``), each resolved
-    through links and confined to ``roots``; ConfPathRefused names the path, never what the file holds."""
+    through links and confined to ``roots`` (the configured registry ``feeds_file`` is always allowed);
+    ConfPathRefused names the path, never what the file holds."""
     from pipeline.ingest.policy import PolicyRefused, check_path
 
     out = {}
@@ -55,6 +57,9 @@ def conf_paths(params: Mapping[str, Any], roots: tuple) -> dict:
             continue
         if not isinstance(value, str) or len(value) > 4096 or "\x00" in value:
             raise ConfPathRefused(f"conf {key} must be a path")
+        if key == "feeds_file" and feeds_file and Path(value).resolve() == Path(feeds_file).resolve():
+            out[key] = Path(feeds_file).resolve()  # the operator's own setting, not the triggering user's
+            continue
         try:
             out[key] = check_path(value, roots, folder=folder)
         except PolicyRefused as exc:
@@ -75,7 +80,7 @@ def ingest(window: Mapping[str, str], params: Mapping[str, Any] | None, run_key:
 
     params = params or {}
     settings = config.load()
-    paths = conf_paths(params, settings.ingest.conf_roots)  # refused before anything is read or stored
+    paths = conf_paths(params, settings.ingest.conf_roots, settings.feeds_file)  # before anything is read
     url = db.database_url(settings)
     db.migrate(url)
     span = (windows.to_utc(window["start"]), windows.to_utc(window["end"]))
