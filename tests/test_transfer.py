@@ -219,7 +219,8 @@ def test_blend_choice_ranks_by_left_out_mean_and_marks_the_gate():
 
 
 def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
-    """train --method blend: the head is (1 - a) * parent + a * refit, then neutral lowered; a replayable stage."""
+    """train --method blend: the sentiment head is (1 - a) * parent + a * refit, then neutral lowered; the topic
+    head is refitted; a replayable stage."""
     from pipeline.classify import modeldir
     from pipeline.classify.labels import SENTIMENTS
     from pipeline.classify.train import TrainArguments, train, training_stages
@@ -247,7 +248,10 @@ def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
     want_b = 0.6 * b(p) + 0.4 * b(r)
     want_b[SENTIMENTS.index("neutral")] -= 0.25
     assert np.allclose(b(h), want_b, atol=1e-4)
-    assert np.equal(p.topic_head.weight.detach().numpy(), h.topic_head.weight.detach().numpy()).all()
+    # the topic head is refitted on --data's topic rows (the same refit whatever the sentiment blend)
+    assert not np.allclose(p.topic_head.weight.detach().numpy(), h.topic_head.weight.detach().numpy(), atol=1e-4)
+    assert np.allclose(r.topic_head.weight.detach().numpy(), h.topic_head.weight.detach().numpy(), atol=1e-5)
+    assert meta["training_details"]["topic_refit_sources"] == ["tfns_topic"]
     stages = training_stages(meta)
     assert stages[:-1] == training_stages(pmeta) and stages[-1]["method"] == "blend"
     assert stages[-1]["head_blend"] == 0.4 and meta["training_details"]["refit_sources"] == [
