@@ -238,12 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.monotonic()
     model_dir = args.model or str(shipped.materialize())
     model, _ = modeldir.load(model_dir)
-    own_s = LinearHead(
-        model.sentiment_head.weight.detach().double().numpy(), model.sentiment_head.bias.detach().double().numpy()
-    )
-    own_t = LinearHead(
-        model.topic_head.weight.detach().double().numpy(), model.topic_head.bias.detach().double().numpy()
-    )
+    own_s, own_t = LinearHead.of(model.sentiment_head), LinearHead.of(model.topic_head)
     del model
     sent, topic = sentiment_corpus(), topic_corpus()
     mixes, leave_out = MIXES, LEAVE_OUT

@@ -33,6 +33,12 @@ def state_dir() -> Path:
     return Path(_env("FINSENT_HOME", str(REPO_ROOT / ".state"))).resolve()
 
 
+def default_conf_roots() -> tuple[Path, ...]:
+    """Where a run's conf may name files when FINSENT_CONF_FILE_ROOTS is unset: the registries, the bundled
+    data and ``<state>/imports``."""
+    return (REPO_ROOT / "feeds", REPO_ROOT / "data", state_dir() / "imports")
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     timeout_s: float = 20.0  # total time allowed for one feed download
@@ -45,7 +51,7 @@ class IngestSettings:
     file_roots: tuple[Path, ...] = (REPO_ROOT,)  # file: URLs may read under these (and the registry's folder)
     # files a DAG run's conf may name (feeds_file, archive_dir, history_csv): whoever may trigger a run must not
     # make the worker read its credentials or environment
-    conf_roots: tuple[Path, ...] = (REPO_ROOT / "feeds", REPO_ROOT / "data")
+    conf_roots: tuple[Path, ...] = field(default_factory=default_conf_roots)
     max_future_h: float = 48.0  # item dates further ahead than this are unknown (fall back to fetch time)
     min_interval_s: float = 120.0  # fast lane: least time between two polls of one feed (per feed: min_interval_s)
     max_retry_after_s: float = 86400.0  # a Retry-After further ahead than this is capped
@@ -160,8 +166,7 @@ def load() -> Settings:
         user_agent=_env("FINSENT_USER_AGENT", USER_AGENT),
         allow_hosts=_list("FINSENT_FETCH_ALLOW_HOSTS"),
         file_roots=tuple(Path(p) for p in _list("FINSENT_FETCH_FILE_ROOTS")) or (REPO_ROOT,),
-        conf_roots=tuple(Path(p) for p in _list("FINSENT_CONF_FILE_ROOTS"))
-        or (REPO_ROOT / "feeds", REPO_ROOT / "data", state_dir() / "imports"),
+        conf_roots=tuple(Path(p) for p in _list("FINSENT_CONF_FILE_ROOTS")) or default_conf_roots(),
         min_interval_s=float(_env("FINSENT_FEED_MIN_INTERVAL_S", "120")),
     )
     alerts = AlertSettings(

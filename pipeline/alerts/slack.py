@@ -94,12 +94,13 @@ def alert_message(alert: dict, dashboard_url: str) -> dict:
         f"*p-value:* {alert['p_value']:.2g}   *Model:* {escape(alert['model_version'])}"
     )
     stories = alert.get("top_stories") or []
+    first, *rest = facts.split("\n")
     blocks = [
         {
             "type": "header",
             "text": {"type": "plain_text", "text": _cut(f"[finsent] {sev} surge: {alert['subject']}", HEADER_MAX)},
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": fit_lines(facts.split("\n")[0], facts.split("\n")[1:])}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit_lines(first, rest)}},
         {"type": "section", "text": {"type": "mrkdwn", "text": stories_section("*Top negative stories*", stories[:5])}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": link(dash, "Open the alert in the dashboard")}]},
     ]

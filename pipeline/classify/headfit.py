@@ -27,6 +27,19 @@ class LinearHead:
         z = x @ self.weight.T + self.bias
         return z if offset is None else z + offset
 
+    @classmethod
+    def of(cls, linear) -> LinearHead:  # linear: torch.nn.Linear
+        """The head a model holds, as arrays (float64)."""
+        return cls(linear.weight.detach().cpu().double().numpy(), linear.bias.detach().cpu().double().numpy())
+
+    def copy_into(self, linear) -> None:  # linear: torch.nn.Linear
+        """Write this head into a model's linear layer (its dtype kept)."""
+        import torch
+
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor(self.weight, dtype=linear.weight.dtype))
+            linear.bias.copy_(torch.tensor(self.bias, dtype=linear.bias.dtype))
+
 
 def fit_softmax(
     x: np.ndarray,

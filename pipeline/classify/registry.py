@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
-from pipeline.classify.modeldir import ModelDirError, check_registrable
+from pipeline.classify.modeldir import ModelDirError, check_registrable, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,8 @@ def gate(
 
 def entity_rule(model_path: str | Path | None) -> str | None:
     """The entity rule a registered model's folder records (``inherit``, ``head``, ...); None when unreadable."""
-    from pipeline.classify import modeldir
-
     try:
-        return ((modeldir.read_meta(model_path) or {}).get("entity_head") or {}).get("rule", "head")
+        return ((read_meta(model_path) or {}).get("entity_head") or {}).get("rule", "head")
     except Exception:  # a folder that no longer loads: be strict (the gate then asks for entity figures)
         return None
 

@@ -256,9 +256,7 @@ def write_sentfin_split(fraction: float = 0.15, seed: int = 20261124) -> Path:
     # stratify on the headline label where there is one; conflicts form their own stratum
     strata = [headline_label([lab for _, lab in parse_decisions(d)]) or "conflict" for d in df["Decisions"]]
     _, test = train_test_split(df["S No."], test_size=fraction, random_state=seed, stratify=strata)
-    src.test_ids.parent.mkdir(parents=True, exist_ok=True)
-    src.test_ids.write_text("\n".join(str(i) for i in sorted(test)) + "\n")
-    return src.test_ids
+    return _write_ids(src, test)
 
 
 def write_expert_split(fraction: float = 0.10, seed: int = 20261206) -> Path:
@@ -274,6 +272,11 @@ def write_expert_split(fraction: float = 0.10, seed: int = 20261206) -> Path:
     df = pd.read_csv(src.path)
     strata = df["origin"].astype(str).str.split(":").str[0] + "/" + df["sentiment"].astype(str)
     _, test = train_test_split(np.arange(len(df)), test_size=fraction, random_state=seed, stratify=strata)
+    return _write_ids(src, test)
+
+
+def _write_ids(src: Source, ids) -> Path:
+    """A source's committed test split: one id per line, sorted."""
     src.test_ids.parent.mkdir(parents=True, exist_ok=True)
-    src.test_ids.write_text("\n".join(str(i) for i in sorted(test)) + "\n")
+    src.test_ids.write_text("\n".join(str(i) for i in sorted(ids)) + "\n")
     return src.test_ids

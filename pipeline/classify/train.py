@@ -234,12 +234,8 @@ def blend_heads(
         tr["source"].nunique(),
         time.monotonic() - t0,
     )
-    head = model.sentiment_head
-    own = headfit.LinearHead(head.weight.detach().cpu().double().numpy(), head.bias.detach().cpu().double().numpy())
-    mixed = headfit.blend(own, refit, args.head_blend, args.neutral_offset)
-    with torch.no_grad():
-        head.weight.copy_(torch.tensor(mixed.weight, dtype=head.weight.dtype))
-        head.bias.copy_(torch.tensor(mixed.bias, dtype=head.bias.dtype))
+    own = headfit.LinearHead.of(model.sentiment_head)
+    headfit.blend(own, refit, args.head_blend, args.neutral_offset).copy_into(model.sentiment_head)
     log.info(
         "blended %s's sentiment head: refit weight %.2f, neutral logit -%.3f",
         parent["version"],
@@ -269,10 +265,7 @@ def refit_topic_head(
     x = extract_features(model, tok, topic.train["text"].tolist(), args.max_length, device, label="topic/train")
     y = np.array([TOPICS.index(v) for v in topic.train["label"]])
     w = row_weights(topic.train, class_w=False, source_w=source_w)
-    head = headfit.fit_softmax(x, y, w, classes=len(TOPICS), iters=300)
-    with torch.no_grad():
-        model.topic_head.weight.copy_(torch.tensor(head.weight, dtype=model.topic_head.weight.dtype))
-        model.topic_head.bias.copy_(torch.tensor(head.bias, dtype=model.topic_head.bias.dtype))
+    headfit.fit_softmax(x, y, w, classes=len(TOPICS), iters=300).copy_into(model.topic_head)
     log.info("refitted topic head on %d rows of %d sources", len(topic.train), topic.train["source"].nunique())
 
 
