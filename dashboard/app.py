@@ -226,6 +226,19 @@ def page_alerts(model: str) -> None:
         st.text(f"Acknowledged by {row['acknowledged_by']} at {row['acknowledged_at']:%Y-%m-%d %H:%M} UTC")
 
 
+def unlinked_names(model: str, search: str, bucket: str) -> None:
+    """Company names the headlines give that the catalogue lacks (the mention tagger's unlinked spans)."""
+    with st.expander("Names outside the catalogue (found in headlines, not linked)", expanded=False):
+        names = cached("unlinked_names", search)
+        if names.empty:
+            st.info("No unlinked company name matches." if search else "No unlinked company names stored yet.")
+            return
+        st.dataframe(names.drop(columns=["key"]), hide_index=True, width="stretch")
+        key = st.selectbox("Name", names["key"].tolist(), format_func=dict(zip(names["key"], names["name"])).get)
+        series = cached("name_series", model, key, bucket)
+        st.bar_chart(series.set_index("period")[["stories", "negatives"]], height=200)
+
+
 def page_companies(model: str) -> None:
     lo, hi = cached("data_span", model)
     at = (hi + timedelta(hours=1)) if hi is not None else pd.Timestamp.now(tz="UTC")
@@ -246,6 +259,7 @@ def page_companies(model: str) -> None:
     found = cached("find_companies", search)
     if found.empty:
         st.info("No company matches." if search else "Type a name or ticker (for example AAPL or Infosys).")
+        unlinked_names(model, search, bucket)
         return
     ids = found["id"].tolist()
     labels = {r.id: f"{r.name} ({r.tickers}) - {r.stories} stories" for r in found.itertuples()}
@@ -275,6 +289,7 @@ def page_companies(model: str) -> None:
         width="stretch",
     )
     st.download_button("Download this series (CSV)", csv_bytes(series), f"finsent-{entity_id}-{bucket}.csv", "text/csv")
+    unlinked_names(model, search, bucket)
     st.subheader("Headlines (company label beside the story's own)")
     heads = cached("company_headlines", model, entity_id)
     st.download_button("Download these headlines (CSV)", csv_bytes(heads), f"finsent-{entity_id}.csv", "text/csv")

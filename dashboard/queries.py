@@ -349,6 +349,41 @@ def find_companies(pool, text: str, limit: int = 50) -> pd.DataFrame:
     )
 
 
+def unlinked_names(pool, text: str, limit: int = 50) -> pd.DataFrame:
+    """Company names found in headlines that no catalogue entry holds, most-told first (``text`` filters)."""
+    needle = search_text(text, 80)
+    return frame(
+        pool,
+        """
+        SELECT sn.name_key AS key, min(sn.name) AS name, count(DISTINCT sn.article_id) AS stories,
+               max(a.story_time) AS last_seen
+        FROM story_names sn JOIN articles a ON a.id = sn.article_id
+        WHERE %(q)s = '' OR sn.name_key ILIKE '%%' || %(like)s || '%%'
+        GROUP BY sn.name_key ORDER BY 3 DESC, 1 LIMIT %(n)s
+        """,
+        {"q": needle, "like": _like(needle.casefold()), "n": limit},
+    )
+
+
+def name_series(pool, model: str, key: str, bucket: str = "hour") -> pd.DataFrame:
+    """Stories per bucket naming one unlinked company name (by its folded key), with how many ``model``
+    scored negative."""
+    if bucket not in ("hour", "day", "week"):
+        raise ValueError(f"bucket must be hour, day or week, not {bucket!r}")
+    return frame(
+        pool,
+        """
+        SELECT date_trunc(%(b)s, a.story_time) AS period, count(DISTINCT a.id) AS stories,
+               count(DISTINCT a.id) FILTER (WHERE sc.sentiment = 'negative') AS negatives
+        FROM story_names sn JOIN articles a ON a.id = sn.article_id
+        LEFT JOIN scores sc ON sc.article_id = a.id AND sc.model_version = %(m)s
+        WHERE sn.name_key = %(k)s
+        GROUP BY 1 ORDER BY 1
+        """,
+        {"m": model, "k": key, "b": bucket},
+    )
+
+
 def _like(text: str) -> str:
     """``text`` for ILIKE, its wildcards taken literally."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

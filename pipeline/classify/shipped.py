@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SHIPPED_DIR = config.REPO_ROOT / "data" / "model"
 ENTITY_HEAD = "entity_head.safetensors"  # pipeline.entities.sentiment.HEAD_FILE
+MENTION_TAGGER = ("mention_head.safetensors", "mention_head.json")  # pipeline.entities.detect.HEAD_FILE + metadata
 ENTITY_RULE_KEYS = ("rule", "rule_chosen_by")  # the company rule in use: chosen by bench.entity_transfer, not trained
 
 
@@ -207,6 +208,7 @@ def materialize(
     out = modeldir.under(models_root or config.state_dir() / "models", meta["version"])
     if (out / modeldir.META_FILE).exists():
         _refresh_entity_head(shipped_dir, out, meta)
+        _refresh_tagger(shipped_dir, out)
         return out
     delta = read_delta(shipped_dir / DELTA_FILE)  # capped: a bomb is refused before the base is even loaded
     backbone, tok, _ = base_model.load(base)
@@ -235,7 +237,7 @@ def materialize(
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     modeldir.save(model, tmp, meta, tok)
-    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD, "MODEL_CARD.md", ENTITY_HEAD):
+    for extra in (modeldir.REPORT_JSON, modeldir.REPORT_MD, "MODEL_CARD.md", ENTITY_HEAD, *MENTION_TAGGER):
         if (shipped_dir / extra).exists():
             shutil.copy2(shipped_dir / extra, tmp / extra)
     try:
@@ -244,6 +246,17 @@ def materialize(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("materialised shipped model %s into %s", meta["version"], out)
     return out
+
+
+def _refresh_tagger(shipped_dir: Path, out: Path) -> None:
+    """An install made before the shipped model gained (or changed) its mention tagger gets the shipped one."""
+    src = [shipped_dir / f for f in MENTION_TAGGER]
+    if not all(p.is_file() for p in src):
+        return
+    if all((out / p.name).is_file() and (out / p.name).read_bytes() == p.read_bytes() for p in src):
+        return
+    for p in src:
+        shutil.copy2(p, out / p.name)
 
 
 def _refresh_entity_head(shipped_dir: Path, out: Path, meta: dict) -> None:

@@ -279,6 +279,7 @@ def build(
             elif e.former_names:
                 one = tuple(f for f in e.former_names if " " not in f and not re.fullmatch(r"[A-Z0-9&]{3,5}", f))
                 merged[eid] = replace(e, ambiguous=tuple(dict.fromkeys(e.ambiguous + one)))
+    counts["curated_names"] = add_curated_names(merged)
     final = [f for f in (_fit(e) for e in merged.values()) if _valid(f)]
     write_bundled(final, out)
     merged = {e.id: e for e in final}
@@ -596,6 +597,33 @@ SUCCESSORS = {
     "PPB": ("Flutter Entertainment", "renamed Flutter Entertainment, 2019"),
     "SL": ("abrdn", "Standard Life merged with Aberdeen 2017, renamed abrdn 2021"),
 }
+
+
+CURATED_NAMES = DEFAULT_CATALOGUE.parent / "curated_names.csv"
+
+
+def add_curated_names(entities: dict[str, Entity], path: Path = CURATED_NAMES) -> int:
+    """Short and former names headlines use that no source lists (``curated_names.csv``, each row with its
+    source): added as aliases (and former names) of the entity; a row naming an id the catalogue lacks adds that
+    company as delisted, with its successor. A row naming neither is a build error, not a silent skip."""
+    done = 0
+    with open(path, newline="", encoding="utf-8") as fh:
+        for i, row in enumerate(csv.DictReader(fh), start=2):
+            eid, form, kind = row["entity_id"], row["form"].strip(), row["kind"]
+            if not row.get("source", "").strip() or kind not in ("short", "former"):
+                raise ValueError(f"{path}:{i}: every curated name needs a kind (short|former) and a source")
+            e = entities.get(eid)
+            if e is None:
+                if not row.get("name"):
+                    raise ValueError(f"{path}:{i}: {eid!r} is not in the catalogue and the row gives no name")
+                e = Entity(
+                    id=eid, name=row["name"], source="curated", delisted=True, successor=row.get("successor", "")
+                )
+            former = e.former_names + ((form,) if kind == "former" and form not in e.former_names else ())
+            aliases = e.aliases + ((form,) if form not in e.aliases and form != e.name else ())
+            entities[eid] = replace(e, aliases=aliases, former_names=former)
+            done += 1
+    return done
 
 
 def add_successors(entities: dict[str, Entity]) -> int:

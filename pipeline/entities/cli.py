@@ -1,13 +1,17 @@
-"""``python -m pipeline entities ...``: validate, sync, list, link, predict, build-catalogue, train-head."""
+"""``python -m pipeline entities ...``: validate, sync, list, link, predict, build-catalogue, train-head,
+train-detector."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from pipeline.csvio import output_path, read_input_csv, write_csv
 from pipeline.entities.catalogue import CatalogueError
+
+log = logging.getLogger(__name__)
 
 
 def _print(obj: object) -> None:
@@ -92,23 +96,24 @@ def cmd_link(args: argparse.Namespace) -> int:
     out_path = output_path(args.output, inputs=[args.input])
     df = read_input_csv(args.input, required=("text",))
     cat = _catalogue(args)
-    linker = Linker(cat)
+    finder = _finder(args, Linker(cat))
+    found = finder.find_many([str(t) for t in df["text"]])
     rows, cut, capped = [], 0, 0
     for n, (_, row) in enumerate(df.iterrows()):
-        mentions = linker.link(str(row["text"]))
+        mentions = found[n]
         capped += len(mentions) > LINK_MAX_MENTIONS
         raw = row.to_dict()
         cells = {k: v[:LINK_CELL_CHARS] if isinstance(v, str) else v for k, v in raw.items()}
         cut += bool(mentions) and cells != raw
         for m in mentions[:LINK_MAX_MENTIONS]:
-            e = cat.entities[m.entity_id]
+            e = cat.entities.get(m.entity_id)  # None: a company name the catalogue does not hold
             rows.append(
                 {
                     **cells,
                     "row": n,
-                    "entity": e.name,
-                    "entity_id": e.id,
-                    "ticker": e.primary_ticker,
+                    "entity": e.name if e else m.span,
+                    "entity_id": e.id if e else "",
+                    "ticker": e.primary_ticker if e else "",
                     "span": m.span,
                     "start": m.start,
                     "end": m.end,
@@ -124,11 +129,34 @@ def cmd_link(args: argparse.Namespace) -> int:
             "mentions": len(rows),
             "output": str(out_path),
             "catalogue": len(cat.entities),
+            "unlinked_names": sum(not r["entity_id"] for r in rows),
+            "detector": finder.tag or "off (rules only)",
             "cells_cut": cut,
             "rows_over_mention_cap": capped,
         }
     )
     return 0
+
+
+def _finder(args: argparse.Namespace, linker):
+    """The rules plus the model's mention tagger: ``--model``, else the shipped model (rebuilt under the state
+    folder once); rules alone with ``--rules-only`` or when that model has no tagger."""
+    from pipeline.entities.detect import HEAD_FILE, Finder, MentionDetector
+
+    if args.rules_only:
+        return Finder(linker)
+    if args.model:
+        model_dir = Path(args.model)
+    else:
+        from pipeline.classify import shipped
+
+        if not (shipped.SHIPPED_DIR / HEAD_FILE).is_file():
+            return Finder(linker)
+        model_dir = shipped.materialize()
+    if not (model_dir / HEAD_FILE).is_file():
+        log.warning("%s has no mention tagger: linking by the catalogue's rules only", model_dir)
+        return Finder(linker)
+    return Finder(linker, MentionDetector.load(model_dir, device=args.device))
 
 
 def pairs_for(df, cat) -> list:
@@ -184,6 +212,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    from pipeline.entities.train_detector import train_detector
+
+    _print(train_detector(args.model, device=args.device, epochs=args.epochs))
+    return 0
+
+
 def cmd_train_head(args: argparse.Namespace) -> int:
     from pipeline.entities.train_head import train_head
 
@@ -210,10 +245,13 @@ def add_parser(sub) -> None:
     q.add_argument("--watchlists", action="store_true")
     q.add_argument("--limit", type=int, default=50)
     q.set_defaults(func=cmd_list)
-    q = esub.add_parser("link", help="CSV with 'text' -> one row per linked company mention")
+    q = esub.add_parser("link", help="CSV with 'text' -> one row per company mention (linked or a name)")
     q.add_argument("--input", required=True)
     q.add_argument("--output", required=True)
     q.add_argument("--file")
+    q.add_argument("--model", default=None, help="model directory whose mention tagger to use (default: shipped)")
+    q.add_argument("--rules-only", action="store_true", help="the catalogue's rules alone, no model")
+    q.add_argument("--device", default=None)
     q.set_defaults(func=cmd_link)
     q = esub.add_parser("predict", help="CSV with 'text' and 'entity' -> per-entity sentiment")
     q.add_argument("--model", required=True)
@@ -229,6 +267,11 @@ def add_parser(sub) -> None:
     q.add_argument("--ftse-history", default=str(FTSE_HISTORY), help="FTSE 100 names since 1984 (CSV)")
     q.add_argument("--base", default=None)
     q.set_defaults(func=cmd_build)
+    q = esub.add_parser("train-detector", help="fit the mention tagger on the expert companies set, report")
+    q.add_argument("--model", required=True)
+    q.add_argument("--device", default=None)
+    q.add_argument("--epochs", type=int, default=6)
+    q.set_defaults(func=cmd_train_detector)
     q = esub.add_parser("train-head", help="fit the entity head on SEntFiN, write it beside the model, report")
     q.add_argument("--model", required=True)
     q.add_argument("--device", default=None)

@@ -246,3 +246,35 @@ def speed(linker: Linker, texts: list[str], min_seconds: float = 2.0) -> dict:
         n += len(texts)
     dt = time.perf_counter() - t0
     return {"headlines": n, "seconds": round(dt, 2), "per_s": round(n / dt)}
+
+
+EXPERT_COMPANIES = DATA_ROOT / "labeled" / "news" / "expert" / "companies_expert.csv"
+
+
+def expert_companies(path: Path = EXPERT_COMPANIES) -> list[dict]:
+    """One record per headline of the expert companies set: text, publisher, gold [(start, end, company)]."""
+    df = pd.read_csv(path, keep_default_na=False)
+    out: dict[str, dict] = {}
+    for r in df.itertuples(index=False):
+        rec = out.setdefault(r.text, {"text": r.text, "publisher": r.origin, "gold": []})
+        if r.company:
+            rec["gold"].append((int(float(r.start)), int(float(r.end)), r.company))
+    return list(out.values())
+
+
+def span_scores(link, recs: list[dict]) -> dict:
+    """Recall (a gold span overlapped by a found one) and precision (a found span overlapping a gold one) of
+    ``link(text) -> mentions`` over every record, those naming no company included."""
+    gold = found = linked = correct = 0
+    for rec in recs:
+        spans = [(m.start, m.end) for m in link(rec["text"])]
+        gold += len(rec["gold"])
+        found += sum(any(a < e and s < b for a, b in spans) for s, e, _ in rec["gold"])
+        linked += len(spans)
+        correct += sum(any(a < e and s < b for s, e, _ in rec["gold"]) for a, b in spans)
+    return {
+        "mentions": gold,
+        "recall": round(found / gold, 4) if gold else 0.0,
+        "found_spans": linked,
+        "precision": round(correct / linked, 4) if linked else 0.0,
+    }

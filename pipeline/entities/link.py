@@ -145,11 +145,19 @@ class Linker:
                 by_key.setdefault(_fold(sym), []).append(_Form(e.id, sym, "ticker", amb))
                 self.symbols.setdefault(e.id, set()).add(sym)
         self.automaton = ahocorasick.Automaton()
+        self.candidates: dict[str, tuple[str, ...]] = {}  # folded form -> every entity holding it, best first
         for key, forms in by_key.items():
-            self.automaton.add_word(key, (len(key), tuple(_resolve_shared(forms))))
+            chosen = _resolve_shared(forms, catalogue)
+            if len({f.entity_id for f in forms}) > 1:
+                self.candidates[key] = tuple(sorted({f.entity_id for f in forms}, key=lambda i: rank_key(catalogue, i)))
+            self.automaton.add_word(key, (len(key), tuple(chosen)))
         if len(self.automaton):
             self.automaton.make_automaton()
         self.size = len(by_key)
+
+    def others(self, m: Mention) -> tuple[str, ...]:
+        """The other entities that answer to a mention's surface form (a shared name), best first."""
+        return tuple(e for e in self.candidates.get(_fold(m.span.lstrip("$")), ()) if e != m.entity_id)
 
     def link(self, text: str) -> list[Mention]:
         """Every accepted mention in ``text``, in order of position."""
@@ -193,7 +201,8 @@ class Linker:
             return Mention(f.entity_id, start, stop, surface, "ticker", 0.75)
         method = f.kind
         if not f.ambiguous:
-            if " " not in f.form and not surface[:1].isupper() and not surface[:1].isdigit():
+            lower_start = not surface[:1].isupper() and not surface[:1].isdigit()
+            if " " not in f.form and lower_start and surface != f.form:  # "easyJet", "eBay": as the company spells it
                 return None
             return Mention(f.entity_id, start, stop, surface, method, 0.95 if method == "name" else 0.9)
         # ambiguous: exact capitalisation, not an all-caps line, and evidence
@@ -205,9 +214,14 @@ class Linker:
             return Mention(f.entity_id, start, stop, surface, method, 0.9)
         if f.form in ACRONYMS:
             return None  # "CEO", "EU": never a company by itself
+        short_caps = f.form.isupper() and f.form.isalpha() and len(f.form) <= 5
+        if short_caps and start == ctx.first_word and not ctx.title_case and ctx.verb_follows(stop):
+            # "BP cuts capital spending", "RBS fined over mis-selling", "IAG orders 50 jets": a short upper-case
+            # name the catalogue holds, opening a sentence-case headline as the subject of a verb
+            return Mention(f.entity_id, start, stop, surface, method, 0.8)
         if len(f.form) <= 2:
             # "BP profits jump", "GE shares fall": a short upper-case name needs a company noun right after it
-            ok = f.form.isupper() and f.form.isalpha() and ctx.next_word(stop) in NEXT_NOUNS
+            ok = short_caps and ctx.next_word(stop) in NEXT_NOUNS
             return Mention(f.entity_id, start, stop, surface, method, 0.8) if ok else None
         if ctx.capitalised_before(start):
             return None  # the tail of a longer proper noun: "New York City", "Sales Target"
@@ -256,12 +270,37 @@ class _Context:
     def next_word(self, stop: int) -> str:
         return next((w for s, _, w in self.words if s >= stop), "")
 
+    def verb_follows(self, stop: int) -> bool:
+        """The next word reads as a headline verb: a known one, "to" ("BP to sell"), or a lower-case word in -s or
+        -ed ("orders", "fined")."""
+        nxt = next(((s, w) for s, _, w in self.words if s >= stop), None)
+        if nxt is None or not self.raw[nxt[0]].islower():
+            return False
+        w = nxt[1]
+        return (
+            w in VERBS or w == "to" or (len(w) > 3 and (w.endswith("ed") or (w.endswith("s") and not w.endswith("ss"))))
+        )
+
     def has_cue(self, start: int, stop: int) -> bool:
         return any(w in CUES for s, e, w in self.words if e <= start or s >= stop)
 
 
-def _resolve_shared(forms: list[_Form]) -> list[_Form]:
-    """A surface form of several entities: keep the one it names exactly; otherwise it cannot be linked."""
+# Which of several entities a shared form goes to, by the stated order (docs/companies.md#ambiguity): index
+# constituents (the parent company, the primary listing) before the wide lists, Indian listings (often a
+# subsidiary of a foreign parent: "GlaxoSmithKline Pharmaceuticals") last.
+_SOURCE_RANK = {"user": 0, "pytickersymbols": 1, "curated": 2, "ftse100-history": 3, "financedatabase": 4, "sentfin": 5}
+
+
+def rank_key(catalogue: Catalogue, entity_id: str) -> tuple:
+    """Order of preference for a form several entities share: live before delisted, then the source (index
+    members are the larger, parent companies), then the one listed on more venues, then the id (stable)."""
+    e = catalogue.entities[entity_id]
+    return (e.delisted, _SOURCE_RANK.get(e.source, 9), -len(e.tickers), e.id)
+
+
+def _resolve_shared(forms: list[_Form], catalogue: Catalogue) -> list[_Form]:
+    """A surface form of several entities goes to one: the entity whose canonical name it is, else the only
+    one listed under it as a ticker, else the first by ``rank_key``. The others stay as candidates."""
     ents = {f.entity_id for f in forms}
     if len(ents) <= 1:
         return forms
@@ -271,7 +310,8 @@ def _resolve_shared(forms: list[_Form]) -> list[_Form]:
     tickers = [f for f in forms if f.kind == "ticker"]
     if len({f.entity_id for f in tickers}) == 1:
         return tickers
-    return []
+    best = min(ents, key=lambda eid: rank_key(catalogue, eid))
+    return [f for f in forms if f.entity_id == best]
 
 
 def _longest(mentions: list[Mention], raw: str) -> list[Mention]:

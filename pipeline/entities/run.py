@@ -14,11 +14,13 @@ from pipeline import db
 from pipeline.classify import registry
 from pipeline.entities import catalogue, store
 from pipeline.entities.catalogue import CatalogueError
+from pipeline.entities.detect import Finder
 from pipeline.entities.link import Linker
 from pipeline.entities.sentiment import HEAD_FILE
 
 log = logging.getLogger(__name__)
 _LINKERS: dict[str, Linker] = {}
+_DETECTORS: dict[str, object] = {}
 
 
 def linker_for(cat: catalogue.Catalogue) -> Linker:
@@ -42,8 +44,9 @@ def link_and_score(database_url: str | None = None, version: str | None = None, 
         out: dict = {}
         if store.fingerprint(conn) != cat.fingerprint():
             out["sync"] = store.sync(conn, cat)
-        out["links"] = store.link_pending(conn, linker_for(cat))
         model = registry.active(conn) if version is None else {"version": version, "path": _path(conn, version)}
+        finder = Finder(linker_for(cat), detector_for(model.get("path") if model else None, device))
+        out["links"] = store.link_pending(conn, finder)
         if model is None:
             return out
         scorer = None
@@ -56,6 +59,22 @@ def link_and_score(database_url: str | None = None, version: str | None = None, 
         return out
     finally:
         conn.close()
+
+
+def detector_for(model_path: str | None, device: str | None = None):
+    """The active model's mention tagger, loaded once per model per process; None (rules alone, logged) when the
+    model has none (``entities train-detector`` fits one) or it cannot be read."""
+    from pipeline.entities.detect import HEAD_FILE as TAGGER
+    from pipeline.entities.detect import MentionDetector
+
+    if not model_path or not (Path(model_path) / TAGGER).is_file():
+        if model_path:
+            log.info("model %s has no mention tagger: companies linked by the catalogue's rules alone", model_path)
+        return None
+    if model_path not in _DETECTORS:
+        _DETECTORS.clear()
+        _DETECTORS[model_path] = MentionDetector.load(model_path, device=device)
+    return _DETECTORS[model_path]
 
 
 def _inherits(model_dir: Path) -> bool:

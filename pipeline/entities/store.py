@@ -3,9 +3,10 @@
 * ``sync`` loads the validated catalogue and watchlists in one transaction
   (nothing half-loaded) and records the catalogue's fingerprint;
 * ``link_pending`` links every story whose links were made with another
-  catalogue (new stories, and all stories after the catalogue changed):
-  the new link set replaces the old per story, so re-running is a no-op and a
-  changed alias re-links the past;
+  catalogue or mention tagger (new stories, and all stories after either
+  changed): the new link set replaces the old per story, so re-running is a
+  no-op and a changed alias re-links the past. Company names the tagger found
+  that no entry holds go to ``story_names`` (as written, with a folded key);
 * ``score_pending`` labels each linked (story, entity) pair that the model
   has not labeled, one forward pass per story (the entity head), or gives the
   pair the story's own label when the model has no entity head.
@@ -14,12 +15,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from psycopg2.extensions import connection
 from psycopg2.extras import execute_values
 
 from pipeline.entities.catalogue import Catalogue
+from pipeline.entities.detect import Finder
 from pipeline.entities.link import Linker
 
 log = logging.getLogger(__name__)
@@ -101,26 +104,46 @@ FOR UPDATE SKIP LOCKED
 """
 
 
-def link_pending(conn: connection, linker: Linker, chunk_size: int = 2000, max_articles: int | None = None) -> dict:
-    """Link stories not yet linked with the synced catalogue; returns counts."""
+def name_key(name: str) -> str:
+    """What unlinked names are counted and searched by: case, quotes and punctuation folded ("AT&T" kept)."""
+    return re.sub(r"[^\w&]+", " ", name.replace("’", "'").casefold()).strip()
+
+
+def link_pending(
+    conn: connection, finder: Finder | Linker, chunk_size: int = 2000, max_articles: int | None = None
+) -> dict:
+    """Link stories not yet linked with the synced catalogue (and this tagger); returns counts."""
+    finder = finder if isinstance(finder, Finder) else Finder(finder)
     fp = fingerprint(conn)
     conn.commit()
     if fp is None:
         return {"linked": 0, "mentions": 0, "note": "no catalogue synced: run `python -m pipeline entities sync`"}
-    if fp != linker.catalogue.fingerprint():
+    if fp != finder.catalogue.fingerprint():
         raise RuntimeError("the linker's catalogue is not the synced one: sync first, then link")
-    done = mentions = 0
+    stamp = f"{fp}+{finder.tag}" if finder.tag else fp
+    done = mentions = unlinked = 0
     t0 = time.monotonic()
     while max_articles is None or done < max_articles:
         with conn.cursor() as cur:
-            cur.execute(_PENDING_LINKS, (fp, chunk_size))
+            cur.execute(_PENDING_LINKS, (stamp, chunk_size))
             rows = cur.fetchall()
             if not rows:
                 conn.commit()
                 break
             ids = [r[0] for r in rows]
-            links = [(aid, m) for aid, title in rows for m in linker.link(title or "")]
+            found = finder.find_many([title or "" for _, title in rows])
+            links = [(aid, m) for (aid, _), ms in zip(rows, found) for m in ms if m.entity_id]
+            names = [(aid, m) for (aid, _), ms in zip(rows, found) for m in ms if not m.entity_id]
             cur.execute("DELETE FROM story_entities WHERE article_id = ANY(%s)", (ids,))
+            cur.execute("DELETE FROM story_names WHERE article_id = ANY(%s)", (ids,))
+            if names:
+                execute_values(
+                    cur,
+                    "INSERT INTO story_names (article_id, start_pos, end_pos, name, name_key, confidence) VALUES %s"
+                    " ON CONFLICT DO NOTHING",
+                    [(aid, m.start, m.end, m.span, name_key(m.span), m.confidence) for aid, m in names],
+                    page_size=1000,
+                )
             if links:
                 execute_values(
                     cur,
@@ -135,14 +158,25 @@ def link_pending(conn: connection, linker: Linker, chunk_size: int = 2000, max_a
                 "story_entities se WHERE se.article_id = es.article_id AND se.entity_id = es.entity_id)",
                 (ids,),
             )
-            cur.execute("UPDATE articles SET linked_fingerprint = %s WHERE id = ANY(%s)", (fp, ids))
+            cur.execute("UPDATE articles SET linked_fingerprint = %s WHERE id = ANY(%s)", (stamp, ids))
         conn.commit()
         done += len(rows)
         mentions += len(links)
+        unlinked += len(names)
         log.info(
-            "linked %d stories, %d mentions (%.0f stories/s)", done, mentions, done / max(1e-9, time.monotonic() - t0)
+            "linked %d stories, %d mentions, %d unlinked names (%.0f stories/s)",
+            done,
+            mentions,
+            unlinked,
+            done / max(1e-9, time.monotonic() - t0),
         )
-    return {"linked": done, "mentions": mentions, "seconds": round(time.monotonic() - t0, 2)}
+    return {
+        "linked": done,
+        "mentions": mentions,
+        "unlinked_names": unlinked,
+        "tagger": finder.tag or "off",
+        "seconds": round(time.monotonic() - t0, 2),
+    }
 
 
 _PENDING_PAIRS = """
