@@ -299,18 +299,17 @@ def rank_key(catalogue: Catalogue, entity_id: str) -> tuple:
 
 
 def _resolve_shared(forms: list[_Form], catalogue: Catalogue) -> list[_Form]:
-    """A surface form of several entities goes to one: the entity whose canonical name it is, else the only
-    one listed under it as a ticker, else the first by ``rank_key``. The others stay as candidates."""
+    """A surface form of several entities goes to one (all its forms of that text): the entity whose canonical
+    name it is, else the only one listed under it as a ticker, else the first by ``rank_key``. The others stay
+    as candidates (``Linker.others``)."""
     ents = {f.entity_id for f in forms}
     if len(ents) <= 1:
         return forms
     named = [f for f in forms if f.kind == "name"]
     if len({f.entity_id for f in named}) == 1:
         return named
-    tickers = [f for f in forms if f.kind == "ticker"]
-    if len({f.entity_id for f in tickers}) == 1:
-        return tickers
-    best = min(ents, key=lambda eid: rank_key(catalogue, eid))
+    listed = {f.entity_id for f in forms if f.kind == "ticker"}
+    best = next(iter(listed)) if len(listed) == 1 else min(ents, key=lambda eid: rank_key(catalogue, eid))
     return [f for f in forms if f.entity_id == best]
 
 
