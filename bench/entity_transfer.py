@@ -4,8 +4,9 @@
     .state/venv/bin/python -m bench.entity_transfer --model DIR --limit 200
 
 Sources of (text, company, label) pairs: SEntFiN (Indian headlines, per-entity labels), the SENTiVENT targets
-(US company news, per-target labels; proper-name targets only) and FinEntity (Reuters sentences). For each
-source left out, every head is fitted on the other two (regularisation and story weight chosen on a 10 %
+(US company news, per-target labels; proper-name targets only), FinEntity (Reuters sentences) and the expert
+companies set (headlines from many publishers, every company named with the sentiment toward it, RUBRIC.md).
+For each source left out, every head is fitted on the other three (regularisation and story weight chosen on a 10 %
 story-grouped validation split of those) and scored on the one left out. Compared on that table:
 
 * ``inherit``: every company gets its headline's predicted label (no head);
@@ -34,7 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
-SOURCES = ("sentfin", "sentivent", "finentity")
+SOURCES = ("sentfin", "sentivent", "finentity", "expert")
 C_GRID = (0.001, 0.01, 0.1)
 WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 CONFIDENT = 0.7
@@ -50,11 +51,30 @@ def sentivent_pairs() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["split", "text", "entity", "label", "start", "end", "story"])
 
 
+def expert_pairs() -> pd.DataFrame:
+    """The expert companies set: every company a headline names, with the sentiment toward it (RUBRIC.md)."""
+    from pipeline.entities import evaluate
+
+    df = pd.read_csv(evaluate.EXPERT_COMPANIES, keep_default_na=False)
+    df = df[df["company"] != ""]
+    return pd.DataFrame(
+        {
+            "split": "expert",
+            "text": df["text"].values,
+            "entity": df["company"].values,
+            "label": df["sentiment"].values,
+            "start": df["start"].astype(float).astype(int).values,
+            "end": df["end"].astype(float).astype(int).values,
+            "story": ["expert:" + t for t in df["text"]],
+        }
+    )
+
+
 def all_pairs(limit: int | None = None) -> pd.DataFrame:
     from pipeline.entities.train_head import finentity_pairs, sentfin_pairs
 
     sf = sentfin_pairs().assign(split="sentfin")
-    frames = [sf, sentivent_pairs(), finentity_pairs()]
+    frames = [sf, sentivent_pairs(), finentity_pairs(), expert_pairs()]
     if limit:
         frames = [f[f["story"].isin(f["story"].drop_duplicates().head(limit))] for f in frames]
     out = pd.concat(frames, ignore_index=True)

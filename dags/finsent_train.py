@@ -2,8 +2,9 @@
 ### finsent model training
 
 Fine-tunes the dual-head GPT classifier, evaluates it on the held-out sets
-(with TF-IDF+LR and VADER baselines in the same run), registers it and
-promotes it if it does not score below the active model (`force` overrides).
+(with TF-IDF+LR and VADER baselines in the same run), fits its company
+mention tagger, registers it and promotes it if it does not score below the
+active model (`force` overrides).
 The promotion updates the asset `finsent://models/active`, which schedules
 `finsent_rescore` (history re-scored with the new model).
 
@@ -56,11 +57,16 @@ def finsent_train():
         tasks.evaluate_model(model_dir)
         return model_dir
 
+    @task(queue=settings.classify_queue, execution_timeout=timedelta(hours=1))
+    def fit_tagger(model_dir: str) -> str:
+        tasks.fit_mention_tagger(model_dir)
+        return model_dir
+
     @task(outlets=[ACTIVE_MODEL])
     def register_and_promote(model_dir: str) -> dict:
         return tasks.register_and_promote(model_dir, force=bool(get_current_context()["params"]["force"]))
 
-    register_and_promote(evaluate(train()))
+    register_and_promote(fit_tagger(evaluate(train())))
 
 
 finsent_train()

@@ -176,6 +176,14 @@ def evaluate_model(model_dir: str) -> dict:
     return evaluate(model_dir)["summary"]
 
 
+def fit_mention_tagger(model_dir: str) -> dict:
+    """The candidate's own company tagger (its backbone's states feed it): without one, a promoted model would
+    link companies by the catalogue's rules alone."""
+    from pipeline.entities.train_detector import train_detector
+
+    return train_detector(model_dir)
+
+
 def register_and_promote(model_dir: str, force: bool = False) -> dict:
     from pipeline.lifecycle import register_and_promote as run
 

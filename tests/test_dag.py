@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pipeline import config
 from tests.helpers import query, run_py
@@ -193,3 +194,55 @@ def test_a_backfill_run_imports_a_headline_archive_for_its_window(airflow_env, d
     assert query(db_url, "SELECT count(*), min(published_at)::date::text FROM articles") == [(8, "2023-03-10")]
     assert query(db_url, "SELECT count(*), count(DISTINCT article_id) FROM scores") == [(8, 8)]
     assert query(db_url, "SELECT sum(stories) FROM hourly_stats WHERE dimension = 'overall'")[0][0] == 8
+
+
+def _shifted(src, dst, delta: float):
+    """A copy of a model folder whose recorded figures are all ``delta`` better (or worse): an active model
+    that any candidate beats, or one no candidate can."""
+    import shutil
+
+    from pipeline.classify import modeldir
+
+    def shift(node):
+        if isinstance(node, dict):
+            return {k: shift(v) for k, v in node.items()}
+        return node + delta if isinstance(node, float) else node
+
+    shutil.copytree(src, dst)
+    meta = modeldir.read_meta(dst)
+    meta["version"] += "-" + dst.name
+    meta["metrics"] = shift(meta["metrics"])
+    modeldir.write_meta(dst, meta)
+    return dst
+
+
+def test_the_weekly_training_run_promotes_a_better_candidate_and_refuses_a_worse_one(
+    airflow_env, db_url, tiny_models, tiny_base, tmp_path
+):
+    """finsent_train end to end on a tiny model: train, evaluate, fit its company tagger, register, and the gate
+    decides. Against a weaker active model the candidate is promoted (and brings its tagger); against a
+    stronger one it is registered and refused, and the active model stays."""
+    from pipeline import db
+    from pipeline.classify import registry
+    from pipeline.entities.detect import HEAD_FILE
+
+    env = {**airflow_env, "DATABASE_URL": db_url, "FINSENT_HOME": str(tmp_path / "home")}
+    conf = {"method": "heads", "base_model": str(tiny_base), "limit_per_task": 120}
+    conn = db.connect(db_url)
+    try:
+        weak = registry.register(conn, _shifted(tiny_models[0], tmp_path / "weak", -0.3))
+        registry.promote(conn, weak)
+        conn.commit()
+        assert dag_test(env, "2026-11-02T00:00:00+00:00", conf, "finsent_train")["state"] == "success"
+        active = registry.active(conn)
+        assert active["version"] != weak and (Path(active["path"]) / HEAD_FILE).is_file()
+
+        strong = registry.register(conn, _shifted(tiny_models[0], tmp_path / "strong", 0.3))
+        registry.promote(conn, strong)
+        conn.commit()
+        assert dag_test(env, "2026-11-09T00:00:00+00:00", conf, "finsent_train")["state"] == "success"
+        assert registry.active(conn)["version"] == strong  # refused: the run is a success, the model stays
+        n = query(db_url, "SELECT count(*) FROM models")[0][0]
+        assert n == 4  # weak, the first candidate, strong, the refused candidate (registered, not active)
+    finally:
+        conn.close()

@@ -119,9 +119,21 @@ def cmd_link(args: argparse.Namespace) -> int:
                     "end": m.end,
                     "method": m.method,
                     "confidence": m.confidence,
+                    "candidates": "|".join(finder.linker.others(m)) if e else "",
                 }
             )
-    cols = list(df.columns) + ["row", "entity", "entity_id", "ticker", "span", "start", "end", "method", "confidence"]
+    cols = list(df.columns) + [
+        "row",
+        "entity",
+        "entity_id",
+        "ticker",
+        "span",
+        "start",
+        "end",
+        "method",
+        "confidence",
+        "candidates",
+    ]
     write_csv(pd.DataFrame(rows, columns=cols), out_path)
     _print(
         {

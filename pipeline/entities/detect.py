@@ -238,6 +238,11 @@ class MentionDetector:
         return out
 
 
+def layer_for(clf) -> int:
+    """LAYER, or the backbone's last layer when it has fewer (a small test model)."""
+    return min(LAYER, int(clf.model.backbone.config.num_hidden_layers))
+
+
 def _bf16() -> bool:
     from pipeline.classify.runtime import cpu_bf16_ok
 
@@ -310,7 +315,7 @@ def fit(
     progress: bool = True,
 ) -> MentionHead:
     """Fit the tagger on (text, gold spans) with AdamW over shuffled words; the backbone stays frozen."""
-    feats = features(clf, texts, linker, progress=progress)
+    feats = features(clf, texts, linker, layer_for(clf), progress=progress)
     xs = [f[1] for f in feats if f[0]]
     ys = [bio(f[0], g) for f, g in zip(feats, gold) if f[0]]
     x = torch.from_numpy(np.vstack(xs))

@@ -35,7 +35,7 @@ def train_detector(model_dir: str | Path, device: str | None = None, epochs: int
         clf, [r["text"] for r in train], [[(s, e) for s, e, _ in r["gold"]] for r in train], linker, epochs=epochs
     )
     meta = {
-        "layer": detect.LAYER,
+        "layer": detect.layer_for(clf),
         "hidden": detect.HIDDEN,
         "threshold": detect.THRESHOLD,
         "shapes": list(detect.SHAPES),
