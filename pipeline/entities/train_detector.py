@@ -37,6 +37,7 @@ def train_detector(model_dir: str | Path, device: str | None = None, epochs: int
     meta = {
         "layer": detect.layer_for(clf),
         "hidden": detect.HIDDEN,
+        "members": detect.MEMBERS,
         "threshold": detect.THRESHOLD,
         "shapes": list(detect.SHAPES),
         "trained_on": f"expert companies set, training split ({len(train)} headlines)",
