@@ -19,7 +19,8 @@ model as ``mention_head.safetensors``: it belongs to that model's backbone and i
 
 ``Finder`` joins the two: every mention the rules accept, then each detected span they did not cover, linked
 to the catalogue when a name, alias or ticker of one entity equals it, otherwise kept as an **unlinked company
-name** (``entity_id`` empty) so a surge on a company the catalogue lacks is still counted.
+name** (``entity_id`` empty, and only when the tagger is at least ``UNLINKED_THRESHOLD`` sure) so a surge on a
+company the catalogue lacks is still counted.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ LAYER = 16  # of 30: chosen leaving one publisher family out (docs/companies.md#
 HIDDEN = 256
 MEMBERS = 5  # perceptrons averaged (docs/companies.md#companies-the-catalogue-lacks-the-mention-tagger)
 THRESHOLD = 0.5  # P(not outside) a word needs to be part of a mention
+# ... and a name no catalogue entry confirms needs this much: leaving a publisher family out, the tagger's
+# unconfirmed spans under 0.7 were right 24-62 % of the time (docs/companies.md)
+UNLINKED_THRESHOLD = 0.7
 SHAPES = (
     "capitalised",
     "all_caps",
@@ -275,6 +279,9 @@ class Finder:
 
         self.linker, self.detector = linker, detector
         self.catalogue = linker.catalogue
+        self.unlinked_threshold = float(
+            (detector.meta if detector else {}).get("unlinked_threshold", UNLINKED_THRESHOLD)
+        )
         # a detected name equal to an entity's name without its legal form ("Twitter" for "Twitter, Inc."), even
         # where the catalogue keeps that form out of the rules (a common word): the tagger has read it as a company
         shorts: dict[str, list[str]] = {}
@@ -297,7 +304,10 @@ class Finder:
                 span = text[a:b]
                 if any(m.start < b and a < m.end for m in found) or not _worth_keeping(span):
                     continue
-                extra.append(Mention(self.exact(span), a, b, span, "detected", round(float(p), 3)))
+                eid = self.exact(span)
+                if not eid and p < self.unlinked_threshold:
+                    continue
+                extra.append(Mention(eid, a, b, span, "detected", round(float(p), 3)))
             out.append(sorted(found + extra, key=lambda m: m.start))
         return out
 

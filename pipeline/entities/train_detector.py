@@ -39,6 +39,7 @@ def train_detector(model_dir: str | Path, device: str | None = None, epochs: int
         "hidden": detect.HIDDEN,
         "members": detect.MEMBERS,
         "threshold": detect.THRESHOLD,
+        "unlinked_threshold": detect.UNLINKED_THRESHOLD,
         "shapes": list(detect.SHAPES),
         "trained_on": f"expert companies set, training split ({len(train)} headlines)",
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
