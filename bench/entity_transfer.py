@@ -35,6 +35,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
+from pipeline.classify.calibrate import softmax
+
 SOURCES = ("sentfin", "sentivent", "finentity", "expert")
 C_GRID = (0.001, 0.01, 0.1)
 WEIGHTS = (0.0, 0.5, 1.0, 2.0)
@@ -83,12 +85,6 @@ def all_pairs(limit: int | None = None) -> pd.DataFrame:
 
 def f1(y, p) -> float:
     return round(float(f1_score(y, p, labels=[0, 1, 2], average="macro", zero_division=0)), 4)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def fit_head(z: np.ndarray, story: np.ndarray, y: np.ndarray, groups: np.ndarray):

@@ -43,6 +43,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from pipeline.classify import convention, priors, sources
+from pipeline.classify.calibrate import softmax
 from pipeline.classify.data import row_weights as weights
 from pipeline.classify.headfit import fit_softmax, polar_offset
 from pipeline.classify.labels import SENTIMENTS
@@ -75,12 +76,6 @@ def corpus() -> pd.DataFrame:
     frame["role"] = "train"
     held = [sources.load(reg[n]).assign(source=n, role="heldout") for n in [*REPORT, GATE_TFNS]]
     return pd.concat([frame, *held], ignore_index=True)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def macro_f1(y_true, y_pred) -> float:

@@ -277,6 +277,8 @@ def test_real_browser_renders_every_page(dash_db, tmp_path):
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 20_000, name
                 assert page.locator('[data-testid="stException"]').count() == 0, name
+                # the shipped .streamlit/config.toml hides the toolbar's hosting offer
+                assert page.get_by_role("button", name="Deploy").count() == 0, name
             # every page has its own URL too; an email's old-style link still opens its alert
             page.goto(f"http://127.0.0.1:{port}/companies")
             page.get_by_text("Search by name or ticker").first.wait_for(timeout=30000)

@@ -148,6 +148,14 @@ def register(conn: connection, model_dir: Path) -> str:
     return meta["version"]
 
 
+def model(conn: connection, version: str) -> dict | None:
+    """A registered version's ``version`` and ``path`` (None if it is not registered): the one lookup."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT version, path FROM models WHERE version = %s", (version,))
+        row = cur.fetchone()
+    return {"version": row[0], "path": row[1]} if row else None
+
+
 def active(conn: connection) -> dict | None:
     with conn.cursor() as cur:
         cur.execute("SELECT version, path, method, metrics FROM models WHERE is_active")

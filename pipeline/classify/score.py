@@ -57,7 +57,7 @@ def score_pending(
     url = database_url or db.database_url()
     conn = db.connect(url)
     try:
-        model = registry.active(conn) if version is None else _model(conn, version)
+        model = registry.active(conn) if version is None else registry.model(conn, version)
         if model is None:
             raise NoActiveModel("no active model: train one with `python -m pipeline train`")
         version = model["version"]
@@ -121,10 +121,3 @@ def score_pending(
         }
     finally:
         conn.close()
-
-
-def _model(conn, version: str) -> dict | None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT version, path FROM models WHERE version = %s", (version,))
-        row = cur.fetchone()
-    return {"version": row[0], "path": row[1]} if row else None

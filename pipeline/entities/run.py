@@ -44,7 +44,7 @@ def link_and_score(database_url: str | None = None, version: str | None = None, 
         out: dict = {}
         if store.fingerprint(conn) != cat.fingerprint():
             out["sync"] = store.sync(conn, cat)
-        model = registry.active(conn) if version is None else {"version": version, "path": _path(conn, version)}
+        model = registry.active(conn) if version is None else (registry.model(conn, version) or {"version": version})
         finder = Finder(linker_for(cat), detector_for(model.get("path") if model else None, device))
         out["links"] = store.link_pending(conn, finder)
         if model is None:
@@ -82,11 +82,3 @@ def _inherits(model_dir: Path) -> bool:
     from pipeline.classify import modeldir
 
     return (modeldir.read_meta(model_dir).get("entity_head") or {}).get("rule") == "inherit"
-
-
-def _path(conn, version: str) -> str | None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT path FROM models WHERE version = %s", (version,))
-        row = cur.fetchone()
-    conn.commit()
-    return row[0] if row else None
