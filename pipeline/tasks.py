@@ -127,17 +127,14 @@ def rescore(chunk_size: int = 1024) -> dict:
     """Score the whole history with the active model (after a promotion), then rebuild its stats."""
     from pipeline.alerts.refresh import refresh
     from pipeline.classify.registry import NoActiveModel
-    from pipeline.classify.score import score_pending
+    from pipeline.entities.run import score_and_link
 
     url = db.database_url()
     db.migrate(url)
     try:
-        scored = score_pending(url, chunk_size=chunk_size)
+        scored = score_and_link(url, chunk_size=chunk_size)
     except NoActiveModel as exc:
         _skip(str(exc))
-    from pipeline.entities.run import link_and_score
-
-    scored["entities"] = link_and_score(url, scored["model_version"])
     conn = db.connect(url)
     try:
         rows = refresh(conn, None, model=scored["model_version"], judge=False)["stats_rows"]
@@ -149,16 +146,14 @@ def rescore(chunk_size: int = 1024) -> dict:
 def classify(max_articles: int | None = None) -> dict:
     """Score stories the active model has not scored; skipped (not failed) when no model exists."""
     from pipeline.classify.registry import NoActiveModel
-    from pipeline.classify.score import score_pending
-    from pipeline.entities.run import link_and_score
+    from pipeline.entities.run import score_and_link
 
     url = db.database_url()
     db.migrate(url)
     try:
-        scored = score_pending(url, max_articles=max_articles)
+        return score_and_link(url, max_articles=max_articles)
     except NoActiveModel as exc:
         _skip(str(exc))
-    return {**scored, "entities": link_and_score(url, scored["model_version"])}
 
 
 def train_model(params: Mapping[str, Any]) -> str:

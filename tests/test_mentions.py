@@ -147,6 +147,18 @@ def test_unlinked_names_are_stored_counted_and_relinked_only_when_the_tagger_cha
         linked = query(db_url, "SELECT article_id, entity_id FROM story_entities ORDER BY article_id, start_pos")
         assert linked == [(aids[1], "barclays"), (aids[2], "microsoft")]
         assert store.link_pending(conn, detect.Finder(Linker(cat), tagger))["linked"] == 0  # a no-op re-run
+        # the Companies page finds the name by part of it and counts its stories per bucket
+        from dashboard import queries
+
+        pool = queries.make_pool(db_url)
+        try:
+            names = queries.unlinked_names(pool, "opena")
+            assert names[["name", "stories"]].values.tolist() == [["OpenAI", 2]]
+            assert queries.unlinked_names(pool, "%").empty  # the search's wildcards are taken literally
+            series = queries.name_series(pool, "no-model", "openai", "day")
+            assert int(series["stories"].sum()) == 2 and int(series["negatives"].sum()) == 0
+        finally:
+            pool.closeall()
         # the rules alone are another linker: the stories are re-linked, and the names go with the tagger
         assert store.link_pending(conn, Linker(cat))["linked"] == 3
         assert query(db_url, "SELECT count(*) FROM story_names") == [(0,)]

@@ -85,8 +85,7 @@ def replay(
 ) -> dict:
     """Import ``path`` (inside [start, end) when given), score it and judge every hour of its span in order."""
     from pipeline.alerts.refresh import refresh
-    from pipeline.classify.score import score_pending
-    from pipeline.entities.run import link_and_score
+    from pipeline.entities.run import score_and_link
     from pipeline.ingest.headlines import import_csv, scan
 
     window = windows.bounds(start, end)
@@ -105,8 +104,8 @@ def replay(
     last = windows.floor_hour(windows.to_utc(imported["last_published"])) + windows.HOUR
     span = windows.checked(max(first, window[0]) if window else first, min(last, window[1]) if window else last)
     hours = (span[1] - span[0]) // windows.HOUR
-    scored = score_pending(url)
-    entities = link_and_score(url, scored["model_version"])
+    scored = score_and_link(url)
+    entities = scored.pop("entities")
     conn = db.connect(url)
     try:
         if rules_file:

@@ -32,6 +32,15 @@ def linker_for(cat: catalogue.Catalogue) -> Linker:
     return _LINKERS[fp]
 
 
+def score_and_link(database_url: str, **score_args) -> dict:
+    """The one step after ingest (hourly, fast lane, rescore, replay): score the stories the active model has
+    not scored, then link and label the companies they name. Raises NoActiveModel when none is active."""
+    from pipeline.classify.score import score_pending
+
+    scored = score_pending(database_url, **score_args)
+    return {**scored, "entities": link_and_score(database_url, scored["model_version"])}
+
+
 def link_and_score(database_url: str | None = None, version: str | None = None, device: str | None = None) -> dict:
     """Returns counts; ``skipped`` says why nothing was linked (invalid catalogue file)."""
     conn = db.connect(database_url or db.database_url())
