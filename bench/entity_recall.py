@@ -32,11 +32,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 GOLD = Path(__file__).resolve().parents[1] / "data" / "labeled" / "news" / "expert" / "companies_expert.csv"
-_FOLD = re.compile(r"[^\w&]+")
-
-
-def fold(text: str) -> str:
-    return _FOLD.sub(" ", str(text).replace("’", "'").casefold()).strip()
 
 
 def load(limit: int | None = None) -> list[dict]:
@@ -45,6 +40,12 @@ def load(limit: int | None = None) -> list[dict]:
 
     recs = expert_companies(GOLD)
     return recs[:limit] if limit else recs
+
+
+def fold(text: str) -> str:
+    from pipeline.entities.link import name_key
+
+    return name_key(str(text))
 
 
 def surface_index(cat) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -75,57 +76,45 @@ def miss_class(span: str, forms: dict, former: dict) -> str:
     return "rule refused"
 
 
-def score(linker, recs: list[dict], cat) -> dict:
-    """Recall and precision overall, per publisher, and the misses by class."""
+def score(finder, recs: list[dict], cat) -> dict:
+    """Recall and precision overall, per publisher, and the misses by class (``finder``: a detect.Finder)."""
+    from pipeline.entities.evaluate import span_scores
+
     forms, former = surface_index(cat)
-    tot = Counter()
-    pub: dict[str, Counter] = defaultdict(Counter)
+    found = finder.find_many([r["text"] for r in recs])
+    by_pub: dict[str, list[int]] = defaultdict(list)
     misses: Counter = Counter()
     examples: dict[str, list[str]] = defaultdict(list)
-    found_all = linker.find_many([r["text"] for r in recs]) if hasattr(linker, "find_many") else None
-    for i, rec in enumerate(recs):
-        found = [(m.start, m.end) for m in (found_all[i] if found_all else linker.link(rec["text"]))]
-        p = rec["publisher"]
+    for i, (rec, mentions) in enumerate(zip(recs, found)):
+        by_pub[rec["publisher"]].append(i)
         for s, e, name in rec["gold"]:
-            hit = any(a < e and s < b for a, b in found)
-            for c in (tot, pub[p]):
-                c["gold"] += 1
-                c["found"] += hit
-            if not hit:
+            if not any(m.start < e and s < m.end for m in mentions):
                 k = miss_class(rec["text"][s:e] or name, forms, former)
                 misses[k] += 1
                 if len(examples[k]) < 8:
                     examples[k].append(rec["text"][s:e] or name)
-        for a, b in found:
-            ok = any(a < e and s < b for s, e, _ in rec["gold"])
-            for c in (tot, pub[p]):
-                c["linked"] += 1
-                c["correct"] += ok
-    out = {"overall": _rates(tot), "publishers": {k: _rates(v) for k, v in sorted(pub.items())}}
+    out = {
+        "overall": span_scores(found, recs),
+        "publishers": {
+            p: span_scores([found[i] for i in idx], [recs[i] for i in idx]) for p, idx in sorted(by_pub.items())
+        },
+    }
     out["misses"] = {k: {"count": v, "examples": examples[k]} for k, v in misses.most_common()}
     return out
-
-
-def _rates(c: Counter) -> dict:
-    return {
-        "gold": c["gold"],
-        "found": c["found"],
-        "recall": c["found"] / c["gold"] if c["gold"] else 0.0,
-        "linked": c["linked"],
-        "precision": c["correct"] / c["linked"] if c["linked"] else 0.0,
-    }
 
 
 def report(res: dict) -> str:
     o = res["overall"]
     lines = [
-        f"expert companies set: recall {o['recall']:.3f} ({o['found']:,} of {o['gold']:,} mentions), "
-        f"precision {o['precision']:.3f} ({o['linked']:,} linked spans)",
+        f"expert companies set: recall {o['recall']:.3f} ({o['found']:,} of {o['mentions']:,} mentions), "
+        f"precision {o['precision']:.3f} ({o['found_spans']:,} linked spans)",
         "",
         "| publisher | mentions | recall | precision |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {p} | {v['gold']} | {v['recall']:.3f} | {v['precision']:.3f} |" for p, v in res["publishers"].items()]
+    lines += [
+        f"| {p} | {v['mentions']} | {v['recall']:.3f} | {v['precision']:.3f} |" for p, v in res["publishers"].items()
+    ]
     lines += ["", "| class of miss | mentions | examples |", "|---|---|---|"]
     lines += [f"| {k} | {v['count']} | {', '.join(v['examples'])} |" for k, v in res["misses"].items()]
     return "\n".join(lines)
@@ -146,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cat = catalogue.load()
     linker = Linker(cat)
+    rules = detect.Finder(linker)
     recs = load(args.limit)
     held = [r for r in recs if detect.heldout(r["text"])]
-    out = {"rules, every headline": score(linker, recs, cat), "rules, held-out fifth": score(linker, held, cat)}
+    out = {"rules, every headline": score(rules, recs, cat), "rules, held-out fifth": score(rules, held, cat)}
     print("## Rules alone, every headline\n\n" + report(out["rules, every headline"]) + "\n")
     if not args.rules_only:
         model = args.model

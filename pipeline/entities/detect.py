@@ -83,16 +83,11 @@ def words(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def shape_features(text: str, spans: Sequence[tuple[int, int]], linker: Linker) -> np.ndarray:
-    """(words, len(SHAPES)) of 0/1: what the catalogue and the text's capitals say of each word."""
-    folded = _fold(text)
-    raw_hits = []
-    for end, (length, forms) in linker.automaton.iter(folded) if len(linker.automaton) else ():
-        s, e = end - length + 1, end + 1
-        if (s > 0 and folded[s - 1].isalnum()) or (e < len(folded) and folded[e].isalnum()):
-            continue
-        raw_hits.append((s, e, bool(forms)))
-    rules = [(m.start, m.end) for m in linker.link(text)]
+def shape_features(text: str, spans: Sequence[tuple[int, int]], linker: Linker, rules: Sequence[Mention]) -> np.ndarray:
+    """(words, len(SHAPES)) of 0/1: what the catalogue, its rules' ``mentions`` of the text and the text's
+    capitals say of each word."""
+    raw_hits = [(s, e, bool(forms)) for s, e, forms in linker.scan(_fold(text))]
+    rules = [(m.start, m.end) for m in rules]
     caps = [text[a : a + 1].isupper() for a, _ in spans]
     rows = []
     for i, (a, b) in enumerate(spans):
@@ -197,13 +192,30 @@ def hidden_states(clf, texts: Sequence[str], layer: int = LAYER, batch_size: int
             log.info("mention features %d/%d texts (%.0f/s)", done, len(texts), done / max(time.monotonic() - t0, 1e-9))
 
 
-def features(clf, texts: Sequence[str], linker: Linker, layer: int = LAYER, progress: bool = False):
-    """Per text: its word spans and (words, features)."""
+def features(
+    clf,
+    texts: Sequence[str],
+    linker: Linker,
+    rules: Sequence[Sequence[Mention]],
+    layer: int = LAYER,
+    progress: bool = False,
+):
+    """Per text: its word spans and (words, features); ``rules`` are the linker's mentions of each text."""
     out: list = [None] * len(texts)
     for i, hidden, offsets in hidden_states(clf, texts, layer, progress=progress):
         spans = words(texts[i])
-        out[i] = (spans, word_features(hidden, offsets, spans, shape_features(texts[i], spans, linker)))
+        out[i] = (spans, word_features(hidden, offsets, spans, shape_features(texts[i], spans, linker, rules[i])))
     return out
+
+
+def load_classifier(model_dir: str | Path, device: str | None = None):
+    """The model with its torch backbone (the tagger reads its hidden states: never an ONNX-only backend), in
+    bf16 where the machine has it."""
+    from pipeline.classify.predict import Classifier
+    from pipeline.classify.runtime import cpu_bf16_ok
+
+    bf16 = torch.cuda.is_available() or cpu_bf16_ok()
+    return Classifier.load(model_dir, device=device, precision="bf16" if bf16 else "fp32")
 
 
 @dataclass
@@ -217,8 +229,6 @@ class MentionDetector:
     @classmethod
     def load(cls, model_dir: str | Path, clf=None, device: str | None = None) -> MentionDetector:
         """Raises FileNotFoundError when the model has no tagger (``entities train-detector`` fits one)."""
-        from pipeline.classify.predict import Classifier
-
         path = Path(model_dir) / HEAD_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{model_dir} has no {HEAD_FILE}: fit one with `entities train-detector`")
@@ -226,9 +236,7 @@ class MentionDetector:
         meta = json.loads((path.with_suffix(".json")).read_text(encoding="utf-8"))
         head = MentionHead(tensors["mean"].numel(), int(meta.get("hidden", HIDDEN)), int(meta.get("members", 1)))
         head.load_state_dict(tensors)
-        if clf is None:
-            clf = Classifier.load(model_dir, device=device, precision="bf16" if _bf16() else "fp32")
-        return cls(clf, head.eval(), meta)
+        return cls(clf or load_classifier(model_dir, device), head.eval(), meta)
 
     @property
     def tag(self) -> str:
@@ -236,11 +244,12 @@ class MentionDetector:
         return str(self.meta.get("sha256", ""))[:12]
 
     @torch.inference_mode()
-    def spans(self, texts: Sequence[str], linker: Linker) -> list[list[tuple]]:
-        """Per text, the (start, end, confidence) of each detected company name."""
+    def spans(self, texts: Sequence[str], linker: Linker, rules: Sequence[Sequence[Mention]]) -> list[list[tuple]]:
+        """Per text, the (start, end, confidence) of each detected company name (``rules``: the linker's
+        mentions of each text, one of the tagger's inputs)."""
         threshold = float(self.meta.get("threshold", THRESHOLD))
         out: list[list[tuple]] = []
-        for item in features(self.clf, texts, linker, int(self.meta.get("layer", LAYER))):
+        for item in features(self.clf, texts, linker, rules, int(self.meta.get("layer", LAYER))):
             spans, x = item
             if not spans:
                 out.append([])
@@ -254,12 +263,6 @@ class MentionDetector:
 def layer_for(clf) -> int:
     """LAYER, or the backbone's last layer when it has fewer (a small test model)."""
     return min(LAYER, int(clf.model.backbone.config.num_hidden_layers))
-
-
-def _bf16() -> bool:
-    from pipeline.classify.runtime import cpu_bf16_ok
-
-    return torch.cuda.is_available() or cpu_bf16_ok()
 
 
 def _worth_keeping(span: str) -> bool:
@@ -298,7 +301,7 @@ class Finder:
         if self.detector is None:
             return rules
         out = []
-        for text, found, detected in zip(texts, rules, self.detector.spans(texts, self.linker)):
+        for text, found, detected in zip(texts, rules, self.detector.spans(texts, self.linker, rules)):
             extra = []
             for a, b, p in detected:
                 span = text[a:b]
@@ -311,18 +314,15 @@ class Finder:
             out.append(sorted(found + extra, key=lambda m: m.start))
         return out
 
-    def link(self, text: str) -> list[Mention]:
-        return self.find_many([text])[0]
-
     def exact(self, span: str) -> str:
         """The entity a detected span names exactly (name, alias or ticker, "The" dropped); "" if none."""
         bare = re.sub(r"(?i)^the\s+", "", span)
-        for key in dict.fromkeys((_fold(span), _fold(bare), _fold(re.sub(r"(?:'s|’s|(?<=\w{3})s)$", "", bare)))):
-            got = self.linker.automaton.get(key, None) if len(self.linker.automaton) else None
-            if got and got[1]:
-                return got[1][0].entity_id
-            if key in self.short_names:
-                return self.short_names[key]
+        for form in dict.fromkeys((span, bare, re.sub(r"(?:'s|’s|(?<=\w{3})s)$", "", bare))):
+            forms = self.linker.lookup(form)
+            if forms:
+                return forms[0].entity_id
+            if _fold(form) in self.short_names:
+                return self.short_names[_fold(form)]
         return ""
 
 
@@ -336,7 +336,7 @@ def fit(
     progress: bool = True,
 ) -> MentionHead:
     """Fit the tagger on (text, gold spans) with AdamW over shuffled words; the backbone stays frozen."""
-    feats = features(clf, texts, linker, layer_for(clf), progress=progress)
+    feats = features(clf, texts, linker, [linker.link(t) for t in texts], layer_for(clf), progress=progress)
     xs = [f[1] for f in feats if f[0]]
     ys = [bio(f[0], g) for f, g in zip(feats, gold) if f[0]]
     x = torch.from_numpy(np.vstack(xs))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,19 +263,19 @@ def expert_companies(path: Path = EXPERT_COMPANIES) -> list[dict]:
     return list(out.values())
 
 
-def span_scores(link, recs: list[dict]) -> dict:
+def span_scores(found: Sequence[Sequence[Mention]], recs: Sequence[dict]) -> dict:
     """Recall (a gold span overlapped by a found one) and precision (a found span overlapping a gold one) of
-    ``link(text) -> mentions`` over every record, those naming no company included."""
-    gold = found = linked = correct = 0
-    for rec in recs:
-        spans = [(m.start, m.end) for m in link(rec["text"])]
+    the mentions ``found`` in each record (aligned with ``recs``), those naming no company included."""
+    gold = hit = spans = correct = 0
+    for mentions, rec in zip(found, recs, strict=True):
         gold += len(rec["gold"])
-        found += sum(any(a < e and s < b for a, b in spans) for s, e, _ in rec["gold"])
-        linked += len(spans)
-        correct += sum(any(a < e and s < b for s, e, _ in rec["gold"]) for a, b in spans)
+        hit += sum(any(m.start < e and s < m.end for m in mentions) for s, e, _ in rec["gold"])
+        spans += len(mentions)
+        correct += sum(any(m.start < e and s < m.end for s, e, _ in rec["gold"]) for m in mentions)
     return {
         "mentions": gold,
-        "recall": round(found / gold, 4) if gold else 0.0,
-        "found_spans": linked,
-        "precision": round(correct / linked, 4) if linked else 0.0,
+        "found": hit,
+        "recall": hit / gold if gold else 0.0,
+        "found_spans": spans,
+        "precision": correct / spans if spans else 0.0,
     }

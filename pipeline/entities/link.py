@@ -115,6 +115,11 @@ def is_ambiguous(form: str, words: frozenset[str]) -> bool:
     return bool(tokens) and all(t.lower() in words for t in tokens)
 
 
+def name_key(name: str) -> str:
+    """A name as counted and searched: case, quotes and punctuation folded to single spaces ("AT&T" keeps &)."""
+    return re.sub(r"[^\w&]+", " ", name.replace("’", "'").casefold()).strip()
+
+
 def _fold(text: str) -> str:
     """Lower-cased text of the same length (so automaton offsets are raw offsets)."""
     t = text.translate(_QUOTES)
@@ -147,10 +152,11 @@ class Linker:
         self.automaton = ahocorasick.Automaton()
         self.candidates: dict[str, tuple[str, ...]] = {}  # folded form -> every entity holding it, best first
         for key, forms in by_key.items():
-            chosen = _resolve_shared(forms, catalogue)
-            if len({f.entity_id for f in forms}) > 1:
-                self.candidates[key] = tuple(sorted({f.entity_id for f in forms}, key=lambda i: rank_key(catalogue, i)))
-            self.automaton.add_word(key, (len(key), tuple(chosen)))
+            ents = {f.entity_id for f in forms}
+            if len(ents) > 1:
+                self.candidates[key] = tuple(sorted(ents, key=lambda i: rank_key(catalogue, i)))
+                forms = _resolve_shared(forms, self.candidates[key])
+            self.automaton.add_word(key, (len(key), tuple(forms)))
         if len(self.automaton):
             self.automaton.make_automaton()
         self.size = len(by_key)
@@ -159,18 +165,31 @@ class Linker:
         """The other entities that answer to a mention's surface form (a shared name), best first."""
         return tuple(e for e in self.candidates.get(_fold(m.span.lstrip("$")), ()) if e != m.entity_id)
 
+    def scan(self, folded: str) -> list[tuple[int, int, tuple[_Form, ...]]]:
+        """Every catalogue form in a folded text with word boundaries on both sides, before any context rule;
+        the forms are those the form resolves to (empty where no entity may take it)."""
+        if not len(self.automaton):
+            return []
+        out = []
+        for end, (length, forms) in self.automaton.iter(folded):
+            start, stop = end - length + 1, end + 1
+            if (start > 0 and folded[start - 1].isalnum()) or (stop < len(folded) and folded[stop].isalnum()):
+                continue
+            out.append((start, stop, forms))
+        return out
+
+    def lookup(self, text: str) -> tuple[_Form, ...]:
+        """The forms a whole text resolves to (exact, case-folded), empty if the catalogue holds none."""
+        got = self.automaton.get(_fold(text), None) if len(self.automaton) else None
+        return got[1] if got else ()
+
     def link(self, text: str) -> list[Mention]:
         """Every accepted mention in ``text``, in order of position."""
         if not text or not len(self.automaton):
             return []
         folded = _fold(text)
         raw = text.translate(_QUOTES)
-        hits: list[tuple[int, int, _Form]] = []
-        for end, (length, forms) in self.automaton.iter(folded):
-            start, stop = end - length + 1, end + 1
-            if (start > 0 and folded[start - 1].isalnum()) or (stop < len(folded) and folded[stop].isalnum()):
-                continue
-            hits.extend((start, stop, f) for f in forms)
+        hits = [(start, stop, f) for start, stop, forms in self.scan(folded) for f in forms]
         if not hits:
             return []
         ctx = _Context(raw, folded)
@@ -298,18 +317,13 @@ def rank_key(catalogue: Catalogue, entity_id: str) -> tuple:
     return (e.delisted, _SOURCE_RANK.get(e.source, 9), -len(e.tickers), e.id)
 
 
-def _resolve_shared(forms: list[_Form], catalogue: Catalogue) -> list[_Form]:
-    """A surface form of several entities goes to one (all its forms of that text): the entity whose canonical
-    name it is, else the only one listed under it as a ticker, else the first by ``rank_key``. The others stay
-    as candidates (``Linker.others``)."""
-    ents = {f.entity_id for f in forms}
-    if len(ents) <= 1:
-        return forms
-    named = [f for f in forms if f.kind == "name"]
-    if len({f.entity_id for f in named}) == 1:
-        return named
+def _resolve_shared(forms: list[_Form], ranked: tuple[str, ...]) -> list[_Form]:
+    """A surface form of several entities (``ranked`` by ``rank_key``) goes to one, with all its forms of that
+    text: the entity whose canonical name it is, else the only one listed under it as a ticker, else the first
+    ranked. The others stay as candidates (``Linker.others``)."""
+    named = {f.entity_id for f in forms if f.kind == "name"}
     listed = {f.entity_id for f in forms if f.kind == "ticker"}
-    best = next(iter(listed)) if len(listed) == 1 else min(ents, key=lambda eid: rank_key(catalogue, eid))
+    best = next(iter(named)) if len(named) == 1 else next(iter(listed)) if len(listed) == 1 else ranked[0]
     return [f for f in forms if f.entity_id == best]
 
 

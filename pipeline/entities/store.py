@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 
 from psycopg2.extensions import connection
@@ -23,7 +22,7 @@ from psycopg2.extras import execute_values
 
 from pipeline.entities.catalogue import Catalogue
 from pipeline.entities.detect import Finder
-from pipeline.entities.link import Linker
+from pipeline.entities.link import Linker, name_key
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +101,6 @@ WHERE linked_fingerprint IS DISTINCT FROM %s
 ORDER BY id LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
-
-
-def name_key(name: str) -> str:
-    """What unlinked names are counted and searched by: case, quotes and punctuation folded ("AT&T" kept)."""
-    return re.sub(r"[^\w&]+", " ", name.replace("’", "'").casefold()).strip()
 
 
 def link_pending(

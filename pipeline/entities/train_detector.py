@@ -21,15 +21,13 @@ log = logging.getLogger(__name__)
 
 def train_detector(model_dir: str | Path, device: str | None = None, epochs: int = 6) -> dict:
     """Fit, judge and store the tagger beside ``model_dir``; returns the held-out figures."""
-    from pipeline.classify.predict import Classifier
-
     t0 = time.monotonic()
     cat = catalogue.load()
     linker = Linker(cat)
     recs = link_eval.expert_companies()
     train = [r for r in recs if not detect.heldout(r["text"])]
     test = [r for r in recs if detect.heldout(r["text"])]
-    clf = Classifier.load(model_dir, device=device, precision="bf16" if detect._bf16() else "fp32")
+    clf = detect.load_classifier(model_dir, device)
     log.info("mention tagger: %d training headlines, %d held out", len(train), len(test))
     head = detect.fit(
         clf, [r["text"] for r in train], [[(s, e) for s, e, _ in r["gold"]] for r in train], linker, epochs=epochs
@@ -45,11 +43,11 @@ def train_detector(model_dir: str | Path, device: str | None = None, epochs: int
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "catalogue": cat.fingerprint(),
     }
-    detect.save(head, model_dir, meta)
-    finder = detect.Finder(linker, detect.MentionDetector.load(model_dir, clf=clf))
+    finder = detect.Finder(linker, detect.MentionDetector(clf, head, meta))
+    texts = [r["text"] for r in test]
     figures = {
-        "rules": link_eval.span_scores(linker.link, test),
-        "rules+detector": link_eval.span_scores(finder.link, test),
+        "rules": link_eval.span_scores([linker.link(t) for t in texts], test),
+        "rules+detector": link_eval.span_scores(finder.find_many(texts), test),
     }
     meta["heldout"] = figures
     detect.save(head, model_dir, meta)
