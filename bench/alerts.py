@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline import config
 from pipeline.alerts.detect import judge_recent, transition
-from pipeline.classify import sources
+from pipeline.classify.datasets import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 

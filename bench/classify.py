@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str, heldout: bool) -> dict:
     import torch
 
-    from pipeline.classify.data import load_task
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.datasets.data import load_task
+    from pipeline.classify.model.predict import Classifier
 
     texts = load_task("sentiment").test["text"].tolist()
     texts = (texts * (n // len(texts) + 1))[:n]
@@ -68,7 +68,7 @@ def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str,
     if heldout:
         from sklearn.metrics import f1_score
 
-        from pipeline.classify.evaluate import heldout_sets
+        from pipeline.classify.evaluation.evaluate import heldout_sets
 
         out["labels"] = []
         for name, (task, df) in heldout_sets().items():
@@ -80,8 +80,8 @@ def worker(model_dir: str, device: str, batch_size: int, n: int, precision: str,
 
 
 def baselines(n: int) -> list[dict]:
-    from pipeline.classify.data import load_task
-    from pipeline.classify.peers import tfidf_lr, vader_labels
+    from pipeline.classify.datasets.data import load_task
+    from pipeline.classify.evaluation.peers import tfidf_lr, vader_labels
 
     sent = load_task("sentiment")
     texts = (sent.test["text"].tolist() * (n // len(sent.test) + 1))[:n]
@@ -104,7 +104,7 @@ def baselines(n: int) -> list[dict]:
 
 def active_model_dir() -> str:
     from pipeline import db
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
 
     conn = db.connect()
     try:
@@ -117,7 +117,7 @@ def active_model_dir() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.classify.predict import PRECISIONS
+    from pipeline.classify.model.predict import PRECISIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the active model)")

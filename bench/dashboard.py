@@ -24,8 +24,8 @@ import numpy as np
 from psycopg2 import sql
 
 from pipeline import db
-from pipeline.classify import sources
-from pipeline.classify.labels import TOPICS
+from pipeline.classify.datasets import sources
+from pipeline.classify.model.labels import TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 

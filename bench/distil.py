@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
-from pipeline.classify import sources
-from pipeline.classify.data import row_weights
-from pipeline.classify.headfit import LinearHead, blend, fit_softmax
-from pipeline.classify.labels import SENTIMENTS, TOPICS
+from pipeline.classify.datasets import sources
+from pipeline.classify.datasets.data import row_weights
+from pipeline.classify.model.labels import SENTIMENTS, TOPICS
+from pipeline.classify.training.features import L2
+from pipeline.classify.training.headfit import LinearHead, blend, c_for_l2, fit_linear
 
 log = logging.getLogger("bench.distil")
 
@@ -129,7 +130,8 @@ def train_rows(df: pd.DataFrame, mix: Mix, left_out: str | None) -> pd.DataFrame
 def fit(x: np.ndarray, tr: pd.DataFrame, names: list[str], source_w: float, class_w: bool = True) -> LinearHead:
     y = tr["label"].map(names.index).to_numpy()
     w = row_weights(tr, class_w=class_w, source_w=source_w)
-    return fit_softmax(x[tr.index.to_numpy()], y, w, classes=len(names), iters=300 if len(names) > 3 else 200)
+    xs = x[tr.index.to_numpy()]
+    return fit_linear(xs, y, range(len(names)), c_for_l2(L2, len(xs)), sample_weight=w)[0]  # as blend ships it
 
 
 def run_mix(mix: Mix, x: np.ndarray, df: pd.DataFrame, own: LinearHead, leave_out: list[str]) -> dict:
@@ -227,7 +229,8 @@ def markdown(results: list[dict], topics: list[dict], leave_out: list[str]) -> s
 def main(argv: list[str] | None = None) -> None:
     from bench import transfer_features
     from bench.peers import cpu_info
-    from pipeline.classify import modeldir, shipped
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.release import shipped
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a trained finsent model folder (default: the shipped model)")

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = ", ".join(f"{c} {v['recall']:.3f} ({v['gold']})" for c, v in sorted(classes.items()))
         print(f"  {name:<12} {cells}; any company covered {evaluate.any_company_recall(linker, exs):.3f}")
 
-    from pipeline.classify import shipped
+    from pipeline.classify.release import shipped
     from pipeline.entities import detect
 
     tagged = Path(args.model) if args.model else shipped.materialize()
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  real catalogue, headlines + FinEntity passages: {longer['per_s']:>9,}/s")
     print(f"  baseline: naive substring scan, real catalogue: {naive_rate:>9,.0f}/s")
 
-    from pipeline.classify import modeldir, shipped
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.release import shipped
 
     model = Path(args.model) if args.model else None
     if model is None:

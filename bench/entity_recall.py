@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.rules_only:
         model = args.model
         if model is None:
-            from pipeline.classify import shipped
+            from pipeline.classify.release import shipped
 
             model = shipped.materialize()
         finder = detect.Finder(linker, detect.MentionDetector.load(model))

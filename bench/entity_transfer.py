@@ -35,7 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
-from pipeline.classify.calibrate import softmax
+from pipeline.classify.model.calibrate import softmax
 
 SOURCES = ("sentfin", "sentivent", "finentity", "expert")
 C_GRID = (0.001, 0.01, 0.1)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.classify import active_model_dir
     from bench.peers import cpu_info
     from pipeline import config
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.model.predict import Classifier
     from pipeline.entities.sentiment import SENTIMENTS
     from pipeline.entities.train_head import _features, disagreeing
 

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pipeline import db, logs
     from pipeline.alerts import rules as rules_mod
     from pipeline.alerts.replay import replay
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
 
     logs.setup(False)
     if args.make_demo_window:

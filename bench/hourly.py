@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def headlines(n: int) -> list[str]:
     """Real news headlines from the held-out sets (never training rows), cycled to ``n``."""
-    from pipeline.classify.evaluate import heldout_sets
+    from pipeline.classify.evaluation.evaluate import heldout_sets
 
     sets = heldout_sets()
     texts = sets["sentfin_test"][1]["text"].tolist() + sets["finentity"][1]["text"].tolist()
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     from bench.classify import active_model_dir
     from bench.peers import cpu_info
     from pipeline import airflow_env, db
-    from pipeline.classify import registry
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.model.predict import Classifier
+    from pipeline.classify.release import registry
     from tests.feedserver import FeedServer
     from tests.helpers import SMTPServer, free_port
 

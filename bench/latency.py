@@ -103,7 +103,7 @@ class StreamServer:
 def labelled_pool(model_dir: str) -> tuple[list[str], list[str]]:
     """Real held-out news headlines split by the model's own label: (not negative, negative)."""
     from bench.hourly import headlines
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.model.predict import Classifier
 
     texts = list(dict.fromkeys(headlines(2400)))
     labels = Classifier.load(model_dir).predict(texts).sentiment
@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     from bench.classify import active_model_dir
     from bench.peers import cpu_info
     from pipeline import airflow_env, db
-    from pipeline.classify import registry
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.model.predict import Classifier
+    from pipeline.classify.release import registry
     from tests.helpers import SMTPServer, free_port
 
     rng = random.Random(20261201)

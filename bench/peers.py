@@ -32,7 +32,7 @@ def cpu_info() -> dict:
     wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni"]
     import os
 
-    from pipeline.classify.runtime import cpu_bf16_ok
+    from pipeline.classify.model.runtime import cpu_bf16_ok
 
     out = {
         "model": model,
@@ -50,8 +50,8 @@ def cpu_info() -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from pipeline import db
-    from pipeline.classify import registry
-    from pipeline.classify.evaluate import DEFAULT_PEERS, evaluate
+    from pipeline.classify.evaluation.evaluate import DEFAULT_PEERS, evaluate
+    from pipeline.classify.release import registry
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the active model)")

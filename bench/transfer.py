@@ -42,11 +42,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from pipeline.classify import convention, priors, sources
-from pipeline.classify.calibrate import softmax
-from pipeline.classify.data import row_weights as weights
-from pipeline.classify.headfit import fit_softmax, polar_offset
-from pipeline.classify.labels import SENTIMENTS
+from bench import convention, priors
+from bench.softmax_fit import fit_softmax, polar_offset
+from pipeline.classify.datasets import sources
+from pipeline.classify.datasets.data import row_weights as weights
+from pipeline.classify.model.calibrate import softmax
+from pipeline.classify.model.labels import SENTIMENTS
 
 log = logging.getLogger("bench.transfer")
 
@@ -169,7 +170,7 @@ def peer_rows(df: pd.DataFrame, leave_out: list[str], mix: str, source_w: float)
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from pipeline.classify.peers import MiniLM, finvader_labels
+    from pipeline.classify.evaluation.peers import MiniLM, finvader_labels
 
     results = []
     t0 = time.monotonic()
@@ -334,7 +335,7 @@ def blend_calibration(logits: dict, df: pd.DataFrame, leave_out: list[str], temp
     The shipped temperature is fitted on the training sources' validation split; this says what that choice
     does to the confidence users see on sources the model never saw.
     """
-    from pipeline.classify import calibrate as cal
+    from pipeline.classify.model import calibrate as cal
 
     y = df["label"].map(SENTIMENTS.index).to_numpy()
     out = []
@@ -468,8 +469,8 @@ def blend_table(ranked: list[dict], leave_out: list[str], n: int = 12) -> str:
 def blend_report(args, feats: dict, df: pd.DataFrame, leave_out: list[str]) -> None:
     """``--blend``: the ranked grid, the first blend that clears the gate, its calibration by temperature."""
     from bench.peers import cpu_info
-    from pipeline.classify import modeldir
-    from pipeline.classify.registry import GATE_TOLERANCE
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.release.registry import GATE_TOLERANCE
 
     recorded = modeldir.read_meta(args.gate_against)["metrics"]
     active = {"news": recorded["news"]["macro_f1"], "sentiment": recorded["sentiment"]["macro_f1"]}
@@ -567,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     texts = sorted(set(df["text"])) if args.quick else all_texts()
     feats = transfer_features.compute(texts, base=args.base, model_dir=args.model)
     if args.model:  # a fine-tuned backbone: only sources it never saw can be left out, and only mean features
-        from pipeline.classify import modeldir
+        from pipeline.classify.model import modeldir
 
         seen = set(modeldir.read_meta(args.model)["training_data"]["sources"])
         leave_out = [s for s in leave_out if s not in seen]

@@ -54,14 +54,14 @@ def compute(
             return {k: z[k] for k in z.files}
     import torch
 
-    from pipeline.classify import base as base_model
-    from pipeline.classify.model import DualHeadClassifier
-    from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches
+    from pipeline.classify.model import base as base_model
+    from pipeline.classify.model.architecture import DualHeadClassifier
+    from pipeline.classify.model.runtime import cpu_bf16_ok, length_sorted_batches
 
     torch.manual_seed(0)
     head = None
     if model_dir:
-        from pipeline.classify import modeldir
+        from pipeline.classify.model import modeldir
 
         model, _ = modeldir.load(Path(model_dir))
         backbone, tok, head = model.backbone, modeldir.load_tokenizer(Path(model_dir)), model.sentiment_head

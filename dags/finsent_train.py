@@ -40,7 +40,7 @@ ACTIVE_MODEL = Asset("finsent://models/active")  # updated on promotion; finsent
         ),
         "base_model": Param("smollm2", type="string", description="smollm2, a local folder or a cached hub id"),
         "train_layers": Param(0, type="integer", description="finetune: top blocks to update (0 = all)"),
-        "epochs": Param(3.0, type="number"),
+        "num_train_epochs": Param(3.0, type="number"),
         "learning_rate": Param(3e-5, type="number"),
         "limit_per_task": Param(None, type=["null", "integer"]),
         "max_minutes": Param(None, type=["null", "number"]),

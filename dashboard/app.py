@@ -24,7 +24,7 @@ import streamlit as st
 from dashboard import auth, view
 from dashboard import queries as q
 from dashboard.safe import csv_bytes, int_param, text_param
-from pipeline.classify.labels import SENTIMENTS
+from pipeline.classify.model.labels import SENTIMENTS
 
 TTL = 60
 

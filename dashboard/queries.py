@@ -64,7 +64,7 @@ def active_model(pool) -> dict | None:
 
 def model_card(path: str | None) -> str | None:
     """The active model's card (MODEL_CARD.md, written by evaluation from its own figures), if readable here."""
-    from pipeline.classify.modelcard import CARD_FILE
+    from pipeline.classify.evaluation.modelcard import CARD_FILE
 
     try:
         return (Path(path) / CARD_FILE).read_text(encoding="utf-8")[:50_000] if path else None

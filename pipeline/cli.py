@@ -46,9 +46,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_train(argv: Sequence[str]) -> int:
     from dataclasses import dataclass
 
-    from transformers import HfArgumentParser
+    from transformers import HfArgumentParser, TrainingArguments
 
-    from pipeline.classify.train import TrainArguments
+    from pipeline.classify.training.arguments import TRAINER_DEFAULTS, RecipeArguments
     from pipeline.lifecycle import train_and_register
 
     @dataclass
@@ -58,14 +58,15 @@ def cmd_train(argv: Sequence[str]) -> int:
         force: bool = False  # promote even if it scores below the active model
         entity_head: bool = False  # also fit the entity head (the gate needs it once the active model has one)
 
-    parser = HfArgumentParser((TrainArguments, RunOptions), prog="python -m pipeline train")
-    train_args, opts = parser.parse_args_into_dataclasses(args=list(argv))
-    _print_json(train_and_register(train_args, opts.evaluate, opts.promote, opts.force, opts.entity_head))
+    parser = HfArgumentParser((RecipeArguments, TrainingArguments, RunOptions), prog="python -m pipeline train")
+    parser.set_defaults(output_dir="unused", report_to=[], **TRAINER_DEFAULTS)  # this project's defaults
+    args, targs, opts = parser.parse_args_into_dataclasses(args=list(argv))
+    _print_json(train_and_register(args, targs, opts.evaluate, opts.promote, opts.force, opts.entity_head))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.classify.evaluate import evaluate
+    from pipeline.classify.evaluation.evaluate import evaluate
 
     report = evaluate(args.model, batch_size=args.batch_size, baselines=not args.no_baselines, device=args.device)
     table = {}
@@ -91,8 +92,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.classify.predict import Classifier
-    from pipeline.classify.text import prepare_text
+    from pipeline.classify.model.predict import Classifier
+    from pipeline.classify.model.text import prepare_text
 
     out_path = output_path(args.output, inputs=[args.input])
     df = read_input_csv(args.input, required=("text",))
@@ -113,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
 
     if args.action in ("ship", "install", "reproduce"):
         return _models_shipped(args)
@@ -137,12 +138,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _models_shipped(args: argparse.Namespace) -> int:
     from pipeline import lifecycle
-    from pipeline.classify import shipped
+    from pipeline.classify.release import shipped
 
     if args.action == "ship":
         if not args.target:
             raise InputError("models ship needs the trained model directory")
-        out = shipped.ship(args.target, args.out or shipped.SHIPPED_DIR, entity_head=args.entity_head)
+        out = lifecycle.ship(args.target, args.out or shipped.SHIPPED_DIR, entity_head=args.entity_head)
         _print_json({"shipped": str(out), **shipped.summary(out)})
     elif args.action == "install":
         _print_json(lifecycle.install_shipped(if_none_active=args.if_none_active))
@@ -167,7 +168,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from pipeline import windows
     from pipeline.alerts.refresh import refresh
-    from pipeline.classify.registry import NoActiveModel
+    from pipeline.classify.release.registry import NoActiveModel
 
     start, end = windows.checked(args.start, args.end, "--start/--end: ")  # before any work
     url = db.database_url()
@@ -375,7 +376,7 @@ def guarded(func, args, verbose: bool = False) -> int:
     import psycopg2
 
     from pipeline.alerts.rules import RulesError
-    from pipeline.classify.modeldir import ModelDirError
+    from pipeline.classify.model.modeldir import ModelDirError
     from pipeline.entities.catalogue import CatalogueError
     from pipeline.ingest.headlines import ArchiveError
     from pipeline.ingest.registry import RegistryError

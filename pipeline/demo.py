@@ -109,7 +109,7 @@ DEMO_TRAIN = {"method": "heads", "limit_per_task": 1500}
 
 def ensure_model(url: str) -> None:
     """Install the shipped model when none is active; train the fast path only if none ships."""
-    from pipeline.classify import registry, shipped
+    from pipeline.classify.release import registry, shipped
 
     conn = db.connect(url)
     try:
@@ -134,11 +134,11 @@ def ensure_model(url: str) -> None:
             file=sys.stderr,
         )
         return
-    from pipeline.classify.train import TrainArguments
+    from pipeline.classify.training.arguments import parse
     from pipeline.lifecycle import train_and_register
 
     print("  no active model and none shipped: training the fast-path classifier ...", file=sys.stderr)
-    out = train_and_register(TrainArguments(**DEMO_TRAIN))
+    out = train_and_register(*parse(DEMO_TRAIN))
     print(
         f"  trained {out['version']} in {time.monotonic() - t0:.0f}s; held-out sentiment macro-F1 "
         f"{out['held_out']['sentiment']['macro_f1']:.3f}, topic accuracy {out['held_out']['topic']['accuracy']:.3f}",

@@ -51,7 +51,7 @@ def judge(now: datetime | None = None) -> dict:
     from pipeline.alerts import aggregate
     from pipeline.alerts.rules import load as load_rules
     from pipeline.alerts.run import detect_hour
-    from pipeline.classify.registry import NoActiveModel, active_version
+    from pipeline.classify.release.registry import NoActiveModel, active_version
 
     hour = windows.floor_hour(now or datetime.now(UTC))
     conn = db.connect()
@@ -83,7 +83,7 @@ def _iso(t: datetime | None) -> str | None:
 
 def lag(conn) -> dict:
     """What the fast lane is behind by: the oldest unscored story, and when each feed was last polled."""
-    from pipeline.classify.registry import NoActiveModel, active_version
+    from pipeline.classify.release.registry import NoActiveModel, active_version
 
     try:
         model = active_version(conn)

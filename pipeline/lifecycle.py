@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from pipeline import db
-from pipeline.classify import registry
+from pipeline.classify.release import registry
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +33,21 @@ def register_and_promote(model_dir: str | Path, promote: bool = True, force: boo
 
 
 def train_and_register(
-    train_args, evaluate: bool = True, promote: bool = True, force: bool = False, entity_head: bool = False
+    args, targs=None, evaluate: bool = True, promote: bool = True, force: bool = False, entity_head: bool = False
 ) -> dict:
-    """Train (``TrainArguments``), evaluate on the held-out sets, fit the entity head if asked, register, and
-    promote through the gate (which refuses a model without the entity head when the active one has it)."""
-    from pipeline.classify.evaluate import evaluate as run_eval
-    from pipeline.classify.train import train
+    """Train (``RecipeArguments``, ``TrainingArguments``), evaluate on the held-out sets, fit the entity head if
+    asked, register, and promote through the gate (which asks for entity figures only when the active model's
+    company rule uses its entity head)."""
+    from pipeline.classify.evaluation.evaluate import evaluate as run_eval
+    from pipeline.classify.training.train import train
 
-    model_dir = train(train_args)
+    model_dir = train(args, targs)
     out: dict = {"model_dir": str(model_dir)}
     if evaluate:
         out["held_out"] = run_eval(model_dir)["summary"]
     if entity_head:
-        from pipeline.classify import modeldir, shipped
+        from pipeline.classify.model import modeldir
+        from pipeline.classify.release import shipped
         from pipeline.entities.train_head import gate_summary, train_head
 
         out["entity"] = gate_summary(train_head(model_dir))
@@ -56,13 +58,32 @@ def train_and_register(
     return out
 
 
+def ship(
+    model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None, entity_head: bool = False
+) -> Path:
+    """Export the delta, rebuild the model from it, evaluate *that* (the form users get) and attach its report;
+    with ``entity_head``, fit the company head on the same rebuild and ship it too."""
+    from pipeline.classify.evaluation.evaluate import evaluate
+    from pipeline.classify.release import shipped
+    from pipeline.entities.train_head import train_head
+
+    out_dir = shipped.export(model_dir, out_dir, base)
+    rebuilt = shipped.materialize(out_dir, base=base)
+    evaluate(rebuilt)
+    shipped.attach_report(rebuilt, out_dir)
+    if entity_head:
+        train_head(rebuilt)
+        shipped.attach_entity_head(rebuilt, out_dir)
+    return out_dir
+
+
 def install_shipped(promote: bool = True, if_none_active: bool = False) -> dict:
     """Materialise the committed model (data/model), register it with its committed report, promote it.
 
     ``if_none_active`` (a deployment's init job, run on every start): do nothing when a model is active, so a
     model promoted since is never demoted.
     """
-    from pipeline.classify import shipped
+    from pipeline.classify.release import shipped
 
     if if_none_active:
         url = db.database_url()
@@ -89,11 +110,12 @@ def reproduce_shipped(promote: bool = True) -> dict:
     import json
 
     from pipeline import config
-    from pipeline.classify import modeldir, shipped
-    from pipeline.classify.train import NOT_RECIPE, TrainArguments, train, training_stages
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.release import shipped
+    from pipeline.classify.training.arguments import NOT_RECIPE, parse
+    from pipeline.classify.training.train import train, training_stages
 
     stages = training_stages(modeldir.read_meta(shipped.SHIPPED_DIR))  # read at call time (tests point it elsewhere)
-    fields = TrainArguments.__dataclass_fields__
     key = hashlib.sha256(json.dumps(stages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     progress_file = config.state_dir() / "runs" / f"reproduce-{key}.json"
     done: list[str] = json.loads(progress_file.read_text()) if progress_file.is_file() else []
@@ -103,15 +125,15 @@ def reproduce_shipped(promote: bool = True) -> dict:
             parent = Path(done[i])
             log.info("stage %d/%d already reproduced: %s", i + 1, len(stages), parent)
             continue
-        args = TrainArguments(**{k: v for k, v in stage.items() if k in fields and k not in NOT_RECIPE})
+        args, targs = parse({k: v for k, v in stage.items() if k not in NOT_RECIPE})
         if i and args.init_model and parent is not None:
             if Path(args.init_model).name.endswith("-delta"):  # it started from its parent's shipped form
                 parent = shipped.materialize(shipped.export(parent, progress_file.with_suffix(f".stage{i}")))
             args.init_model = str(parent)
         log.info("reproducing stage %d/%d of the shipped recipe: %s", i + 1, len(stages), args)
         if i == len(stages) - 1:
-            return train_and_register(args, evaluate=True, promote=promote, entity_head=True)
-        parent = train(args)
+            return train_and_register(args, targs, evaluate=True, promote=promote, entity_head=True)
+        parent = train(args, targs)
         done = [*done[:i], str(parent)]
         progress_file.parent.mkdir(parents=True, exist_ok=True)
         progress_file.write_text(json.dumps(done))

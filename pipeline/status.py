@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline import db
-from pipeline.classify import registry
+from pipeline.classify.release import registry
 from pipeline.classify.score import pending_count
 
 

@@ -126,7 +126,7 @@ def failure_notifier():
 def rescore(chunk_size: int = 1024) -> dict:
     """Score the whole history with the active model (after a promotion), then rebuild its stats."""
     from pipeline.alerts.refresh import refresh
-    from pipeline.classify.registry import NoActiveModel
+    from pipeline.classify.release.registry import NoActiveModel
     from pipeline.entities.run import score_and_link
 
     url = db.database_url()
@@ -145,7 +145,7 @@ def rescore(chunk_size: int = 1024) -> dict:
 
 def classify(max_articles: int | None = None) -> dict:
     """Score stories the active model has not scored; skipped (not failed) when no model exists."""
-    from pipeline.classify.registry import NoActiveModel
+    from pipeline.classify.release.registry import NoActiveModel
     from pipeline.entities.run import score_and_link
 
     url = db.database_url()
@@ -156,17 +156,18 @@ def classify(max_articles: int | None = None) -> dict:
         _skip(str(exc))
 
 
+RUN_PARAMS = ("force",)  # finsent_train's params that steer the run, not the training
+
+
 def train_model(params: Mapping[str, Any]) -> str:
     """Train (no evaluation yet); returns the model directory."""
-    from pipeline.classify.train import TrainArguments, train
+    from pipeline.classify.training.train import train_from
 
-    fields = TrainArguments.__dataclass_fields__
-    args = TrainArguments(**{k: v for k, v in dict(params).items() if k in fields and v is not None})
-    return str(train(args))
+    return str(train_from({k: v for k, v in dict(params).items() if k not in RUN_PARAMS}))
 
 
 def evaluate_model(model_dir: str) -> dict:
-    from pipeline.classify.evaluate import evaluate
+    from pipeline.classify.evaluation.evaluate import evaluate
 
     return evaluate(model_dir)["summary"]
 
@@ -191,7 +192,7 @@ AGGREGATE_LOOKBACK_H = 24  # late stories: hours before the window whose stats a
 def detect(window: Mapping[str, str]) -> dict:
     """Rebuild hourly stats for the window (and the day before it), then judge each hour."""
     from pipeline.alerts.refresh import refresh
-    from pipeline.classify.registry import NoActiveModel
+    from pipeline.classify.release.registry import NoActiveModel
 
     span = (windows.to_utc(window["start"]), windows.to_utc(window["end"]))
     conn = db.connect()
@@ -270,7 +271,7 @@ def digest(day: str) -> dict:
 
     from pipeline.alerts import rules
     from pipeline.alerts.digest import send_digest
-    from pipeline.classify.registry import NoActiveModel, active_version
+    from pipeline.classify.release.registry import NoActiveModel, active_version
 
     settings = config.load().alerts
     routing = rules.load().routing

@@ -91,7 +91,7 @@ def airflow_env(pg_server_url, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def smollm2_dir():
     """The real packaged base model, de-quantised once into the state folder."""
-    from pipeline.classify import base
+    from pipeline.classify.model import base
 
     return base.smollm2_dir()
 
@@ -125,14 +125,14 @@ def tiny_base(smollm2_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tiny_base, tmp_path_factory):
     """Two tiny trained + evaluated model directories: (heads fast path, finetune path)."""
-    from pipeline.classify.evaluate import evaluate
-    from pipeline.classify.train import TrainArguments, train
+    from pipeline.classify.evaluation.evaluate import evaluate
+    from pipeline.classify.training.train import train_from
 
     root = tmp_path_factory.mktemp("models")
-    heads = train(TrainArguments(base_model=str(tiny_base), method="heads", limit_per_task=120, output_root=str(root)))
+    heads = train_from(dict(base_model=str(tiny_base), method="heads", limit_per_task=120, output_root=str(root)))
     evaluate(heads)
-    ft = train(
-        TrainArguments(
+    ft = train_from(
+        dict(
             base_model=str(tiny_base),
             method="finetune",
             train_layers=0,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.classify import onnx_backend, predict
-from pipeline.classify.predict import Classifier
+from pipeline.classify.model import onnx_backend, predict
+from pipeline.classify.model.predict import Classifier
 
 TEXTS = [
     "Oil majors slump as crude slides below $60",
@@ -30,8 +30,8 @@ def state(tmp_path, monkeypatch):
 
 
 def test_smoothing_rescales_without_changing_the_function(tiny_models):
-    from pipeline.classify import modeldir
-    from pipeline.classify.runtime import pad_batch
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.model.runtime import pad_batch
 
     model, _ = modeldir.load(tiny_models[1])
     model.eval()
@@ -77,7 +77,7 @@ def test_concurrent_workers_never_read_a_half_written_export(tiny_models, state)
     """Two processes export the same model at once: both load a complete file and one export remains."""
     code = f"""
 import sys
-from pipeline.classify.predict import Classifier
+from pipeline.classify.model.predict import Classifier
 clf = Classifier.load({str(tiny_models[0])!r}, precision="onnx-fp32")
 print(len(clf.predict(["Oil slumps"]).sentiment))
 """
@@ -106,7 +106,7 @@ def test_the_automatic_choice_follows_the_cpu(monkeypatch):
 
 
 def test_bf16_is_not_chosen_when_torch_is_held_below_avx512(monkeypatch):
-    from pipeline.classify import runtime
+    from pipeline.classify.model import runtime
 
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     assert runtime.cpu_bf16_ok() is False

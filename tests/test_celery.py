@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import db, windows
-from pipeline.classify import registry
+from pipeline.classify.release import registry
 from tests.helpers import free_port, query
 
 pytestmark = [

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from pipeline import config, db
-from pipeline.classify import modeldir, registry
-from pipeline.classify.labels import SENTIMENTS, TOPICS
-from pipeline.classify.predict import Classifier
+from pipeline.classify.model import modeldir
+from pipeline.classify.model.labels import SENTIMENTS, TOPICS
+from pipeline.classify.model.predict import Classifier
+from pipeline.classify.release import registry
 from pipeline.classify.score import NoActiveModel, score_pending
 from tests.helpers import query, seed_articles
 
@@ -31,7 +32,7 @@ def test_real_smollm2_loads_from_the_package_and_answers(smollm2_dir):
         out = lm.generate(**ids, max_new_tokens=4, do_sample=False)
     assert "Paris" in tok.decode(out[0][ids["input_ids"].shape[1] :])
     backbone = AutoModel.from_pretrained(smollm2_dir)
-    from pipeline.classify.model import DualHeadClassifier
+    from pipeline.classify.model.architecture import DualHeadClassifier
 
     model = DualHeadClassifier(backbone, 3, 20).eval()
     enc = tok(["Stocks slump", "Fed holds rates steady as inflation cools"], padding=True, return_tensors="pt")
@@ -99,12 +100,12 @@ def test_finetune_learns_beyond_its_initialisation(tiny_models):
 
 def test_warm_start_continues_from_a_trained_model(tiny_models, tmp_path):
     """CPU fine-tuning runs in stages: a new version starts from the parent's backbone and heads."""
-    from pipeline.classify.train import TrainArguments, train
+    from pipeline.classify.training.train import train_from
 
     parent_dir = tiny_models[1]
     parent, parent_meta = modeldir.load(parent_dir)
-    child_dir = train(
-        TrainArguments(
+    child_dir = train_from(
+        dict(
             init_model=str(parent_dir),
             method="finetune",
             train_layers=0,

@@ -78,7 +78,7 @@ def test_a_deployments_init_job_never_demotes_the_active_model(db_url, tiny_mode
     import os
 
     from pipeline import db
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
 
     conn = db.connect(db_url)
     version = registry.promote(conn, registry.register(conn, tiny_models[0]))["version"]

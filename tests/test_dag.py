@@ -88,7 +88,7 @@ def test_dag_runs_end_to_end_and_a_rerun_adds_nothing(airflow_env, db_url, feed_
     assert query(db_url, "SELECT count(*) FROM scores")[0][0] == 0
 
     from pipeline import db
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
 
     conn = db.connect(db_url)
     version = registry.register(conn, tiny_models[0])
@@ -120,7 +120,7 @@ def test_backfill_replays_archived_feeds_for_past_hours_without_duplicates(airfl
     import shutil
 
     from pipeline import db
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
     from tests.helpers import REAL
 
     archive = tmp_path / "archive"
@@ -175,7 +175,7 @@ def test_digest_dag_sends_yesterday_once(airflow_env, db_url, smtp_port):
 def test_a_backfill_run_imports_a_headline_archive_for_its_window(airflow_env, db_url, tmp_path, tiny_models):
     """conf history_csv: the rows published inside the run's window are stored, scored and counted, once."""
     from pipeline import db
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
 
     archive = tmp_path / "headlines.csv"
     rows = ["published,source,title,url"] + [
@@ -201,7 +201,7 @@ def _shifted(src, dst, delta: float):
     that any candidate beats, or one no candidate can."""
     import shutil
 
-    from pipeline.classify import modeldir
+    from pipeline.classify.model import modeldir
 
     def shift(node):
         if isinstance(node, dict):
@@ -223,7 +223,7 @@ def test_the_weekly_training_run_promotes_a_better_candidate_and_refuses_a_worse
     decides. Against a weaker active model the candidate is promoted (and brings its tagger); against a
     stronger one it is registered and refused, and the active model stays."""
     from pipeline import db
-    from pipeline.classify import registry
+    from pipeline.classify.release import registry
     from pipeline.entities.detect import HEAD_FILE
 
     env = {**airflow_env, "DATABASE_URL": db_url, "FINSENT_HOME": str(tmp_path / "home")}

@@ -10,7 +10,7 @@ import pytest
 from pipeline import tasks
 from pipeline.alerts import routing, slack
 from pipeline.alerts.notify import NotifyError
-from pipeline.classify.labels import TOPICS
+from pipeline.classify.model.labels import TOPICS
 from tests.helpers import SMTPServer, WebhookServer, query
 from tests.seeding import HOSTILE, H, seed, week_of_normal, window
 

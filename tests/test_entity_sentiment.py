@@ -33,7 +33,7 @@ def headed_model(tiny_models, tmp_path_factory):
 
 
 def test_train_head_writes_head_metadata_report_and_honest_splits(headed_model):
-    from pipeline.classify import modeldir
+    from pipeline.classify.model import modeldir
     from pipeline.entities.train_head import finentity_pairs, sentfin_pairs
 
     model, metrics = headed_model
@@ -55,7 +55,7 @@ def test_train_head_writes_head_metadata_report_and_honest_splits(headed_model):
     pairs = sentfin_pairs()
     parts = pairs.groupby("story")["split"].nunique()
     assert (parts == 1).all()
-    from pipeline.classify.sources import registry
+    from pipeline.classify.datasets.sources import registry
 
     test_ids = {f"sentfin:{i}" for i in registry()["sentfin"].test_ids.read_text().split()}
     assert set(pairs.loc[pairs["split"] == "test", "story"]) == test_ids & set(pairs["story"])
@@ -127,7 +127,7 @@ def test_entities_cli_link_and_predict_interfaces(headed_model, tmp_path, capsys
 
 
 def test_gate_keeps_company_labels_once_they_exist():
-    from pipeline.classify.registry import gate
+    from pipeline.classify.release.registry import gate
 
     active = {"news": {"macro_f1": 0.7}, "sentiment": {"macro_f1": 0.7}, "entity": {"macro_f1": 0.6}}
     ok = {"news": {"macro_f1": 0.7}, "sentiment": {"macro_f1": 0.7}, "entity": {"macro_f1": 0.6}}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.classify import registry, sources
+from pipeline.classify.datasets import sources
+from pipeline.classify.release import registry
 
 
 def test_the_expert_set_is_registered_by_origin_with_a_fixed_test_split_training_never_reads():

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from pipeline import config, db, tasks, windows
-from pipeline.classify import registry
+from pipeline.classify.release import registry
 from pipeline.ingest.model import FeedSpec
 from pipeline.ingest.run import ingest
 from tests.helpers import query, seed_articles

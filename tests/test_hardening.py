@@ -284,8 +284,8 @@ def _copy_model(src: Path, dst: Path) -> Path:
 
 
 def test_damaged_models_fail_before_any_work(tiny_models, tmp_path):
-    from pipeline.classify.modeldir import ModelDirError
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.model.modeldir import ModelDirError
+    from pipeline.classify.model.predict import Classifier
 
     src = tiny_models[1]
     Classifier.load(src)  # the intact model loads

@@ -38,7 +38,7 @@ def linker() -> Linker:
 @pytest.fixture(scope="module")
 def tagged():
     """The shipped model (rebuilt under the state folder once) with its mention tagger."""
-    from pipeline.classify import shipped
+    from pipeline.classify.release import shipped
 
     model_dir = shipped.materialize()
     assert (model_dir / detect.HEAD_FILE).is_file(), "the shipped model carries its mention tagger"

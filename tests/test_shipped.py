@@ -9,23 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import db
-from pipeline.classify import lowrank, modeldir, registry, shipped
-from pipeline.classify.predict import Classifier
+from pipeline import db, lifecycle
+from pipeline.classify.model import lowrank, modeldir
+from pipeline.classify.model.predict import Classifier
+from pipeline.classify.release import registry, shipped
 
 
 @pytest.fixture(scope="module")
 def tiny_top(tiny_base, tmp_path_factory):
-    """A tiny model trained with the 'top' recipe: the top block of the 2-block tiny base."""
-    from pipeline.classify.evaluate import evaluate
-    from pipeline.classify.train import TrainArguments, train
+    """A tiny model whose fine-tune updated the top block of the 2-block tiny base (and the heads)."""
+    from pipeline.classify.evaluation.evaluate import evaluate
+    from pipeline.classify.training.train import train_from
 
     root = tmp_path_factory.mktemp("top")
-    d = train(
-        TrainArguments(
+    d = train_from(
+        dict(
             base_model=str(tiny_base),
-            method="top",
+            method="finetune",
             train_layers=1,
+            eval_steps=4,
             limit_per_task=96,
             epochs=1,
             batch_size=16,
@@ -37,9 +39,9 @@ def tiny_top(tiny_base, tmp_path_factory):
     return d
 
 
-def test_top_recipe_trains_only_the_top_blocks_and_calibrates(tiny_top, tiny_base):
+def test_a_top_block_fine_tune_trains_only_the_top_block_and_calibrates(tiny_top, tiny_base):
     meta = modeldir.read_meta(tiny_top)
-    assert meta["method"] == "top" and meta["training_details"]["trained_layers"] == 1
+    assert meta["method"] == "finetune" and meta["training"]["train_layers"] == 1
     assert meta["calibration"]["sentiment_temperature"] > 0 and "sentiment_val_ece_after" in meta["calibration"]
     assert set(meta["training_data"]["sources"]) == {"tfns_sentiment", "sentfin", "ecosent", "tfns_topic"}
     from transformers import AutoModel
@@ -103,60 +105,29 @@ def test_lowrank_factors_are_exact_for_a_low_rank_difference_and_refuse_a_full_r
     assert lowrank.lowrank_factors(diff, 0) is None and lowrank.lowrank_factors(torch.randn(40), 4) is None
 
 
-def _lora_stage(init_model, output_root):
-    """Stage 2 on a tiny model: LoRA r2 on every block, warm-started from ``init_model``."""
-    from pipeline.classify.train import TrainArguments, train
+def _blend_stage(init_model, output_root):
+    """Stage 2 on a tiny model: its heads refitted and blended, warm-started from ``init_model``."""
+    from pipeline.classify.training.train import train_from
 
-    return train(
-        TrainArguments(
+    return train_from(
+        dict(
             init_model=str(init_model),
-            method="finetune",
-            train_layers=0,
-            lora_r=2,
+            method="blend",
+            head_blend=0.5,
             limit_per_task=64,
-            epochs=1,
-            batch_size=16,
-            eval_steps=4,
-            learning_rate=5e-3,
             output_root=str(output_root),
         )
     )
 
 
-def test_a_lora_stage_on_top_of_a_top_model_ships_as_factors_and_records_both_stages(tiny_top, tiny_base, tmp_path):
-    """Stage 2 (LoRA on every block, warm-started from the top model) ships as the top block whole plus rank-r
-    factors for the block below; the rebuild labels as the trained model does."""
-    lora = _lora_stage(tiny_top, tmp_path / "models")
-    stages = modeldir.read_meta(lora)["training_stages"]
-    assert [s["method"] for s in stages] == ["top", "finetune"] and stages[1]["init_model"] == str(tiny_top)
-    out = shipped.export(lora, tmp_path / "ship", base=str(tiny_base))
-    info = modeldir.read_meta(out)["shipped"]
-    assert info["top_blocks"] == 1 and info["rank"] == 2 and info["lowrank_tensors"] == 7  # q k v o gate up down
-
-    keys = set(shipped.read_delta(out / shipped.DELTA_FILE))
-    assert (
-        "backbone.layers.0.mlp.up_proj.weight.lowrank_a" in keys and "backbone.layers.0.mlp.up_proj.weight" not in keys
-    )
-    assert modeldir.read_meta(out)["training_stages"] == stages
-    rebuilt = shipped.materialize(out, tmp_path / "rebuilt", base=str(tiny_base))
-    texts = ["Shares slump after profit warning", "Company raises dividend", "Fed holds rates", "Oil rallies"] * 8
-    a, b = Classifier.load(lora).predict(texts), Classifier.load(rebuilt).predict(texts)
-    assert np.abs(a.probs - b.probs).max() < 0.02
-    trained = modeldir.load(lora)[0].backbone.state_dict()
-    again = modeldir.load(rebuilt)[0].backbone.state_dict()
-    name = "layers.0.self_attn.q_proj.weight"
-    assert torch.allclose(trained[name], again[name], atol=1e-4)  # the factors carry the LoRA update
-
-
 def test_installing_the_shipped_model_registers_its_committed_report(
     tiny_top, tiny_base, tmp_path, db_url, monkeypatch
 ):
-    from pipeline import lifecycle
 
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
     # export, rebuild, evaluate the rebuild; fit the company head on that rebuild and ship it
-    out = shipped.ship(tiny_top, tmp_path / "ship", base=str(tiny_base), entity_head=True)
+    out = lifecycle.ship(tiny_top, tmp_path / "ship", base=str(tiny_base), entity_head=True)
     assert (out / "report.md").is_file() and (out / "MODEL_CARD.md").is_file()
     meta = modeldir.read_meta(out)
     assert meta["metrics"]["news"]["n"] == 841 + 166 + 1590
@@ -177,41 +148,43 @@ def test_installing_the_shipped_model_registers_its_committed_report(
     assert active["metrics"] == modeldir.read_meta(out)["metrics"]
 
 
-def test_top_recipe_resumes_after_an_interruption(tiny_base, tmp_path, caplog):
-    """An interrupted run restarted with the same work folder reuses the cache and continues after its last epoch."""
+def test_a_fine_tune_resumes_after_an_interruption(tiny_base, tmp_path, caplog):
+    """A run stopped after its first steps, restarted with the same work folder, continues from its checkpoint."""
     import logging
 
-    from pipeline.classify.data import load_task
-    from pipeline.classify.model import DualHeadClassifier
-    from pipeline.classify.top import train_top
-    from pipeline.classify.train import TrainArguments, class_weights, load_backbone
+    from pipeline.classify.datasets.data import load_task
+    from pipeline.classify.model import base as base_model
+    from pipeline.classify.model.architecture import DualHeadClassifier
+    from pipeline.classify.training.arguments import parse
+    from pipeline.classify.training.finetune import finetune
 
-    def run(epochs: int) -> dict:
-        args = TrainArguments(
-            base_model=str(tiny_base),
-            method="top",
-            train_layers=1,
-            limit_per_task=64,
-            epochs=epochs,
-            batch_size=16,
-            learning_rate=1e-3,
+    def run(max_steps: int) -> dict:
+        args, targs = parse(
+            dict(
+                base_model=str(tiny_base),
+                method="finetune",
+                train_layers=1,
+                epochs=1,
+                batch_size=16,
+                eval_steps=2,
+                learning_rate=1e-3,
+                max_steps=max_steps,
+            )
         )
-        sent = load_task("sentiment", 0.1, 42, 64)
-        topic = load_task("topic", 0.1, 42, 64)
-        backbone, tok, _ = load_backbone(args)
+        sent, topic = load_task("sentiment", 0.1, 42, 64), load_task("topic", 0.1, 42, 64)
+        backbone, tok, _ = base_model.load(args.base_model)
         torch.manual_seed(0)
         model = DualHeadClassifier(backbone, 3, 20)
-        return train_top(model, tok, sent, topic, args, class_weights, work_dir=tmp_path)
+        return finetune(model, tok, sent, topic, args, targs, torch.device("cpu"), tmp_path)
 
-    first = run(1)  # "interrupted" after its first epoch: the checkpoint and cache stay
-    assert (tmp_path / "checkpoint.pt").exists() and len(list(tmp_path.glob("cache-*.pt"))) == 4
-    with caplog.at_level(logging.INFO, logger="pipeline.classify.top"):
-        second = run(2)
-    assert "resuming from" in caplog.text and "cached cache-sentiment-train" in caplog.text
-    assert second["history"][0] == first["history"][0] and len(second["history"]) == 2
+    first = run(2)  # "interrupted" after two steps: its checkpoint stays
+    assert first["steps"] == 2 and list(tmp_path.glob("checkpoint-2"))
+    with caplog.at_level(logging.INFO, logger="pipeline.classify.training.finetune"):
+        second = run(-1)
+    assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
+    assert second["steps"] > first["steps"]
 
 
-@pytest.mark.slow
 def test_the_committed_model_applies_to_the_packaged_base_and_reads_news(smollm2_dir, tmp_path):
     """The delta in data/model fits the real packaged SmolLM2 (hash checked) and labels clear headlines."""
     meta = modeldir.read_meta(shipped.SHIPPED_DIR)
@@ -233,22 +206,22 @@ def test_the_committed_model_applies_to_the_packaged_base_and_reads_news(smollm2
 def test_make_model_replays_every_stage_of_a_two_stage_shipped_model(
     tiny_top, tiny_base, tmp_path, db_url, monkeypatch
 ):
-    """``make model`` on a model made in two stages (top, then LoRA warm-started from the top model's shipped
+    """``make model`` on a model made in two stages (a fine-tune, then a blend warm-started from its shipped
     form): stage 1 is trained again, shipped and rebuilt the same way, and stage 2 starts from that rebuild."""
     import json
 
-    from pipeline import config, lifecycle
+    from pipeline import config
 
     monkeypatch.setenv("FINSENT_BASE_MODEL", str(tiny_base))
     monkeypatch.setenv("FINSENT_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("FINSENT_EVAL_PEERS", "tfidf_lr")
     stage1 = shipped.materialize(shipped.export(tiny_top, tmp_path / "s1"), tmp_path / "m", base=str(tiny_base))
-    lora = _lora_stage(stage1, tmp_path / "models")
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", shipped.export(lora, tmp_path / "ship"))
+    second = _blend_stage(stage1, tmp_path / "models")
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", shipped.export(second, tmp_path / "ship"))
     result = lifecycle.reproduce_shipped(promote=True)
     meta = modeldir.read_meta(result["model_dir"])
-    replayed, recorded = meta["training_stages"], modeldir.read_meta(lora)["training_stages"]
-    assert [s["method"] for s in replayed] == ["top", "finetune"]
+    replayed, recorded = meta["training_stages"], modeldir.read_meta(second)["training_stages"]
+    assert [s["method"] for s in replayed] == ["finetune", "blend"]
     assert replayed[0] == recorded[0]  # stage 1: the same recipe, trained again
     new_parent = replayed[1].pop("init_model")
     assert new_parent.endswith("-delta") and new_parent != recorded[1].pop("init_model")
@@ -262,7 +235,8 @@ def test_make_model_replays_every_stage_of_a_two_stage_shipped_model(
 def test_a_stage_stopped_by_its_time_budget_is_replayed_to_the_same_step():
     from transformers import TrainerControl, TrainerState
 
-    from pipeline.classify.train import TimeBudget, replayable
+    from pipeline.classify.training.finetune import TimeBudget
+    from pipeline.classify.training.train import replayable
 
     stage = {"method": "finetune", "max_minutes": 80, "epochs": 1}
     assert replayable(stage, {"steps": 1788}) == {
@@ -364,33 +338,6 @@ def test_a_delta_that_inflates_past_the_cap_is_refused_in_bounded_memory(tiny_to
     assert not (tmp_path / "models").exists()
 
 
-def test_a_planted_checkpoint_is_never_unpickled(tiny_base, tmp_path):
-    """The top recipe resumes from checkpoint.pt with weights_only=True: a pickle that runs code is refused."""
-    import pickle
-
-    from pipeline.classify.data import load_task
-    from pipeline.classify.model import DualHeadClassifier
-    from pipeline.classify.top import train_top
-    from pipeline.classify.train import TrainArguments, class_weights, load_backbone
-
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    (tmp_path / "checkpoint.pt").write_bytes(pickle.dumps({"top": Payload()}))
-    args = TrainArguments(
-        base_model=str(tiny_base), method="top", train_layers=1, limit_per_task=32, epochs=1, batch_size=16
-    )
-    backbone, tok, _ = load_backbone(args)
-    model = DualHeadClassifier(backbone, 3, 20)
-    sent, topic = load_task("sentiment", 0.1, 42, 32), load_task("topic", 0.1, 42, 32)
-    with pytest.raises(pickle.UnpicklingError):
-        train_top(model, tok, sent, topic, args, class_weights, work_dir=tmp_path)
-    assert not marker.exists()
-
-
 def test_a_reship_keeps_the_company_rule_the_shipped_model_was_measured_with():
     """The entity rule (``inherit``) is a benchmark's decision: a new model, head or replay carries it over."""
     previous = {"entity_head": {"C": 0.001, "rule": "inherit", "rule_chosen_by": "bench.entity_transfer"}}
@@ -410,27 +357,29 @@ def test_a_reship_keeps_the_company_rule_the_shipped_model_was_measured_with():
 
 
 def test_delta_rank_follows_the_recipe():
-    assert shipped.delta_rank([{"method": "top", "lora_r": 0}, {"method": "finetune", "lora_r": 16}]) == 16
-    assert shipped.delta_rank([{"method": "finetune", "lora_r": 0}]) == 0
-    stages = [{"method": "finetune", "lora_r": 0}, {"method": "compress", "compress_rank": 32}, {"method": "blend"}]
+    assert shipped.delta_rank([{"method": "finetune", "train_layers": 1}]) == 0  # its top block ships whole
+    stages = [
+        {"method": "finetune", "train_layers": 0},
+        {"method": "compress", "compress_rank": 32},
+        {"method": "blend"},
+    ]
     assert shipped.delta_rank(stages) == 32
-    assert shipped.delta_rank([*stages, {"method": "finetune", "lora_r": 8}]) == 40  # a LoRA stage after it adds
-    from pipeline.classify.modelcard import _recipe
+    from pipeline.classify.evaluation.modelcard import _recipe
 
-    card = _recipe({"training_stages": [{"method": "finetune", "lora_r": 0, "train_layers": 0}, *stages[1:]]})
+    card = _recipe({"training_stages": [{"method": "finetune", "train_layers": 0}, *stages[1:]]})
     assert card.startswith("`finetune` (all blocks) then `compress` (the difference from the base kept at rank 32")
 
 
 def test_an_all_layer_fine_tune_ships_after_its_compress_stage(tiny_models, tiny_base, tmp_path):
     """compress: every weight matrix's difference from the base at rank r, vectors and the sentiment head kept,
     the topic head refitted; it then ships as exact rank-r factors (an all-layer fine-tune alone does not)."""
-    from pipeline.classify import base as base_model
-    from pipeline.classify.train import TrainArguments, train, training_stages
+    from pipeline.classify.model import base as base_model
+    from pipeline.classify.training.train import train_from, training_stages
 
     parent = tiny_models[1]  # every layer fine-tuned
     pmeta = modeldir.read_meta(parent)
     common = dict(method="compress", init_model=str(parent), max_length=pmeta["max_length"], limit_per_task=120)
-    out = train(TrainArguments(**common, compress_rank=2, output_root=str(tmp_path / "models")))
+    out = train_from(dict(**common, compress_rank=2, output_root=str(tmp_path / "models")))
     p, _ = modeldir.load(parent)
     c, meta = modeldir.load(out)
     base, _, _ = base_model.load(str(tiny_base))
@@ -455,6 +404,6 @@ def test_an_all_layer_fine_tune_ships_after_its_compress_stage(tiny_models, tiny
     name = "layers.0.mlp.down_proj.weight"
     assert torch.allclose(rebuilt.backbone.state_dict()[name], cs[name], atol=1e-4)
     with pytest.raises(ValueError, match="compress_rank"):
-        train(TrainArguments(**common))  # no rank given
+        train_from(dict(**common))  # no rank given
     with pytest.raises(ValueError, match="compress_rank"):
-        train(TrainArguments(method="blend", init_model=str(parent), head_blend=0.5, compress_rank=4))
+        train_from(dict(method="blend", init_model=str(parent), head_blend=0.5, compress_rank=4))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.classify import calibrate, modeldir, sources
-from pipeline.classify.data import load_task
+from pipeline.classify.datasets import sources
+from pipeline.classify.datasets.data import load_task
+from pipeline.classify.model import calibrate, modeldir
 
 
 def test_every_declared_source_loads_with_known_labels_and_a_note():
@@ -97,7 +98,7 @@ def test_temperature_scaling_recovers_a_known_temperature_and_lowers_ece():
 def test_calibration_round_trips_through_save_and_load(tiny_models, tmp_path):
     import shutil
 
-    from pipeline.classify.predict import Classifier
+    from pipeline.classify.model.predict import Classifier
 
     src = tiny_models[0]
     meta = modeldir.read_meta(src)

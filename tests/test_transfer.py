@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.classify import convention, priors, sources
+from bench import convention, priors
+from pipeline.classify.datasets import sources
 
 
 @pytest.mark.parametrize(
@@ -83,80 +84,10 @@ def test_a_fold_never_trains_on_its_left_out_source_or_its_texts():
     assert np.isclose(w[df["source"] == "sentfin"].sum(), w[df["source"] == "tfns_sentiment"].sum())
 
 
-def test_polar_only_is_read_as_one_list_of_sources():
-    """Every recipe reads ``--polar_only`` through the same method: spaces and empty items dropped."""
-    from pipeline.classify.train import TrainArguments
-
-    assert TrainArguments(polar_only=" sentivent, ,sentifm,").polar_sources() == ["sentivent", "sentifm"]
-    assert TrainArguments().polar_sources() == []
-
-
-def test_top_recipe_trains_with_the_transfer_options(tiny_base, tmp_path):
-    """Source weighting, direction-only sources, per-source intercepts and last-epoch selection, end to end."""
-    from pipeline.classify import modeldir
-    from pipeline.classify.train import TrainArguments, train
-
-    out = train(
-        TrainArguments(
-            base_model=str(tiny_base),
-            method="top",
-            train_layers=1,
-            epochs=2,
-            limit_per_task=200,
-            data="tfns_sentiment,tfns_topic,sentfin,sentivent,sentifm",
-            source_weighting="sqrt",
-            polar_only="sentivent,sentifm",
-            source_intercepts=True,
-            select="last",
-            output_root=str(tmp_path),
-        )
-    )
-    meta = modeldir.read_meta(out)
-    assert meta["training"]["polar_only"] == "sentivent,sentifm" and meta["training"]["select"] == "last"
-    assert meta["training_data"]["sources"]["sentivent"]["trained_on"].startswith("direction only")
-    history = meta["training_details"]["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
-    with pytest.raises(ValueError, match="polar_only is an option of the top, finetune and blend recipes"):
-        train(TrainArguments(base_model=str(tiny_base), method="heads", polar_only="sentivent"))
-
-
-def test_adjust_lowers_the_neutral_logit_and_is_recorded_as_a_stage(tiny_models, tmp_path):
-    """The logit adjustment: the parent's weights, its neutral bias lowered by the offset, replayable by make model."""
-    import torch
-
-    from pipeline.classify import modeldir
-    from pipeline.classify.labels import SENTIMENTS
-    from pipeline.classify.predict import Classifier
-    from pipeline.classify.train import TrainArguments, train, training_stages
-
-    parent = tiny_models[1]
-    pmeta = modeldir.read_meta(parent)
-    args = dict(method="adjust", init_model=str(parent), max_length=pmeta["max_length"], limit_per_task=96)
-    out = train(TrainArguments(**args, neutral_offset=0.75, output_root=str(tmp_path)))
-    before, _ = modeldir.load(parent)
-    after, meta = modeldir.load(out)
-    neutral = SENTIMENTS.index("neutral")
-    shift = (before.sentiment_head.bias - after.sentiment_head.bias).detach()
-    expected = torch.zeros(3)
-    expected[neutral] = 0.75
-    assert torch.allclose(shift, expected, atol=1e-6)
-    assert torch.equal(before.sentiment_head.weight, after.sentiment_head.weight)
-    stages = training_stages(meta)
-    assert stages[:-1] == training_stages(pmeta) and stages[-1]["method"] == "adjust"
-    assert stages[-1]["neutral_offset"] == 0.75 and meta["parent_version"] == pmeta["version"]
-    texts = ["Shares of Acme rose 3% after results", "The meeting is on Tuesday", "Bank cuts jobs"] * 4
-    a, b = Classifier.load(parent).logits(texts)[0], Classifier.load(out).logits(texts)[0]
-    assert np.allclose(a[:, neutral] - b[:, neutral], 0.75, atol=0.02)  # bf16 autocast where the CPU has it
-    with pytest.raises(ValueError, match="adjust"):
-        train(TrainArguments(method="adjust", neutral_offset=0.5))  # no init model
-    with pytest.raises(ValueError, match="max_length"):
-        train(TrainArguments(method="adjust", init_model=str(parent), max_length=999, neutral_offset=0.5))
-
-
 def test_blend_is_one_linear_head():
     """Blending two heads' logits (then lowering neutral) is the blended head's logits: inference costs the same."""
-    from pipeline.classify.headfit import LinearHead, blend
-    from pipeline.classify.labels import SENTIMENTS
+    from pipeline.classify.model.labels import SENTIMENTS
+    from pipeline.classify.training.headfit import LinearHead, blend
 
     rng = np.random.default_rng(1)
     own = LinearHead(rng.normal(size=(3, 8)), rng.normal(size=3))
@@ -170,9 +101,9 @@ def test_blend_is_one_linear_head():
     assert np.allclose(own.bias, LinearHead(own.weight, own.bias).bias)  # the inputs are not changed in place
 
 
-def test_fit_softmax_on_raw_features_and_per_source_intercepts():
-    """The head works on raw (unstandardised) features, and per-source intercepts absorb a source's label mix."""
-    from pipeline.classify.headfit import fit_softmax
+def test_the_experiments_softmax_on_raw_features_and_per_source_intercepts():
+    """The experiments' head works on raw (unstandardised) features, and per-source intercepts absorb a source's label mix."""
+    from bench.softmax_fit import fit_softmax
 
     rng = np.random.default_rng(2)
     n = 3000
@@ -221,9 +152,9 @@ def test_blend_choice_ranks_by_left_out_mean_and_marks_the_gate():
 def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
     """train --method blend: the sentiment head is (1 - a) * parent + a * refit, then neutral lowered; the topic
     head is refitted; a replayable stage."""
-    from pipeline.classify import modeldir
-    from pipeline.classify.labels import SENTIMENTS
-    from pipeline.classify.train import TrainArguments, train, training_stages
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.model.labels import SENTIMENTS
+    from pipeline.classify.training.train import train_from, training_stages
 
     parent = tiny_models[1]
     pmeta = modeldir.read_meta(parent)
@@ -234,10 +165,9 @@ def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
         limit_per_task=120,
         data="tfns_sentiment,tfns_topic,sentfin,sentivent",
         source_weighting="sqrt",
-        source_intercepts=True,
     )
-    full = train(TrainArguments(**common, head_blend=1.0, output_root=str(tmp_path / "a")))
-    half = train(TrainArguments(**common, head_blend=0.4, neutral_offset=0.25, output_root=str(tmp_path / "b")))
+    full = train_from(dict(**common, head_blend=1.0, output_root=str(tmp_path / "a")))
+    half = train_from(dict(**common, head_blend=0.4, neutral_offset=0.25, output_root=str(tmp_path / "b")))
     p, _ = modeldir.load(parent)
     r, _ = modeldir.load(full)
     h, meta = modeldir.load(half)
@@ -260,9 +190,13 @@ def test_blend_stage_blends_the_parent_head_with_a_refit(tiny_models, tmp_path):
         "tfns_sentiment",
     ]
     with pytest.raises(ValueError, match="head_blend"):
-        train(TrainArguments(method="adjust", init_model=str(parent), head_blend=0.5, neutral_offset=0.1))
+        train_from(dict(method="heads", head_blend=0.5))
     with pytest.raises(ValueError, match="blend needs"):
-        train(TrainArguments(**common))  # no weight given
+        train_from(common)  # no weight given
+    with pytest.raises(ValueError, match="neutral_offset is an option of the blend method"):
+        train_from(dict(method="heads", neutral_offset=0.1))
+    with pytest.raises(ValueError, match="max_length"):
+        train_from(dict(common, head_blend=0.5, max_length=999))
 
 
 def test_rule_effect_sets_the_stated_direction_only_over_neutral_predictions():
@@ -297,7 +231,7 @@ def test_row_weights_set_each_rows_share_of_the_loss(tiny_base):
     import torch
     from transformers import AutoModel
 
-    from pipeline.classify.model import DualHeadClassifier
+    from pipeline.classify.model.architecture import DualHeadClassifier
 
     torch.manual_seed(0)
     model = DualHeadClassifier(AutoModel.from_pretrained(tiny_base), 3, 4).eval()
@@ -312,27 +246,18 @@ def test_row_weights_set_each_rows_share_of_the_loss(tiny_base):
     )
     weighted = model(ids, mask, task, labels, row_weight=torch.tensor([2.0, 0.0, 1.0, 1.0]))["loss"]
     assert float(weighted) == pytest.approx((2 * per_row[0] + per_row[2] + per_row[3]) / 4, rel=1e-5)
-    # --polar_only: -30 on neutral takes it out of a row's softmax in the loss (the outputs stay the model's own)
-    offset = torch.zeros(4, 3)
-    offset[0, 1] = -30.0
-    masked = model(ids[:1], mask[:1], task[:1], labels[:1], logit_offset=offset[:1])
-    z = masked["sentiment_logits"][0].detach()
-    two_way = float(torch.logsumexp(z[[0, 2]], 0) - z[2])  # row 0 is positive: CE over negative and positive only
-    assert float(masked["loss"]) == pytest.approx(two_way, rel=1e-4)
-    assert torch.equal(z, model(ids[:1], mask[:1])["sentiment_logits"][0].detach())
 
 
 def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tmp_path, caplog):
     import logging
 
-    from pipeline.classify import modeldir
-    from pipeline.classify.train import TrainArguments, train, training_stages
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.training.train import train_from, training_stages
 
     common = dict(base_model=str(tiny_base), method="finetune", train_layers=0, limit_per_task=64, epochs=1)
     common |= dict(batch_size=16, eval_steps=2, learning_rate=1e-3, data="tfns_sentiment,tfns_topic,sentfin,sentivent")
-    with caplog.at_level(logging.INFO, logger="pipeline.classify.train"):
-        args = TrainArguments(**common, source_weighting="sqrt", polar_only="sentivent", output_root=str(tmp_path))
-        out = train(args)
+    with caplog.at_level(logging.INFO, logger="pipeline.classify.training.finetune"):
+        out = train_from(dict(common, source_weighting="sqrt", output_root=str(tmp_path)))
     lines = [r.getMessage().split() for r in caplog.records if r.getMessage().startswith("source ")]
     shares = {w[1].rstrip(":"): float(w[2]) for w in lines}  # "source NAME: P % of the sentiment loss"
     assert set(shares) == {"sentfin", "sentivent", "tfns_sentiment"} and sum(shares.values()) == pytest.approx(
@@ -341,11 +266,11 @@ def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tm
     assert max(shares.values()) - min(shares.values()) > 0.5  # sources weigh by sqrt(rows), not all the same
     meta = modeldir.read_meta(out)
     stage = training_stages(meta)[-1]
-    assert stage["source_weighting"] == "sqrt" and stage["polar_only"] == "sentivent"
+    assert stage["source_weighting"] == "sqrt" and stage["num_train_epochs"] == 1  # the trainer's options too
     assert meta["training_details"]["steps"] >= 1
-    with pytest.raises(ValueError, match="source_intercepts"):
-        train(TrainArguments(**common, source_intercepts=True))
-    with pytest.raises(ValueError, match="polar_only"):
-        train(TrainArguments(method="heads", polar_only="sentivent"))
     with pytest.raises(ValueError, match="source_weighting"):
-        train(TrainArguments(method="heads", source_weighting="sqrt"))
+        train_from(dict(method="heads", source_weighting="sqrt"))
+    # experiments removed from the product: a recorded stage that used one is refused, never replayed as another
+    for removed in (dict(source_intercepts=True), dict(polar_only="sentivent"), dict(lora_r=8), dict(method="top")):
+        with pytest.raises(ValueError, match="removed from the product"):
+            train_from(dict(common, **removed))

@@ -15,7 +15,7 @@ from pipeline.alerts import aggregate
 from pipeline.alerts.rules import Rules
 from pipeline.alerts.rules import load as load_rules
 from pipeline.alerts.run import detect_hours, detect_window, stored_hours
-from pipeline.classify.registry import active_version
+from pipeline.classify.release.registry import active_version
 
 log = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ def parse(doc, where: str, topics: tuple[str, ...], watchlists: set[str] | None 
         for t in chosen:
             if t != "overall" and t not in topics:
                 raise RoutingError(
-                    f"{at}.topics: {short(t)} is not a topic (or 'overall'; see pipeline/classify/labels.py)"
+                    f"{at}.topics: {short(t)} is not a topic (or 'overall'; see pipeline/classify/model/labels.py)"
                 )
         lists = _strings(r.get("watchlists"), f"{at}.watchlists")
         if watchlists is not None:

@@ -144,10 +144,10 @@ def load(path: Path | None = None) -> Rules:
     defaults = _apply(base, doc.get("defaults"), f"{path}: defaults")
     topics = {}
     for name, over in _mapping(doc.get("topics"), f"{path}: topics").items():
-        from pipeline.classify.labels import TOPICS
+        from pipeline.classify.model.labels import TOPICS
 
         if name not in TOPICS:
-            raise RulesError(f"{path}: topics: {short(name)} is not a topic (see pipeline/classify/labels.py)")
+            raise RulesError(f"{path}: topics: {short(name)} is not a topic (see pipeline/classify/model/labels.py)")
         topics[name] = _apply(defaults, over, f"{path}: topics[{short(name)}]")
     ent = doc.get("entities") or {}
     if not isinstance(ent, dict) or set(ent) - {"defaults", "per_entity"}:
@@ -157,7 +157,7 @@ def load(path: Path | None = None) -> Rules:
         str(k): _apply(entity_defaults, v, f"{path}: entities.per_entity[{short(k)}]")
         for k, v in _mapping(ent.get("per_entity"), f"{path}: entities.per_entity").items()
     }
-    from pipeline.classify.labels import TOPICS
+    from pipeline.classify.model.labels import TOPICS
 
     try:
         routing = parse_routing(doc.get("routing"), f"{path}: routing", tuple(TOPICS))

@@ -15,10 +15,10 @@ from pathlib import Path
 from psycopg2.extras import execute_values
 
 from pipeline import db
-from pipeline.classify import registry
-from pipeline.classify.predict import Classifier
-from pipeline.classify.registry import NoActiveModel
-from pipeline.classify.text import prepare_text
+from pipeline.classify.model.predict import Classifier
+from pipeline.classify.model.text import prepare_text
+from pipeline.classify.release import registry
+from pipeline.classify.release.registry import NoActiveModel
 
 log = logging.getLogger(__name__)
 

@@ -174,7 +174,7 @@ def write_common_words(base: str | None = None, path: Path = COMMON_WORDS) -> in
     """Words the base model's tokenizer holds as one lower-case token (a proxy for 'common English word')."""
     from transformers import AutoTokenizer
 
-    from pipeline.classify.base import resolve
+    from pipeline.classify.model.base import resolve
 
     tok = AutoTokenizer.from_pretrained(resolve(base)[0])
     words = sorted({k[1:] for k in tok.get_vocab() if k.startswith("\u0120") and re.fullmatch(r"[a-z]{2,}", k[1:])})

@@ -160,7 +160,7 @@ def _finder(args: argparse.Namespace, linker):
     if args.model:
         model_dir = Path(args.model)
     else:
-        from pipeline.classify import shipped
+        from pipeline.classify.release import shipped
 
         if not (shipped.SHIPPED_DIR / HEAD_FILE).is_file():
             return Finder(linker)
@@ -239,7 +239,7 @@ def cmd_train_head(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from pipeline.classify.sources import DATA_ROOT
+    from pipeline.classify.datasets.sources import DATA_ROOT
     from pipeline.entities.build import FINANCEDATABASE, FTSE_HISTORY
 
     p = sub.add_parser("entities", help="company catalogue, watchlists, linking and entity sentiment")

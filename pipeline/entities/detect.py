@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.classify.runtime import length_sorted_batches
+from pipeline.classify.model.runtime import length_sorted_batches
 from pipeline.entities.link import ACRONYMS, Linker, Mention, _fold
 
 log = logging.getLogger(__name__)
@@ -211,8 +211,8 @@ def features(
 def load_classifier(model_dir: str | Path, device: str | None = None):
     """The model with its torch backbone (the tagger reads its hidden states: never an ONNX-only backend), in
     bf16 where the machine has it."""
-    from pipeline.classify.predict import Classifier
-    from pipeline.classify.runtime import cpu_bf16_ok
+    from pipeline.classify.model.predict import Classifier
+    from pipeline.classify.model.runtime import cpu_bf16_ok
 
     bf16 = torch.cuda.is_available() or cpu_bf16_ok()
     return Classifier.load(model_dir, device=device, precision="bf16" if bf16 else "fp32")
@@ -222,7 +222,7 @@ def load_classifier(model_dir: str | Path, device: str | None = None):
 class MentionDetector:
     """A loaded tagger and the classifier whose backbone feeds it."""
 
-    clf: object  # pipeline.classify.predict.Classifier
+    clf: object  # pipeline.classify.model.predict.Classifier
     head: MentionHead
     meta: dict
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.classify.sources import DATA_ROOT, parse_decisions, registry
+from pipeline.classify.datasets.sources import DATA_ROOT, parse_decisions, registry
 from pipeline.entities.catalogue import Catalogue, Entity
 from pipeline.entities.link import ACRONYMS, Linker, Mention, _fold, common_words
 

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from pipeline import db
-from pipeline.classify import registry
+from pipeline.classify.release import registry
 from pipeline.entities import catalogue, store
 from pipeline.entities.catalogue import CatalogueError
 from pipeline.entities.detect import Finder
@@ -88,6 +88,6 @@ def detector_for(model_path: str | None, device: str | None = None):
 
 def _inherits(model_dir: Path) -> bool:
     """The model's entity rule says companies take their headline's label: no second pass is needed."""
-    from pipeline.classify import modeldir
+    from pipeline.classify.model import modeldir
 
     return (modeldir.read_meta(model_dir).get("entity_head") or {}).get("rule") == "inherit"

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.classify.modeldir import ModelDirError
-from pipeline.classify.predict import Classifier
-from pipeline.classify.runtime import length_sorted_batches
+from pipeline.classify.model.modeldir import ModelDirError
+from pipeline.classify.model.predict import Classifier
+from pipeline.classify.model.runtime import length_sorted_batches
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "entity_head.safetensors"

@@ -24,10 +24,10 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline import config
-from pipeline.classify import modeldir
-from pipeline.classify.calibrate import fit_temperature
-from pipeline.classify.predict import Classifier
-from pipeline.classify.sources import parse_decisions, registry
+from pipeline.classify.datasets.sources import parse_decisions, registry
+from pipeline.classify.model import modeldir
+from pipeline.classify.model.calibrate import fit_temperature
+from pipeline.classify.model.predict import Classifier
 from pipeline.entities import evaluate as link_eval
 from pipeline.entities.sentiment import FEATURES, SENTIMENTS, EntityHead, features, locate
 
@@ -217,14 +217,14 @@ def gate_summary(metrics: dict) -> dict:
 
 
 def _append_report(model_dir: Path, metrics: dict) -> None:
-    from pipeline.classify.evaluate import markdown
+    from pipeline.classify.evaluation.evaluate import markdown
 
     report_json = model_dir / modeldir.REPORT_JSON
     report = json.loads(report_json.read_text()) if report_json.exists() else {}
     report["entity"] = metrics
     report_json.write_text(json.dumps(report, indent=2))
     if report.get("news_sets") is not None:
-        from pipeline.classify import modelcard
+        from pipeline.classify.evaluation import modelcard
 
         (model_dir / modeldir.REPORT_MD).write_text(markdown(report))
         modelcard.write(model_dir, modeldir.read_meta(model_dir), report)

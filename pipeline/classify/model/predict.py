@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.classify import modeldir
-from pipeline.classify.model import DualHeadClassifier
-from pipeline.classify.runtime import cpu_bf16_ok, length_sorted_batches, pick_device
+from pipeline.classify.model import modeldir
+from pipeline.classify.model.architecture import DualHeadClassifier
+from pipeline.classify.model.runtime import cpu_bf16_ok, length_sorted_batches, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8")
 
 def auto_precision(device: torch.device) -> str:
     """The fastest faithful backend for this machine (figures: docs/classifier.md#inference-backends)."""
-    from pipeline.classify import onnx_backend
+    from pipeline.classify.model import onnx_backend
 
     if device.type == "cuda":
         return "fp16"
@@ -94,7 +94,7 @@ class Classifier:
         """
         import os
 
-        from pipeline.classify import onnx_backend
+        from pipeline.classify.model import onnx_backend
 
         dev = pick_device(device)
         if precision == "auto":
@@ -156,7 +156,7 @@ class Classifier:
 
     def predict(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> Predictions:
         """Labels and calibrated probabilities (the model's fitted temperatures, 1.0 if it has none)."""
-        from pipeline.classify.calibrate import softmax
+        from pipeline.classify.model.calibrate import softmax
 
         s_logits, t_logits = self.logits(texts, batch_size, progress)
         probs = softmax(s_logits, self.temperatures[0]).astype(np.float32)

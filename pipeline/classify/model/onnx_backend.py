@@ -153,8 +153,8 @@ def _export(model, tokenizer, out: Path, backend: str) -> None:
 @torch.no_grad()
 def smooth(model, tokenizer, alpha: float = SMOOTH_ALPHA) -> None:
     """Rescale in place so that int8 activations lose less; the fp32 function is unchanged (tested)."""
-    from pipeline.classify.data import load_task
-    from pipeline.classify.runtime import length_sorted_batches
+    from pipeline.classify.datasets.data import load_task
+    from pipeline.classify.model.runtime import length_sorted_batches
 
     backbone = model.backbone
     layers, cfg = backbone.layers, backbone.config

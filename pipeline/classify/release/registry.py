@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
-from pipeline.classify.modeldir import ModelDirError, check_registrable, read_meta
+from pipeline.classify.model.modeldir import ModelDirError, check_registrable, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def entity_rule(model_path: str | Path | None) -> str | None:
 
 def _evaluate_active(conn: connection, version: str, path: str) -> dict | None:
     """The active model predates a held-out set (news, the expert split): evaluate it now (the gate needs it)."""
-    from pipeline.classify.evaluate import evaluate
+    from pipeline.classify.evaluation.evaluate import evaluate
 
     log.warning("active model %s has no news-headline figures: evaluating it first", version)
     try:

@@ -2,12 +2,14 @@
 
 Full weights of a 135M model do not belong in git. A trained model differs
 from its base in a few places, and each ships in the smallest exact form:
-tensors a recipe trained outright (the ``top`` recipe's top blocks and final
-norm) in fp16, tensors a LoRA stage changed as the two fp16 factors of their
-rank-r difference from the base (found by SVD and checked to reproduce the
-difference), and the heads in fp32; ~21-27 MB in all for the shipped models.
-An all-layer fine-tune is not low rank: its ``compress`` stage (train.py)
+tensors a recipe trained outright (a ``finetune`` of the top blocks, and the
+final norm) in fp16, tensors whose difference from the base is low rank as the
+two fp16 factors of that difference (found by SVD and checked to reproduce it),
+and the heads in fp32; ~21-27 MB in all for the shipped models. An all-layer
+fine-tune is not low rank: its ``compress`` stage (training/compress.py)
 truncates the difference to rank r first, so the same exact factors carry it.
+Shipping a model (export, rebuild, evaluate, fit its entity head) is
+``pipeline.lifecycle.ship``: it drives evaluation and the company head too.
 
 ``materialize`` rebuilds a normal model directory from the base and the
 delta, after checking that the base's weights hash to the value recorded at
@@ -29,10 +31,11 @@ import torch
 from safetensors.torch import load, save
 
 from pipeline import config
-from pipeline.classify import base as base_model
-from pipeline.classify import modelcard, modeldir
-from pipeline.classify.lowrank import lowrank_factors
-from pipeline.classify.model import DualHeadClassifier
+from pipeline.classify.evaluation import modelcard
+from pipeline.classify.model import base as base_model
+from pipeline.classify.model import modeldir
+from pipeline.classify.model.architecture import DualHeadClassifier
+from pipeline.classify.model.lowrank import lowrank_factors
 
 log = logging.getLogger(__name__)
 
@@ -102,21 +105,19 @@ def read_delta(path: Path, max_bytes: int | None = None) -> dict[str, torch.Tens
 
 
 def delta_rank(stages: list[dict]) -> int:
-    """The rank of a model's weight difference from its base, where its recipe bounds it: a ``compress`` stage
-    sets it (later LoRA stages add theirs); otherwise its LoRA stages' largest rank (0: none)."""
+    """The rank of a model's weight difference from its base, where its recipe bounds it: its last ``compress``
+    stage's (0: none; later ``blend`` stages change the heads only)."""
     last = max((i for i, st in enumerate(stages) if st.get("method") == "compress"), default=None)
-    if last is None:
-        return max(int(st.get("lora_r") or 0) for st in stages)
-    return int(stages[last]["compress_rank"]) + sum(int(st.get("lora_r") or 0) for st in stages[last + 1 :])
+    return 0 if last is None else int(stages[last]["compress_rank"])
 
 
 def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None) -> Path:
     """Write the compact delta of a trained model (plus metadata, report, card) to ``out_dir``.
 
-    Refused when the delta would exceed MAX_BYTES (an all-layer fine-tune without LoRA, say).
+    Refused when the delta would exceed MAX_BYTES (an all-layer fine-tune without a compress stage, say).
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir or SHIPPED_DIR)
-    from pipeline.classify.train import training_stages
+    from pipeline.classify.training.train import training_stages
 
     model, meta = modeldir.load(model_dir)
     stages = training_stages(meta)  # kept in the shipped metadata: ``make model`` replays them in order
@@ -147,7 +148,7 @@ def export(model_dir: str | Path, out_dir: str | Path | None = None, base: str |
         shutil.rmtree(tmp)
         raise ShippedModelError(
             f"delta is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit "
-            f"({len(full_blocks)} parts trained outright; train the lower blocks with LoRA, or fewer top blocks)"
+            f"({len(full_blocks)} parts trained outright; compress an all-layer fine-tune first, or train fewer top blocks)"
         )
     top_blocks = sum(1 for b in full_blocks if b.startswith("layers."))
     meta = {
@@ -296,25 +297,6 @@ def attach_entity_head(model_dir: str | Path, out_dir: str | Path | None = None)
         shutil.copy2(model_dir / extra, out_dir / extra)
     report = json.loads((out_dir / modeldir.REPORT_JSON).read_text(encoding="utf-8"))
     modelcard.write(out_dir, meta, report)  # the card shows the head's figures and the rule in use
-
-
-def ship(
-    model_dir: str | Path, out_dir: str | Path | None = None, base: str | None = None, entity_head: bool = False
-) -> Path:
-    """Export the delta, rebuild the model from it, evaluate *that* (the form users get) and attach its report;
-    with ``entity_head``, fit the company head on the same rebuild and ship it too (``attach_entity_head``)."""
-    from pipeline.classify.evaluate import evaluate
-
-    out_dir = export(model_dir, out_dir, base)
-    rebuilt = materialize(out_dir, base=base)
-    evaluate(rebuilt)
-    attach_report(rebuilt, out_dir)
-    if entity_head:
-        from pipeline.entities.train_head import train_head
-
-        train_head(rebuilt)
-        attach_entity_head(rebuilt, out_dir)
-    return out_dir
 
 
 def attach_report(evaluated_dir: str | Path, out_dir: str | Path | None = None) -> None:

@@ -140,14 +140,12 @@ def write(model_dir: str | Path, meta: dict, report: dict) -> Path:
 
 
 def _recipe(meta: dict) -> str:
-    """The training stages in order, e.g. ``top`` (3 blocks) then ``finetune`` (LoRA r16, all blocks)."""
+    """The training stages in order, e.g. ``finetune`` (all blocks) then ``compress`` then ``blend``."""
     stages = meta.get("training_stages") or [meta.get("training") or {"method": meta.get("method")}]
     parts = []
     for st in stages:
         method = st.get("method") or meta.get("method")
-        if method == "finetune" and st.get("lora_r"):
-            what = f"LoRA r{st['lora_r']} on all blocks" if not st.get("train_layers") else f"LoRA r{st['lora_r']}"
-        elif method in ("top", "finetune"):
+        if method == "finetune":
             what = f"{st.get('train_layers') or 'all'} top blocks" if st.get("train_layers") else "all blocks"
         elif method == "compress":
             what = f"the difference from the base kept at rank {st.get('compress_rank')}, topic head refitted"

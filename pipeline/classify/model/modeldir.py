@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.classify.labels import SENTIMENTS, TOPICS
-from pipeline.classify.model import DualHeadClassifier
-from pipeline.classify.runtime import prepare_tokenizer
+from pipeline.classify.model.architecture import DualHeadClassifier
+from pipeline.classify.model.labels import SENTIMENTS, TOPICS
+from pipeline.classify.model.runtime import prepare_tokenizer
 from pipeline.safeyaml import short
 
 META_FILE = "finsent_model.json"

@@ -43,7 +43,7 @@ def load(base: str | None = None):  # -> (backbone in fp32, prepared tokenizer, 
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from pipeline.classify.runtime import prepare_tokenizer
+    from pipeline.classify.model.runtime import prepare_tokenizer
 
     src, desc = resolve(base)
     return (

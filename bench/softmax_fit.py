@@ -1,44 +1,17 @@
-"""A linear sentiment head fitted on frozen features: the leave-one-source-out search and the ``blend`` stage.
+"""The experiments' softmax fitter: per-row logit offsets and per-source intercepts, which scikit-learn lacks.
 
-Multinomial logistic regression by L-BFGS with per-row weights, an optional fixed per-row logit offset
-(``-30`` on neutral takes it out of a row's softmax) and optional per-source intercepts. One implementation
-serves ``bench.transfer`` (which chooses the recipe leaving sources out) and ``train --method blend`` (which
-ships it), so that what was measured is what is shipped.
+``bench.transfer`` used it to try sources that train the direction only (``-30`` on neutral takes it out of a
+row's softmax) and per-source class intercepts; neither won, and no shipped model uses them, so the product's
+heads are fitted by ``pipeline.classify.training.headfit`` (scikit-learn) and this stays with the experiments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from pipeline.classify.labels import SENTIMENTS
-
-
-@dataclass(frozen=True)
-class LinearHead:
-    """``logits = x @ weight.T + bias`` on raw (unstandardised) features: what ``nn.Linear`` holds."""
-
-    weight: np.ndarray  # (classes, features)
-    bias: np.ndarray  # (classes,)
-
-    def __call__(self, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-        z = x @ self.weight.T + self.bias
-        return z if offset is None else z + offset
-
-    @classmethod
-    def of(cls, linear) -> LinearHead:  # linear: torch.nn.Linear
-        """The head a model holds, as arrays (float64)."""
-        return cls(linear.weight.detach().cpu().double().numpy(), linear.bias.detach().cpu().double().numpy())
-
-    def copy_into(self, linear) -> None:  # linear: torch.nn.Linear
-        """Write this head into a model's linear layer (its dtype kept)."""
-        import torch
-
-        with torch.no_grad():
-            linear.weight.copy_(torch.tensor(self.weight, dtype=linear.weight.dtype))
-            linear.bias.copy_(torch.tensor(self.bias, dtype=linear.bias.dtype))
+from pipeline.classify.model.labels import SENTIMENTS
+from pipeline.classify.training.headfit import LinearHead
 
 
 def fit_softmax(
@@ -95,15 +68,3 @@ def polar_offset(source: pd.Series, polar_only: tuple[str, ...] | list[str]) -> 
     off = np.zeros((len(source), len(SENTIMENTS)), np.float32)
     off[source.isin(list(polar_only)).to_numpy(), SENTIMENTS.index("neutral")] = -30.0
     return off
-
-
-def blend(own: LinearHead, refit: LinearHead, alpha: float, neutral_offset: float = 0.0) -> LinearHead:
-    """``(1 - alpha) * own + alpha * refit``, then the neutral logit lowered by ``neutral_offset``.
-
-    Both heads read the same features, so the blend of their logits is itself one linear head: inference costs
-    what it did. Blending logits equals blending log-probabilities up to a per-row constant, which no argmax sees.
-    """
-    weight = (1 - alpha) * own.weight + alpha * refit.weight
-    bias = (1 - alpha) * own.bias + alpha * refit.bias  # a new array: the inputs stay as they are
-    bias[SENTIMENTS.index("neutral")] -= neutral_offset
-    return LinearHead(weight=weight, bias=bias)

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import config, safeyaml
-from pipeline.classify.labels import SENTIMENTS, TFNS_TOPIC, TOPICS
-from pipeline.classify.text import prepare_text
+from pipeline.classify.model.labels import SENTIMENTS, TFNS_TOPIC, TOPICS
+from pipeline.classify.model.text import prepare_text
 
 DATA_ROOT = config.REPO_ROOT / "data"
 REGISTRY = DATA_ROOT / "sources.yaml"

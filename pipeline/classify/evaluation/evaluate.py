@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.classify import calibrate as cal
-from pipeline.classify import modelcard, modeldir, peers, sources
-from pipeline.classify.data import load_task
-from pipeline.classify.labels import SENTIMENTS, TOPICS
-from pipeline.classify.predict import Classifier
+from pipeline.classify.datasets import sources
+from pipeline.classify.datasets.data import load_task
+from pipeline.classify.evaluation import modelcard, peers
+from pipeline.classify.model import calibrate as cal
+from pipeline.classify.model import modeldir
+from pipeline.classify.model.labels import SENTIMENTS, TOPICS
+from pipeline.classify.model.predict import Classifier
 
 log = logging.getLogger(__name__)
 DEFAULT_PEERS = ("tfidf_lr", "vader", "finvader", "minilm_lr")

@@ -40,11 +40,9 @@ class DualHeadClassifier(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.pool(hidden, attention_mask).float()
 
-    def forward(self, input_ids, attention_mask, task=None, labels=None, row_weight=None, logit_offset=None):
+    def forward(self, input_ids, attention_mask, task=None, labels=None, row_weight=None):
         """``row_weight`` (optional, per row): a row's share of the loss, where the training mix weighs its
-        sources (``--source_weighting``) rather than counting their rows; class weights apply on top.
-        ``logit_offset`` (optional, rows x sentiment classes): added to the sentiment logits in the loss only
-        (``--polar_only``: -30 on neutral takes it out of a polar-selected source's softmax)."""
+        sources (``--source_weighting``) rather than counting their rows; class weights apply on top."""
         pooled = self.dropout(self.features(input_ids, attention_mask))
         s_logits = self.sentiment_head(pooled)
         t_logits = self.topic_head(pooled)
@@ -52,8 +50,7 @@ class DualHeadClassifier(nn.Module):
         if labels is not None and task is not None:
             # Each row carries a label for one task; rows of the other task add nothing.
             loss = s_logits.new_zeros(())
-            s_train = s_logits if logit_offset is None else s_logits + logit_offset.to(s_logits.dtype)
-            for task_id, logits, key in ((0, s_train, "sentiment"), (1, t_logits, "topic")):
+            for task_id, logits, key in ((0, s_logits, "sentiment"), (1, t_logits, "topic")):
                 rows = task == task_id
                 if rows.any():
                     w = self.class_weights.get(key)

@@ -37,10 +37,10 @@ def load_task(
     """``task`` is ``sentiment`` or ``topic``; ``data`` names training sources (``data/sources.yaml``).
 
     Validation is carved from the training sources; ``test`` is the task's Twitter held-out file (the news
-    held-out sets are read by evaluation through :mod:`pipeline.classify.sources`). ``limit`` subsamples
+    held-out sets are read by evaluation through :mod:`pipeline.classify.datasets.sources`). ``limit`` subsamples
     training rows (stratified). The manifest (sources, rows, sha256) is in ``TaskData.manifest``.
     """
-    from pipeline.classify import sources
+    from pipeline.classify.datasets import sources
 
     full, manifest = sources.training_frame(sources.pick(data, task))
     if full.empty:

@@ -1,0 +1,1 @@
+"""Evaluation: held-out reports, peer baselines, the model card."""

@@ -1,0 +1,1 @@
+"""Release: the registry and promotion gate, the shipped delta, the low-rank factors it is made of."""
