@@ -5,7 +5,7 @@
     .state/venv/bin/python -m bench.events --make-demo-window      # writes data/history/ (the demo's window)
 
 Set-up: a database of its own (``bench_events``) on the embedded PostgreSQL, the shipped model installed
-there, then ``pipeline.alerts.replay.replay`` over the archive (import, score, link, judge every hour in
+there, then ``pipeline.replay.replay`` over the archive (import, score, link, judge every hour in
 order; the same code as ``python -m pipeline history replay``). For every rule set in ``RULE_SETS`` the
 alerts are judged again from the stored stats and compared with ``EVENTS``: was an alert raised for the
 overall stream, any topic, or the event's company by the end of the day after the event's day (events are
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from pipeline import db, logs
     from pipeline.alerts import rules as rules_mod
-    from pipeline.alerts.replay import replay
+    from pipeline.replay import replay
     from pipeline.classify.release import registry
 
     logs.setup(False)

@@ -168,9 +168,9 @@ def evaluate(recipe: Recipe, feats: dict, df: pd.DataFrame, leave_out: list[str]
 def peer_rows(df: pd.DataFrame, leave_out: list[str], mix: str, source_w: float) -> list[dict]:
     """TF-IDF+LR and MiniLM+LR on the same folds and rows (class-balanced; source weights as the recipe)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     from pipeline.classify.evaluation.peers import MiniLM, finvader_labels
+    from pipeline.classify.training.headfit import logistic
 
     results = []
     t0 = time.monotonic()
@@ -180,12 +180,11 @@ def peer_rows(df: pd.DataFrame, leave_out: list[str], mix: str, source_w: float)
     def tfidf(tr, rows):
         vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
         xt = vec.fit_transform(tr["text"])
-        clf = LogisticRegression(C=3.0, max_iter=3000).fit(xt, tr["label"], sample_weight=weights(tr, True, source_w))
+        clf = logistic(xt, tr["label"].to_numpy(), 3.0, sample_weight=weights(tr, True, source_w))
         return clf.predict(vec.transform(df.loc[rows, "text"]))
 
     def minilm(tr, rows):
-        clf = LogisticRegression(C=1.0, max_iter=3000)
-        clf.fit(emb[tr.index.to_numpy()], tr["label"], sample_weight=weights(tr, True, source_w))
+        clf = logistic(emb[tr.index.to_numpy()], tr["label"].to_numpy(), 1.0, sample_weight=weights(tr, True, source_w))
         return clf.predict(emb[rows])
 
     for name, fn in (("TF-IDF+LR", tfidf), ("MiniLM+LR", minilm)):

@@ -190,7 +190,7 @@ def alerts(pool, model: str, statuses: list[str]) -> pd.DataFrame:
 def trial_alerts(pool, model: str) -> pd.DataFrame:
     """Alerts of the latest trial replay (``history replay --rules``): never live, never sent; empty if none ran."""
     from pipeline.alerts.notify import SUBJECT_SQL
-    from pipeline.alerts.replay import TRIAL_TABLE
+    from pipeline.replay import TRIAL_TABLE
 
     exists = frame(pool, "SELECT to_regclass(%s) IS NOT NULL AS present", (TRIAL_TABLE,))
     if exists.empty or not bool(exists["present"].iloc[0]):

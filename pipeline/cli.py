@@ -188,7 +188,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """``history import``: store a headline archive; ``history replay``: also score and judge it hour by hour."""
-    from pipeline.alerts import replay
+    from pipeline import replay
     from pipeline.ingest.headlines import import_csv
 
     if args.action == "import":
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", type=int, help="serve /metrics on PORT")
     p.add_argument("--bind", default="127.0.0.1", help="address to serve on (a container: 0.0.0.0)")
     p.set_defaults(func=cmd_metrics)
-    from pipeline.entities.cli import add_parser as add_entities
+    from pipeline.entities_cli import add_parser as add_entities
 
     add_entities(sub)
     p = sub.add_parser("demo", help="embedded demo: migrate, run the hourly DAG once on real Airflow, summarise")

@@ -82,7 +82,7 @@ HISTORY = config.REPO_ROOT / "data" / "history" / "headlines_2023_bank_crisis.cs
 def replay_history(url: str) -> dict:
     """Replay the bundled window of real 2023 headlines (the March bank failures and the calm weeks before)
     through the same code as ``python -m pipeline history replay``: stored, scored, judged hour by hour."""
-    from pipeline.alerts.replay import as_table, replay
+    from pipeline.replay import as_table, replay
 
     t0 = time.monotonic()
     out = replay(HISTORY, database_url=url)

@@ -80,7 +80,7 @@ def test_a_header_that_is_not_utf8_is_refused_without_quoting_the_file(db_url, t
 
 
 def test_a_replay_whose_rows_span_too_long_stores_nothing(db_url, tmp_path):
-    from pipeline.alerts import replay
+    from pipeline import replay
     from pipeline.windows import WindowError
     from tests.seeding import seed
 
@@ -97,7 +97,7 @@ def test_a_replay_whose_rows_span_too_long_stores_nothing(db_url, tmp_path):
 
 def test_trial_rules_replayed_over_recent_hours_open_no_live_alert_and_send_nothing(db_url, tmp_path, smtp_port):
     from pipeline import tasks
-    from pipeline.alerts import replay
+    from pipeline import replay
     from pipeline.windows import floor_hour, run_window
     from tests.helpers import SMTPServer
     from tests.seeding import seed

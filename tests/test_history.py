@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from pipeline import cli, db
-from pipeline.alerts import replay
+from pipeline import replay
 from pipeline.ingest.headlines import ArchiveError, import_csv
 from tests.helpers import query
 from tests.seeding import MODEL, seed

