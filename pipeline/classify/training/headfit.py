@@ -69,8 +69,9 @@ def logistic(
         model = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight)
         return model.fit(x, y, sample_weight=sample_weight)
     x_va, y_va = val
-    fold = np.r_[np.full(len(x), -1), np.zeros(len(x_va), dtype=int)]
-    weights = None if sample_weight is None else np.r_[sample_weight, np.ones(len(x_va))]
+    n_tr, n_va = x.shape[0], x_va.shape[0]  # dense or sparse (TF-IDF) rows
+    fold = np.r_[np.full(n_tr, -1), np.zeros(n_va, dtype=int)]
+    weights = None if sample_weight is None else np.r_[sample_weight, np.ones(n_va)]
     model = LogisticRegressionCV(
         Cs=list(Cs),
         l1_ratios=(0.0,),
