@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from pipeline import db, logs
     from pipeline.alerts import rules as rules_mod
-    from pipeline.replay import replay
     from pipeline.classify.release import registry
+    from pipeline.replay import replay
 
     logs.setup(False)
     if args.make_demo_window:

@@ -96,8 +96,7 @@ def test_a_replay_whose_rows_span_too_long_stores_nothing(db_url, tmp_path):
 
 
 def test_trial_rules_replayed_over_recent_hours_open_no_live_alert_and_send_nothing(db_url, tmp_path, smtp_port):
-    from pipeline import tasks
-    from pipeline import replay
+    from pipeline import replay, tasks
     from pipeline.windows import floor_hour, run_window
     from tests.helpers import SMTPServer
     from tests.seeding import seed

@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 
-from pipeline import cli, db
-from pipeline import replay
+from pipeline import cli, db, replay
 from pipeline.ingest.headlines import ArchiveError, import_csv
 from tests.helpers import query
 from tests.seeding import MODEL, seed
