@@ -274,3 +274,18 @@ def test_finetune_weighs_sources_as_the_table_chose_and_records_it(tiny_base, tm
     for removed in (dict(source_intercepts=True), dict(polar_only="sentivent"), dict(lora_r=8), dict(method="top")):
         with pytest.raises(ValueError, match="removed from the product"):
             train_from(dict(common, **removed))
+
+
+def test_a_blend_stage_replays_to_the_same_labels(tiny_models, tmp_path, capsys):
+    """bench.replay_stage: a model's last stage read back from its metadata, trained again, labels as it does."""
+    from bench.replay_stage import main
+    from pipeline.classify.model import modeldir
+    from pipeline.classify.training.train import train_from
+
+    parent = tiny_models[1]
+    common = dict(method="blend", init_model=str(parent), head_blend=0.5, neutral_offset=0.1, limit_per_task=96)
+    model = train_from(dict(common, max_length=modeldir.read_meta(parent)["max_length"], output_root=str(tmp_path)))
+    out = main(["--model", str(model), "--limit", "60", "--out", str(tmp_path / "again")])
+    assert out["stage"] == "blend" and out["texts"] == 60 and out["replayed"] != str(model)
+    assert out["sentiment_agreement"] == 1.0 and out["topic_agreement"] == 1.0
+    assert out["max_sentiment_prob_diff"] < 1e-3 and '"sentiment_agreement"' in capsys.readouterr().out
