@@ -41,6 +41,19 @@ def to_url(**params) -> None:
             del st.query_params[name]
 
 
+def story_table(df) -> None:
+    """Stories with their link and a wide title column (titles shown literally, as every feed text is)."""
+    st.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "url": st.column_config.LinkColumn("link", display_text="open"),
+            "title": st.column_config.TextColumn("title", width="large"),
+        },
+    )
+
+
 def scored(page: Callable[[str], None]) -> None:
     """Run a page that reads one model's scores with the active model, or say that none is active."""
     model_row = cached("active_model")

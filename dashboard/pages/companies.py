@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import view
-from dashboard.common import cached, scored
+from dashboard.common import cached, scored, story_table
 from dashboard.safe import csv_bytes, text_param
 
 
@@ -82,15 +82,7 @@ def page_companies(model: str) -> None:
     st.subheader("Headlines (company label beside the story's own)")
     heads = cached("company_headlines", model, entity_id)
     st.download_button("Download these headlines (CSV)", csv_bytes(heads), f"finsent-{entity_id}.csv", "text/csv")
-    st.dataframe(
-        heads,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "url": st.column_config.LinkColumn("link", display_text="open"),
-            "title": st.column_config.TextColumn("title", width="large"),
-        },
-    )
+    story_table(heads)
 
 
 scored(page_companies)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import cached, from_url, scored, to_url
+from dashboard.common import cached, from_url, scored, story_table, to_url
 from dashboard.safe import csv_bytes, text_param
 from pipeline.classify.model.labels import SENTIMENTS
 
@@ -26,15 +26,7 @@ def page_headlines(model: str) -> None:
     df = cached("headlines", model, search, sentiments, topics, srcs)
     st.metric("Stories shown (latest first, at most 200)", len(df))
     st.download_button("Download these stories (CSV)", csv_bytes(df), "finsent-headlines.csv", "text/csv")
-    st.dataframe(
-        df,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "url": st.column_config.LinkColumn("link", display_text="open"),
-            "title": st.column_config.TextColumn("title", width="large"),
-        },
-    )
+    story_table(df)
 
 
 scored(page_headlines)

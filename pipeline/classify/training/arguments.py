@@ -120,7 +120,8 @@ NOT_RECIPE = ("device", "output_root")  # where a model trains or lands, not wha
 
 
 def parse(params: Mapping[str, Any]) -> tuple[RecipeArguments, TrainingArguments]:
-    """Both argument sets from one flat mapping (a recorded stage, DAG params, a test's keywords)."""
+    """Both argument sets from one flat mapping (a recorded stage, DAG params, a test's keywords); ``train``
+    checks their combination (``RecipeArguments.check``)."""
     flat: dict[str, Any] = {}
     for key, value in params.items():
         key = RENAMED.get(key, key)
@@ -134,7 +135,6 @@ def parse(params: Mapping[str, Any]) -> tuple[RecipeArguments, TrainingArguments
         raise ValueError(f"method {flat['method']!r} was an experiment, removed from the product (git keeps it)")
     parser = HfArgumentParser((RecipeArguments, TrainingArguments))
     recipe_args, trainer_args = parser.parse_dict({"output_dir": "unused", "report_to": [], **TRAINER_DEFAULTS, **flat})
-    recipe_args.check()
     return recipe_args, trainer_args
 
 

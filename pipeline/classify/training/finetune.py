@@ -182,7 +182,7 @@ def finetune(
         max_steps=-1,  # a step limit stops the run (TimeBudget) without shortening the schedule
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=args.patience)]
-    steps = targs.max_steps if targs.max_steps and targs.max_steps > 0 else None
+    steps = targs.max_steps if targs.max_steps > 0 else None
     if args.max_minutes or steps:
         callbacks.append(TimeBudget(args.max_minutes, steps))
     trainer = Trainer(

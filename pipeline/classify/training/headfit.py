@@ -61,13 +61,15 @@ def logistic(
     coefficients fitted on the training rows at the chosen C, so the validation split stays unseen by the
     model (the temperature is fitted on it afterwards). Its ``C_``/``scores_`` say what was chosen.
     """
+    from scipy import sparse
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import PredefinedSplit
 
-    if np.isscalar(Cs) or val is None:
-        c = float(Cs if np.isscalar(Cs) else Cs[0])
-        model = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight)
+    if np.isscalar(Cs):
+        model = LogisticRegression(C=float(Cs), max_iter=max_iter, class_weight=class_weight)
         return model.fit(x, y, sample_weight=sample_weight)
+    if val is None:
+        raise ValueError("choosing C among several needs a validation split (val)")
     x_va, y_va = val
     n_tr, n_va = x.shape[0], x_va.shape[0]  # dense or sparse (TF-IDF) rows
     fold = np.r_[np.full(n_tr, -1), np.zeros(n_va, dtype=int)]
@@ -82,8 +84,6 @@ def logistic(
         class_weight=class_weight,
         use_legacy_attributes=False,
     )
-    from scipy import sparse
-
     xs = sparse.vstack([x, x_va]).tocsr() if sparse.issparse(x) else np.vstack([x, x_va])
     model.fit(xs, np.r_[np.asarray(y), np.asarray(y_va)], sample_weight=weights)
     for c, s in zip(Cs, np.ravel(model.scores_)):
@@ -93,7 +93,7 @@ def logistic(
 
 def chosen_c(model) -> float:
     """The C a fitted ``logistic`` model uses."""
-    return float(np.ravel(getattr(model, "C_", [getattr(model, "C", np.nan)]))[0])
+    return float(np.ravel(model.C_)[0]) if hasattr(model, "C_") else float(model.C)
 
 
 def validation_score(model) -> float | None:
